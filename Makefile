@@ -1,0 +1,41 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    installs Fleet and runs its main job
+#   make test   installs Fleet and runs the whole test suite (lint, types, tests)
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FILE ?= examples/fleet.yaml
+
+.PHONY: setup run test lint typecheck pytest services clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/fleet validate $(FILE)
+	$(BIN)/fleet plan $(FILE)
+
+# PostgreSQL is started when it is not running (the suite runs against it too).
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start" >&2; exit 1
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy fleet
+
+pytest: setup services
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

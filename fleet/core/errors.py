@@ -1,0 +1,131 @@
+"""Every error Fleet raises on purpose.
+
+    FleetError
+    ├── InputError (also ValueError): bad input, quoting the bad value
+    │   ├── InvalidName
+    │   ├── InvalidVersion
+    │   ├── InvalidSpecifier
+    │   ├── InvalidDuration
+    │   └── FleetFileError            (every problem of a fleet file at once)
+    ├── PlanError: one instance cannot be planned (the others go on)
+    │   ├── UnknownVersionError       (current version not in the registry)
+    │   ├── PinConflictError          (pins with an empty intersection)
+    │   ├── IncompatibleError         (no combination meets every `requires`)
+    │   └── SecurityFixError          (an enforced advisory cannot be fixed)
+    ├── RollbackError
+    │   ├── NoRollbackTarget
+    │   └── RollbackRefused           (the security floor)
+    ├── NotFoundError
+    ├── ConflictError
+    ├── PermissionDenied              (e.g. four eyes)
+    └── AuditChainError               (the audit chain is broken)
+
+The layers above add their own subclasses (agent and target errors) under
+`FleetError`, so one `except FleetError` catches everything Fleet means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AuditChainError",
+    "ConflictError",
+    "FleetError",
+    "FleetFileError",
+    "IncompatibleError",
+    "InputError",
+    "InvalidDuration",
+    "InvalidName",
+    "InvalidSpecifier",
+    "InvalidVersion",
+    "NoRollbackTarget",
+    "NotFoundError",
+    "PermissionDenied",
+    "PinConflictError",
+    "PlanError",
+    "RollbackError",
+    "RollbackRefused",
+    "SecurityFixError",
+    "UnknownVersionError",
+]
+
+
+class FleetError(Exception):
+    """Root of every error Fleet raises on purpose."""
+
+
+class InputError(FleetError, ValueError):
+    """Input that Fleet refuses; the message quotes the bad value."""
+
+
+class InvalidName(InputError):
+    pass
+
+
+class InvalidVersion(InputError):
+    pass
+
+
+class InvalidSpecifier(InputError):
+    pass
+
+
+class InvalidDuration(InputError):
+    pass
+
+
+class FleetFileError(InputError):
+    """A fleet file with one or more problems, each `where: what`."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class PlanError(FleetError):
+    """One instance cannot be planned."""
+
+
+class UnknownVersionError(PlanError):
+    pass
+
+
+class PinConflictError(PlanError):
+    pass
+
+
+class IncompatibleError(PlanError):
+    pass
+
+
+class SecurityFixError(PlanError):
+    pass
+
+
+class RollbackError(FleetError):
+    pass
+
+
+class NoRollbackTarget(RollbackError):
+    pass
+
+
+class RollbackRefused(RollbackError):
+    pass
+
+
+class NotFoundError(FleetError, LookupError):
+    pass
+
+
+class ConflictError(FleetError):
+    pass
+
+
+class PermissionDenied(FleetError):
+    pass
+
+
+class AuditChainError(FleetError):
+    pass
