@@ -27,8 +27,8 @@ __all__ = [
     "RangeEvent",
     "RiskAcceptance",
     "Severity",
-    "deadline_of",
     "affecting",
+    "deadline_of",
     "is_enforced",
     "parse_versions",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -67,7 +67,7 @@ class MaintenanceWindow:
 class Channel:
     name: str
     policy: Policy
-    constraint: SpecifierSet = SpecifierSet()
+    constraint: SpecifierSet = field(default_factory=SpecifierSet)
     allow_prereleases: bool = False
     soak: timedelta = timedelta(0)
     maintenance_window: MaintenanceWindow | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fleet.core.errors import InputError, InvalidDuration
 
@@ -65,4 +65,4 @@ def isoformat(moment: datetime) -> str:
     >>> isoformat(datetime(2026, 11, 20, 10, tzinfo=timezone.utc))
     '2026-11-20T10:00:00Z'
     """
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

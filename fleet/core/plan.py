@@ -1,0 +1,867 @@
+"""Compile: for every targeted instance, the versions it should run and why.
+
+`compile_plan(state, now)` is a value: print it, diff it, test it. Per
+instance it computes the eligible versions, resolves pins and compatibility,
+applies security enforcement, compares with what runs now, and decides one of
+`noop`, `deploy`, `needs-approval`, `skip-frozen`, `enforce-security`,
+`error`. One instance's error never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from fleet.core.advisories import Advisory, RiskAcceptance, deadline_of, is_enforced
+from fleet.core.channels import Channel, Policy, effective_policy
+from fleet.core.durations import format_duration, isoformat, require_aware
+from fleet.core.errors import (
+    IncompatibleError,
+    PinConflictError,
+    PlanError,
+    SecurityFixError,
+    UnknownVersionError,
+)
+from fleet.core.instances import Instance
+from fleet.core.manifests import Manifest
+from fleet.core.pins import Pin, applicable_pins, conflicting_pins
+from fleet.core.state import FleetState
+from fleet.core.versions import ComponentVersion, release_line
+
+__all__ = [
+    "AdvisoryFlag",
+    "ComponentPlan",
+    "Decision",
+    "InstancePlan",
+    "Override",
+    "Plan",
+    "compile_plan",
+    "plan_summary",
+]
+
+
+class Decision(StrEnum):
+    NOOP = "noop"
+    DEPLOY = "deploy"
+    NEEDS_APPROVAL = "needs-approval"
+    SKIP_FROZEN = "skip-frozen"
+    ENFORCE_SECURITY = "enforce-security"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentPlan:
+    """One component's `from -> to` and the reason in plain words."""
+
+    component: str
+    from_version: Version | None
+    to_version: Version | None
+    reason: str
+
+    @property
+    def changed(self) -> bool:
+        return self.from_version != self.to_version
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "from": None if self.from_version is None else str(self.from_version),
+            "to": None if self.to_version is None else str(self.to_version),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AdvisoryFlag:
+    """An advisory that affects what the instance runs now."""
+
+    advisory: Advisory
+    deadline: datetime | None
+    enforced: bool
+    fixed_by_plan: bool
+    risk_acceptance: RiskAcceptance | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.advisory.id,
+            "component": self.advisory.component,
+            "severity": str(self.advisory.severity),
+            "deadline": None if self.deadline is None else isoformat(self.deadline),
+            "enforced": self.enforced,
+            "fixed_by_plan": self.fixed_by_plan,
+        }
+        if self.risk_acceptance is not None:
+            out["risk_accepted"] = {
+                "by": self.risk_acceptance.by,
+                "reason": self.risk_acceptance.reason,
+                "until": isoformat(self.risk_acceptance.until),
+            }
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A rule that a security fix broke on purpose (a pin, the soak, the constraint)."""
+
+    advisory: str
+    component: str
+    version: Version
+    rule: str
+    pin: Pin | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "advisory": self.advisory,
+            "component": self.component,
+            "version": str(self.version),
+            "rule": self.rule,
+        }
+        if self.pin is not None:
+            out["pin"] = {
+                "scope": str(self.pin.scope),
+                "spec": str(self.pin.spec),
+                "reason": self.pin.reason,
+                "author": self.pin.author,
+            }
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePlan:
+    instance: str
+    channel: str
+    policy: Policy
+    decision: Decision
+    approvals_required: int
+    components: tuple[ComponentPlan, ...]
+    advisories: tuple[AdvisoryFlag, ...] = ()
+    overrides: tuple[Override, ...] = ()
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> tuple[ComponentPlan, ...]:
+        return tuple(c for c in self.components if c.changed)
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """The manifest this plan would deploy (None on error)."""
+        if self.decision is Decision.ERROR:
+            return None
+        return Manifest({c.component: c.to_version for c in self.components if c.to_version})
+
+    @property
+    def pin_overrides(self) -> tuple[Override, ...]:
+        return tuple(o for o in self.overrides if o.pin is not None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "channel": self.channel,
+            "policy": str(self.policy),
+            "decision": str(self.decision),
+            "approvals_required": self.approvals_required,
+            "components": {c.component: c.to_json() for c in self.components},
+            "advisories": [a.to_json() for a in self.advisories],
+            "pin_overrides": [o.to_json() for o in self.pin_overrides],
+            "overrides": [o.to_json() for o in self.overrides if o.pin is None],
+            "warnings": list(self.warnings),
+            "errors": list(self.errors),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    at: datetime
+    instances: tuple[InstancePlan, ...]
+
+    def counts(self) -> dict[str, int]:
+        out = {str(d): 0 for d in Decision}
+        for item in self.instances:
+            out[str(item.decision)] += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": isoformat(self.at), "instances": [i.to_json() for i in self.instances]}
+
+
+def compile_plan(
+    state: FleetState,
+    now: datetime,
+    *,
+    instances: Collection[str] | None = None,
+    channels: Collection[str] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Plan:
+    """Plan every instance selected (all when no selector is given), in file order.
+
+    >>> plan = compile_plan(state, datetime(2026, 11, 26, 12, tzinfo=timezone.utc))
+    >>> plan.instances[0].decision
+    <Decision.DEPLOY: 'deploy'>
+    """
+    require_aware(now, what="plan time")
+    planner = _Planner(state, now)
+    selected = [
+        inst
+        for inst in state.instances
+        if (not instances or inst.name in instances)
+        and (not channels or inst.channel in channels)
+        and (not labels or all(inst.labels.get(k) == v for k, v in labels.items()))
+    ]
+    return Plan(now, tuple(planner.plan(inst) for inst in selected))
+
+
+# --- resolution --------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Resolution:
+    """The result of resolving one (channel, current, pins) combination."""
+
+    manifest: dict[str, Version | None]
+    reasons: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _SecurityFix:
+    manifest: dict[str, Version | None]
+    reasons: dict[str, str]
+    overrides: list[Override]
+
+
+_Key = tuple[Any, ...]
+
+
+class _Planner:
+    """Plans instances one by one, sharing every cache across the fleet.
+
+    Instances that share a channel, a current manifest and the same pins get
+    the same resolution, so a fleet of thousands resolves only its distinct
+    combinations.
+    """
+
+    def __init__(self, state: FleetState, now: datetime) -> None:
+        self.state = state
+        self.now = now
+        self.order = state.components
+        self.position = {name: i for i, name in enumerate(self.order)}
+        self.pin_ids = {id(pin): i for i, pin in enumerate(state.pins)}
+        self.deadlines = state.deadlines
+        self.advisories_by_component: dict[str, list[Advisory]] = {}
+        for adv in state.advisories:
+            self.advisories_by_component.setdefault(adv.component, []).append(adv)
+        self.enforced = {a.id: is_enforced(a, now, self.deadlines) for a in state.advisories}
+        self.acceptances: dict[tuple[str, str], RiskAcceptance] = {}
+        for ra in state.risk_acceptances:
+            if ra.is_active(now):
+                self.acceptances[(ra.instance, ra.advisory)] = ra
+        self._contains: dict[tuple[str, Version], bool] = {}
+        self._compat: dict[tuple[int, int], bool] = {}
+        self._affecting: dict[tuple[str, Version], list[Advisory]] = {}
+        self._eligible: dict[tuple[str, str], list[ComponentVersion]] = {}
+        self._resolutions: dict[_Key, _Resolution | PlanError] = {}
+        self._fixes: dict[_Key, _SecurityFix | PlanError] = {}
+        self._related = self._related_pairs()
+
+    # -- small cached predicates --
+
+    def _meets(self, spec: SpecifierSet, version: Version) -> bool:
+        key = (str(spec), version)
+        hit = self._contains.get(key)
+        if hit is None:
+            hit = spec.contains(version, prereleases=True)
+            self._contains[key] = hit
+        return hit
+
+    def _compatible(self, a: ComponentVersion, b: ComponentVersion) -> bool:
+        key = (id(a), id(b))
+        hit = self._compat.get(key)
+        if hit is None:
+            spec_ab = a.requires.get(b.component)
+            spec_ba = b.requires.get(a.component)
+            hit = (spec_ab is None or self._meets(spec_ab, b.version)) and (
+                spec_ba is None or self._meets(spec_ba, a.version)
+            )
+            self._compat[key] = hit
+            self._compat[(id(b), id(a))] = hit
+        return hit
+
+    def _related_pairs(self) -> set[tuple[str, str]]:
+        """Pairs of components linked by at least one `requires`, both ways."""
+        pairs: set[tuple[str, str]] = set()
+        for cv in self.state.registry:
+            for other in cv.requires:
+                pairs.add((cv.component, other))
+                pairs.add((other, cv.component))
+        return pairs
+
+    def affecting(self, component: str, version: Version) -> list[Advisory]:
+        key = (component, version)
+        hit = self._affecting.get(key)
+        if hit is None:
+            hit = [a for a in self.advisories_by_component.get(component, []) if a.affects(version)]
+            self._affecting[key] = hit
+        return hit
+
+    def _soaked(self, channel: Channel, cv: ComponentVersion) -> bool:
+        return cv.released_at + channel.soak <= self.now
+
+    def eligible(self, channel: Channel, component: str) -> list[ComponentVersion]:
+        """Channel-level eligibility (pins come later), newest first."""
+        key = (channel.name, component)
+        hit = self._eligible.get(key)
+        if hit is None:
+            hit = [
+                cv
+                for cv in self.state.registry.versions(component)
+                if self._blocker(channel, cv, ()) is None
+            ]
+            self._eligible[key] = hit
+        return hit
+
+    def _blocker(self, channel: Channel, cv: ComponentVersion, pins: Sequence[Pin]) -> str | None:
+        """The first rule that makes `cv` ineligible, in words; None when eligible."""
+        if cv.yanked:
+            why = f": {cv.yanked_reason}" if cv.yanked_reason else ""
+            return f"not yanked ({cv.component} {cv.version} is yanked{why})"
+        if cv.version.is_prerelease and not channel.allow_prereleases:
+            return f"final releases only ({channel.name} allows no pre-releases)"
+        if len(channel.constraint) and not self._meets(channel.constraint, cv.version):
+            return f"channel constraint {channel.constraint}"
+        if not self._soaked(channel, cv):
+            ready = isoformat(cv.released_at + channel.soak)
+            return (
+                f"soak {format_duration(channel.soak)} "
+                f"({cv.component} {cv.version} is eligible from {ready})"
+            )
+        for pin in pins:
+            if not self._meets(pin.spec, cv.version):
+                return pin.short()
+        return None
+
+    # -- per instance --
+
+    def plan(self, inst: Instance) -> InstancePlan:
+        channel = self.state.channels[inst.channel]
+        policy = effective_policy(channel, inst.policy_override)
+        active, expired = applicable_pins(
+            self.state.pins, instance=inst.name, channel=inst.channel, now=self.now
+        )
+        warnings = [
+            f"expired pin ignored: {p.describe()} expired {isoformat(p.expires_at)}"
+            for p in expired
+            if p.expires_at is not None
+        ]
+        current = {c: inst.current.get(c) for c in self.order}
+        pin_key = tuple(sorted(self.pin_ids[id(p)] for p in active))
+        key: _Key = (inst.channel, tuple(current.values()), pin_key)
+
+        resolution = self._resolutions.get(key)
+        if resolution is None:
+            try:
+                resolution = self._resolve(channel, current, active)
+            except PlanError as exc:
+                resolution = exc
+            self._resolutions[key] = resolution
+        if isinstance(resolution, PlanError):
+            return self._error(inst, channel, policy, current, resolution, warnings)
+        warnings.extend(resolution.warnings)
+
+        flags, enforced = self._advisories(inst, current, resolution.manifest)
+        if enforced:
+            return self._enforce(
+                inst, channel, policy, current, active, resolution, flags, enforced, warnings
+            )
+
+        components = self._components(current, resolution.manifest, resolution.reasons)
+        changed = any(c.changed for c in components)
+        if not changed:
+            decision, approvals = Decision.NOOP, 0
+        elif policy is Policy.FROZEN:
+            decision, approvals = Decision.SKIP_FROZEN, 0
+        elif policy is Policy.MANUAL_APPROVAL:
+            decision, approvals = Decision.NEEDS_APPROVAL, channel.approvals_required
+        else:
+            decision, approvals = Decision.DEPLOY, 0
+            if channel.maintenance_window is not None:
+                opens = channel.maintenance_window.next_open(self.now)
+                when = "open now" if opens <= self.now else f"next opens {isoformat(opens)}"
+                warnings.append(f"deploys in the maintenance window ({when})")
+        return InstancePlan(
+            inst.name,
+            inst.channel,
+            policy,
+            decision,
+            approvals,
+            components,
+            tuple(flags),
+            (),
+            tuple(warnings),
+        )
+
+    def _error(
+        self,
+        inst: Instance,
+        channel: Channel,
+        policy: Policy,
+        current: Mapping[str, Version | None],
+        error: PlanError,
+        warnings: list[str],
+    ) -> InstancePlan:
+        components = tuple(
+            ComponentPlan(c, v, v, "unchanged: the instance cannot be planned")
+            for c, v in current.items()
+            if v is not None
+        )
+        flags, _ = self._advisories(inst, current, dict(current))
+        return InstancePlan(
+            inst.name,
+            inst.channel,
+            policy,
+            Decision.ERROR,
+            0,
+            components,
+            tuple(flags),
+            (),
+            tuple(warnings),
+            (str(error),),
+        )
+
+    def _components(
+        self,
+        current: Mapping[str, Version | None],
+        target: Mapping[str, Version | None],
+        reasons: Mapping[str, str],
+    ) -> tuple[ComponentPlan, ...]:
+        return tuple(
+            ComponentPlan(c, current[c], target[c], reasons[c])
+            for c in self.order
+            if current[c] is not None or target[c] is not None
+        )
+
+    def _advisories(
+        self,
+        inst: Instance,
+        current: Mapping[str, Version | None],
+        target: Mapping[str, Version | None],
+    ) -> tuple[list[AdvisoryFlag], list[Advisory]]:
+        flags: list[AdvisoryFlag] = []
+        enforced: list[Advisory] = []
+        for component, version in current.items():
+            if version is None:
+                continue
+            for adv in self.affecting(component, version):
+                accepted = self.acceptances.get((inst.name, adv.id))
+                is_forced = self.enforced[adv.id] and accepted is None
+                new = target.get(component)
+                fixed = new is not None and not adv.affects(new)
+                flags.append(
+                    AdvisoryFlag(adv, deadline_of(adv, self.deadlines), is_forced, fixed, accepted)
+                )
+                if is_forced:
+                    enforced.append(adv)
+        return flags, enforced
+
+    # -- normal resolution --
+
+    def _resolve(
+        self, channel: Channel, current: Mapping[str, Version | None], pins: Sequence[Pin]
+    ) -> _Resolution:
+        registry = self.state.registry
+        pins_by_component: dict[str, list[Pin]] = {}
+        for pin in pins:
+            pins_by_component.setdefault(pin.component, []).append(pin)
+
+        warnings: list[str] = []
+        domains: list[list[ComponentVersion]] = []
+        floors: dict[str, ComponentVersion | None] = {}
+        for component in self.order:
+            version = current[component]
+            floor = None
+            if version is not None:
+                floor = registry.find(component, version)
+                if floor is None:
+                    raise UnknownVersionError(
+                        f"{component} {version} is not in the version registry"
+                    )
+            comp_pins = pins_by_component.get(component, [])
+            if len(comp_pins) > 1:
+                probes = [cv.version for cv in registry.versions(component)]
+                clash = conflicting_pins(comp_pins, probes)
+                if clash:
+                    names = "; ".join(p.describe() for p in clash)
+                    raise PinConflictError(f"pin conflict on {component}: {names}")
+            domain = [
+                cv
+                for cv in self.eligible(channel, component)
+                if (floor is None or cv.version >= floor.version)
+                and all(self._meets(p.spec, cv.version) for p in comp_pins)
+            ]
+            if floor is not None:
+                if not domain or domain[-1] is not floor:
+                    domain.append(floor)
+                for pin in comp_pins:
+                    if not self._meets(pin.spec, floor.version):
+                        warnings.append(
+                            f"{component} {floor.version} breaks {pin.describe()}; "
+                            "kept (compile never lowers a version)"
+                        )
+            floors[component] = floor
+            domains.append(domain)
+
+        chosen = self._search(domains)
+        if chosen is None:
+            raise IncompatibleError(self._explain_clash(domains))
+
+        manifest: dict[str, Version | None] = {c: None for c in self.order}
+        by_component = {cv.component: cv for cv in chosen}
+        for component in self.order:
+            cv = by_component.get(component)
+            manifest[component] = None if cv is None else cv.version
+        reasons = {
+            component: self._reason(
+                channel,
+                component,
+                floors[component],
+                by_component.get(component),
+                pins_by_component.get(component, []),
+                by_component,
+            )
+            for component in self.order
+        }
+        return _Resolution(manifest, reasons, warnings)
+
+    def _search(
+        self, domains: Sequence[Sequence[ComponentVersion]]
+    ) -> list[ComponentVersion] | None:
+        """Depth-first, newest first, with forward checking: the first complete
+        assignment found is the lexicographically greatest compatible manifest.
+
+        An empty domain (a component that is neither installed nor has an
+        eligible version) is left out of the manifest.
+        """
+        present = [list(d) for d in domains if d]
+        related = self._related
+
+        def extend(
+            level: int, chosen: list[ComponentVersion], rest: list[list[ComponentVersion]]
+        ) -> list[ComponentVersion] | None:
+            if level == len(present):
+                return chosen
+            for cv in rest[0]:
+                pruned: list[list[ComponentVersion]] = []
+                for future in rest[1:]:
+                    if future and (cv.component, future[0].component) in related:
+                        future = [w for w in future if self._compatible(cv, w)]
+                        if not future:
+                            break
+                    pruned.append(future)
+                else:
+                    found = extend(level + 1, [*chosen, cv], pruned)
+                    if found is not None:
+                        return found
+            return None
+
+        if not present:
+            return []
+        return extend(0, [], present)
+
+    def _explain_clash(self, domains: Sequence[Sequence[ComponentVersion]]) -> str:
+        """Name the `requires` constraints that no combination can meet."""
+        clashes: list[str] = []
+        present = [d for d in domains if d]
+        for i, left in enumerate(present):
+            for right in present[i + 1 :]:
+                if any(self._compatible(a, b) for a in left for b in right):
+                    continue
+                a_name, b_name = left[0].component, right[0].component
+                specs = sorted(
+                    {
+                        f"{a.component} {a.version} requires {b_name}{a.requires[b_name]}"
+                        for a in left
+                        if b_name in a.requires
+                    }
+                    | {
+                        f"{b.component} {b.version} requires {a_name}{b.requires[a_name]}"
+                        for b in right
+                        if a_name in b.requires
+                    }
+                )
+                allowed_a = ", ".join(str(a.version) for a in left[:5])
+                allowed_b = ", ".join(str(b.version) for b in right[:5])
+                clashes.append(
+                    f"{a_name} (allowed: {allowed_a}) and {b_name} (allowed: {allowed_b}) "
+                    f"clash: {'; '.join(specs[:6])}"
+                )
+        if not clashes:
+            clashes.append(
+                "every pair of components has a compatible choice, but no whole manifest does"
+            )
+        return "no compatible combination: " + " | ".join(clashes)
+
+    def _reason(
+        self,
+        channel: Channel,
+        component: str,
+        floor: ComponentVersion | None,
+        chosen: ComponentVersion | None,
+        pins: Sequence[Pin],
+        manifest: Mapping[str, ComponentVersion],
+    ) -> str:
+        if chosen is None:
+            return f"not installed; no version of {component} is eligible on {channel.name}"
+        blockers: list[str] = []
+        for cv in self.state.registry.versions(component):
+            if cv.version <= chosen.version:
+                break
+            why = self._blocker(channel, cv, pins) or self._clash(cv, manifest)
+            if why and why not in blockers:
+                blockers.append(why)
+        meets = f" that meets {', '.join(blockers)}" if blockers else ""
+        if floor is None:
+            return f"not installed; newest on {channel.name}{meets}"
+        if chosen is floor:
+            if blockers:
+                return f"unchanged: no newer version on {channel.name}{meets}"
+            return f"unchanged: already the newest on {channel.name}"
+        return f"newest on {channel.name}{meets}"
+
+    def _clash(self, cv: ComponentVersion, manifest: Mapping[str, ComponentVersion]) -> str | None:
+        for other in manifest.values():
+            if other.component == cv.component:
+                continue
+            spec = cv.requires.get(other.component)
+            if spec is not None and not self._meets(spec, other.version):
+                return (
+                    f"compatibility ({cv.component} {cv.version} requires "
+                    f"{other.component}{spec}, chosen {other.version})"
+                )
+            spec = other.requires.get(cv.component)
+            if spec is not None and not self._meets(spec, cv.version):
+                return (
+                    f"compatibility ({other.component} {other.version} requires "
+                    f"{cv.component}{spec})"
+                )
+        return None
+
+    # -- security enforcement --
+
+    def _enforce(
+        self,
+        inst: Instance,
+        channel: Channel,
+        policy: Policy,
+        current: Mapping[str, Version | None],
+        pins: Sequence[Pin],
+        normal: _Resolution,
+        flags: list[AdvisoryFlag],
+        enforced: list[Advisory],
+        warnings: list[str],
+    ) -> InstancePlan:
+        normal_fixes_all = all(
+            (v := normal.manifest.get(a.component)) is not None and not a.affects(v)
+            for a in enforced
+        )
+        if policy is Policy.AUTO_UPDATE and normal_fixes_all:
+            target, reasons, overrides = normal.manifest, dict(normal.reasons), []
+            for adv in enforced:
+                reasons[adv.component] += f"; fixes {adv.id} ({adv.severity})"
+        else:
+            key: _Key = (
+                inst.channel,
+                tuple(current.values()),
+                tuple(sorted(self.pin_ids[id(p)] for p in pins)),
+                tuple(sorted(a.id for a in enforced)),
+            )
+            fix = self._fixes.get(key)
+            if fix is None:
+                try:
+                    fix = self._security_fix(channel, current, pins, enforced, normal)
+                except PlanError as exc:
+                    fix = exc
+                self._fixes[key] = fix
+            if isinstance(fix, PlanError):
+                return self._error(inst, channel, policy, current, fix, warnings)
+            target, reasons, overrides = fix.manifest, fix.reasons, fix.overrides
+        if policy is Policy.MANUAL_APPROVAL:
+            warnings.append("approval waived by security policy")
+        elif policy is Policy.FROZEN:
+            warnings.append("frozen instance: security fix enforced, nothing else moves")
+        flags = [
+            AdvisoryFlag(
+                f.advisory,
+                f.deadline,
+                f.enforced,
+                (v := target.get(f.advisory.component)) is not None and not f.advisory.affects(v),
+                f.risk_acceptance,
+            )
+            for f in flags
+        ]
+        return InstancePlan(
+            inst.name,
+            inst.channel,
+            policy,
+            Decision.ENFORCE_SECURITY,
+            0,
+            self._components(current, target, reasons),
+            tuple(flags),
+            tuple(overrides),
+            tuple(warnings),
+        )
+
+    def _security_fix(
+        self,
+        channel: Channel,
+        current: Mapping[str, Version | None],
+        pins: Sequence[Pin],
+        enforced: Sequence[Advisory],
+        normal: _Resolution,
+    ) -> _SecurityFix:
+        """The minimal fix: only affected components move, only as far as the
+        smallest fixed version (same release line first); every other
+        component keeps its current version."""
+        registry = self.state.registry
+        by_component: dict[str, list[Advisory]] = {}
+        for adv in enforced:
+            by_component.setdefault(adv.component, []).append(adv)
+
+        fixed_now: dict[str, ComponentVersion] = {}
+        for component, version in current.items():
+            if version is not None and component not in by_component:
+                fixed_now[component] = registry.get(component, version)
+
+        moving = [c for c in self.order if c in by_component]
+        candidates: list[list[ComponentVersion]] = []
+        for component in moving:
+            version = current[component]
+            assert version is not None
+            advs = by_component[component]
+            qualifying = [
+                cv
+                for cv in reversed(registry.versions(component))
+                if cv.version >= version
+                and not cv.yanked
+                and (channel.allow_prereleases or not cv.version.is_prerelease)
+                and not any(a.affects(cv.version) for a in advs)
+            ]
+            line = release_line(version)
+            ordered = [cv for cv in qualifying if release_line(cv.version) == line] + [
+                cv for cv in qualifying if release_line(cv.version) != line
+            ]
+            if not ordered:
+                ids = ", ".join(a.id for a in advs)
+                raise SecurityFixError(
+                    f"{ids}: no fixed version of {component} at or above {version} "
+                    "(every later version is yanked, affected or a pre-release)"
+                )
+            candidates.append(ordered)
+
+        chosen = self._fix_search(candidates, list(fixed_now.values()))
+        if chosen is None:
+            raise SecurityFixError(self._explain_fix_clash(by_component, candidates, fixed_now))
+
+        manifest = dict(current)
+        reasons: dict[str, str] = {}
+        overrides: list[Override] = []
+        for component in self.order:
+            if manifest[component] is None:
+                continue
+            pending = normal.manifest.get(component)
+            reasons[component] = "unchanged: only the security fix moves now" + (
+                f" ({pending} waits for the next plan)"
+                if pending is not None and pending != current[component]
+                else ""
+            )
+        for cv in chosen:
+            advs = by_component[cv.component]
+            ids = ", ".join(f"{a.id} ({a.severity})" for a in advs)
+            version = current[cv.component]
+            assert version is not None
+            same_line = release_line(cv.version) == release_line(version)
+            where = "on the same release line" if same_line else "(no fix on the same release line)"
+            manifest[cv.component] = cv.version
+            broken = self._fix_overrides(channel, cv, pins, advs[0].id)
+            overrides.extend(broken)
+            note = f"; overrides {', '.join(o.rule for o in broken)}" if broken else ""
+            reasons[cv.component] = f"security fix for {ids}: smallest fixed version {where}{note}"
+        return _SecurityFix(manifest, reasons, overrides)
+
+    def _fix_overrides(
+        self, channel: Channel, cv: ComponentVersion, pins: Sequence[Pin], advisory: str
+    ) -> list[Override]:
+        out: list[Override] = []
+        if not self._soaked(channel, cv):
+            out.append(
+                Override(
+                    advisory, cv.component, cv.version, f"soak {format_duration(channel.soak)}"
+                )
+            )
+        if len(channel.constraint) and not self._meets(channel.constraint, cv.version):
+            out.append(
+                Override(
+                    advisory, cv.component, cv.version, f"channel constraint {channel.constraint}"
+                )
+            )
+        for pin in pins:
+            if pin.component == cv.component and not self._meets(pin.spec, cv.version):
+                out.append(Override(advisory, cv.component, cv.version, pin.short(), pin))
+        return out
+
+    def _fix_search(
+        self, candidates: Sequence[Sequence[ComponentVersion]], fixed: Sequence[ComponentVersion]
+    ) -> list[ComponentVersion] | None:
+        def extend(level: int, chosen: list[ComponentVersion]) -> list[ComponentVersion] | None:
+            if level == len(candidates):
+                return chosen
+            for cv in candidates[level]:
+                if all(self._compatible(cv, other) for other in (*fixed, *chosen)):
+                    found = extend(level + 1, [*chosen, cv])
+                    if found is not None:
+                        return found
+            return None
+
+        return extend(0, [])
+
+    def _explain_fix_clash(
+        self,
+        by_component: Mapping[str, Sequence[Advisory]],
+        candidates: Sequence[Sequence[ComponentVersion]],
+        fixed: Mapping[str, ComponentVersion],
+    ) -> str:
+        parts: list[str] = []
+        for options in candidates:
+            first = options[0]
+            ids = ", ".join(a.id for a in by_component[first.component])
+            for other in fixed.values():
+                if not self._compatible(first, other):
+                    spec_a = first.requires.get(other.component)
+                    spec_b = other.requires.get(first.component)
+                    detail = (
+                        f"{first.component} {first.version} requires {other.component}{spec_a}"
+                        if spec_a is not None and not self._meets(spec_a, other.version)
+                        else f"{other.component} {other.version} requires {first.component}{spec_b}"
+                    )
+                    parts.append(
+                        f"{ids}: fix {first.component} {first.version} clashes with "
+                        f"{other.component} {other.version} ({detail})"
+                    )
+        if not parts:
+            parts.append("no combination of fixed versions is compatible")
+        return "security fix impossible: " + "; ".join(parts)
+
+
+def plan_summary(plan: Plan) -> str:
+    """One line of counts per decision, for humans.
+
+    >>> plan_summary(plan)
+    '12 instances: 3 deploy, 2 needs-approval, 1 skip-frozen, 2 enforce-security, 4 noop'
+    """
+    counts = plan.counts()
+    parts = [f"{n} {d}" for d, n in counts.items() if n]
+    return f"{len(plan.instances)} instances: " + ", ".join(parts)
