@@ -11,12 +11,13 @@ __all__ = ["NAME_PATTERN", "validate_name"]
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
-def validate_name(name: str, *, kind: str = "name") -> str:
+def validate_name(name: str, *, kind: str | None = None) -> str:
     """Return `name` when it is a valid Fleet name, else raise `InvalidName`.
 
     >>> validate_name("acme-prod")
     'acme-prod'
     """
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise InvalidName(f"Invalid {kind} name: {name!r} (expected ^[a-z][a-z0-9-]{{0,62}}$)")
+        what = f"{kind} name" if kind else "name"
+        raise InvalidName(f"Invalid {what}: {name!r} (expected ^[a-z][a-z0-9-]{{0,62}}$)")
     return name
