@@ -1,0 +1,69 @@
+"""Run the agent: bind the port, then serve the API with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from fleet.agent.errors import AgentConfigError
+from fleet.agent.faults import Faults, ResettableH11Protocol
+from fleet.agent.installation import DEFAULT_KEEP, Installation
+from fleet.agent.service import AgentState, create_app
+
+__all__ = ["read_token", "serve"]
+
+
+def read_token(path: Path) -> str:
+    """The token in `path` (surrounding whitespace removed); it must not be empty."""
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise AgentConfigError(f"Cannot read token file {str(path)!r}: {exc.strerror}") from None
+    if not token:
+        raise AgentConfigError(f"Token file {str(path)!r} is empty")
+    return token
+
+
+def serve(
+    *,
+    root: Path,
+    token: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    port_file: Path | None = None,
+    keep: int = DEFAULT_KEEP,
+    faults: Faults | None = None,
+    component_delay: float = 0.0,
+) -> None:
+    """Serve the agent for the installation under `root` until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    installation = Installation(root, keep=keep, component_delay=component_delay)
+    installation.recover()
+    app = create_app(AgentState(installation, token, faults))
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise AgentConfigError(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(256)
+    if port_file is not None:
+        tmp = port_file.with_name(port_file.name + ".tmp")
+        tmp.write_text(str(sock.getsockname()[1]))
+        tmp.replace(port_file)
+    config = uvicorn.Config(
+        app,
+        http=ResettableH11Protocol,
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+    logging.getLogger("fleet.agent").info(
+        "agent serving %s on %s:%s", installation.root, host, sock.getsockname()[1]
+    )
+    uvicorn.Server(config).run(sockets=[sock])
