@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from fleet.core.errors import FleetError, InputError
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("fleet.cli.validate",)
 
 
 def build_parser() -> argparse.ArgumentParser:
