@@ -31,7 +31,13 @@ from typing import Any
 
 import httpx
 
-from fleet.agent.errors import ManifestRejected, ReleaseNotFound, TargetBusy, TargetError
+from fleet.agent.errors import (
+    ManifestRejected,
+    PermanentTargetError,
+    ReleaseNotFound,
+    TargetBusy,
+    TargetError,
+)
 from fleet.agent.fetch import fetch_artifact
 from fleet.agent.models import (
     ApplyLogEntry,
@@ -87,7 +93,10 @@ class Installation:
         with self._locked():
             previous = self._current_hash()
             try:
-                result = self._apply_locked(manifest, previous, t0)
+                try:
+                    result = self._apply_locked(manifest, previous, t0)
+                except OSError as exc:
+                    raise PermanentTargetError(f"Cannot write the release: {exc}") from exc
             except TargetError as exc:
                 self._log(
                     "apply", manifest.manifest_hash, manifest.revision, "failed", started, exc

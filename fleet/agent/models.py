@@ -128,7 +128,7 @@ class ApplyResult(BaseModel):
 
     instance: str | None
     manifest_hash: str
-    revision: int
+    revision: int | None
     changed: bool
     previous_hash: str | None = None
     message: str

@@ -1,0 +1,186 @@
+"""Deploy targets as Prefect blocks. Each is configuration and a `get_client()` returning a
+`fleet.agent.target.Target`; the logic lives in `fleet.agent`.
+
+An instance names its target by block document name (`target: acme-prod` in the
+fleet file); `load_target(name)` finds that document among the three types.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+from fleet.agent.client import AgentClient
+from fleet.agent.command import CommandRunner
+from fleet.agent.installation import DEFAULT_KEEP, Installation
+from fleet.agent.target import Target
+from fleet.core.errors import FleetError, NotFoundError
+
+__all__ = [
+    "BLOCK_TYPES",
+    "BlockRegistrationError",
+    "CommandTarget",
+    "FleetAgent",
+    "LocalTarget",
+    "load_target",
+    "register_block_types",
+]
+
+
+class BlockRegistrationError(FleetError):
+    """The block types could not be registered with the Prefect server."""
+
+
+class FleetAgent(Block):
+    """A Fleet agent running beside the instance, reached over HTTP."""
+
+    _block_type_name = "Fleet Agent"
+    _block_type_slug = "fleet-agent"
+    _description = "A Fleet agent beside one instance: base URL, bearer token, timeouts."
+
+    base_url: str = Field(
+        description="Base URL of the agent, e.g. https://acme-prod.internal:8700",
+    )
+    token: SecretStr = Field(description="Bearer token the agent was started with.")
+    timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds to wait for an answer; an apply downloads and unpacks artifacts.",
+    )
+    connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for the TCP connection."
+    )
+
+    def get_client(self) -> AgentClient:
+        return AgentClient(
+            self.base_url,
+            self.token.get_secret_value(),
+            timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
+        )
+
+
+class CommandTarget(Block):
+    """The operator's own deploy command (helm, ansible-playbook, kubectl, a script)."""
+
+    _block_type_name = "Fleet Command Target"
+    _block_type_slug = "fleet-command-target"
+    _description = (
+        "Runs a command with the manifest JSON on stdin and FLEET_INSTANCE, FLEET_REVISION, "
+        "FLEET_MANIFEST_HASH, FLEET_VERSIONS and FLEET_VERSION_<COMPONENT> in its environment."
+    )
+
+    apply_command: str = Field(
+        description=(
+            "Command template run for an apply; may use {instance}, {revision}, "
+            "{manifest_hash}. Exit code 0 means success."
+        ),
+    )
+    state_command: str | None = Field(
+        default=None,
+        description="Optional command printing the current state as JSON (manifest_hash, ...).",
+    )
+    health_command: str | None = Field(
+        default=None, description="Optional command whose exit code 0 means healthy."
+    )
+    rollback_command: str | None = Field(
+        default=None,
+        description="Optional rollback command; FLEET_ROLLBACK_TO names the release or is empty.",
+    )
+    timeout: float = Field(default=600.0, gt=0, description="Seconds before a command is killed.")
+    transient_exit_codes: list[int] = Field(
+        default=[75], description="Exit codes that mean 'try again later' (75 is EX_TEMPFAIL)."
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for every command."
+    )
+    secret_environment: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Extra environment variables holding secrets (kept encrypted by Prefect).",
+    )
+    working_directory: str | None = Field(
+        default=None, description="Directory the commands run in."
+    )
+
+    def get_client(self) -> CommandRunner:
+        env = dict(self.environment)
+        env.update({k: v.get_secret_value() for k, v in self.secret_environment.items()})
+        return CommandRunner(
+            apply_command=self.apply_command,
+            state_command=self.state_command,
+            health_command=self.health_command,
+            rollback_command=self.rollback_command,
+            timeout=self.timeout,
+            transient_exit_codes=frozenset(self.transient_exit_codes),
+            env=env,
+            cwd=Path(self.working_directory) if self.working_directory else None,
+        )
+
+
+class LocalTarget(Block):
+    """An installation directory on the machine running the flow: the agent's logic, no HTTP."""
+
+    _block_type_name = "Fleet Local Target"
+    _block_type_slug = "fleet-local-target"
+    _description = "A release tree on a local directory, managed like the agent does."
+
+    root: str = Field(description="Installation directory (releases/, current).")
+    keep: int = Field(default=DEFAULT_KEEP, ge=1, description="Releases kept on disk.")
+    fetch_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to wait when downloading an artifact."
+    )
+    health_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds before a component's health check is killed."
+    )
+
+    def get_client(self) -> Installation:
+        return Installation(
+            Path(self.root),
+            keep=self.keep,
+            fetch_timeout=self.fetch_timeout,
+            health_timeout=self.health_timeout,
+        )
+
+
+BLOCK_TYPES: tuple[type[FleetAgent] | type[CommandTarget] | type[LocalTarget], ...] = (
+    FleetAgent,
+    CommandTarget,
+    LocalTarget,
+)
+
+
+def register_block_types() -> list[str]:
+    """Register every Fleet block type with the Prefect server; returns their slugs."""
+    slugs = []
+    for block_type in BLOCK_TYPES:
+        try:
+            block_type.register_type_and_schema()
+        except Exception as exc:  # Prefect raises httpx and its own errors here
+            raise BlockRegistrationError(
+                f"Cannot register block type {block_type.get_block_type_slug()!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        slugs.append(block_type.get_block_type_slug())
+    return slugs
+
+
+def load_target(name: str) -> Target:
+    """The client of the target block document called `name`, whichever type it is."""
+    found: list[FleetAgent | CommandTarget | LocalTarget] = []
+    for block_type in BLOCK_TYPES:
+        try:
+            # `load` is sync here: this function is only called outside an event loop.
+            found.append(cast(FleetAgent | CommandTarget | LocalTarget, block_type.load(name)))
+        except ValueError:
+            continue
+    if not found:
+        slugs = ", ".join(t.get_block_type_slug() for t in BLOCK_TYPES)
+        raise NotFoundError(f"No target block named {name!r} (looked in {slugs})")
+    if len(found) > 1:
+        kinds = ", ".join(type(b).get_block_type_slug() for b in found)
+        raise NotFoundError(f"Target name {name!r} is ambiguous: documents of {kinds}")
+    client: Target = found[0].get_client()
+    return client

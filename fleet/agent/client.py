@@ -1,0 +1,134 @@
+"""Client of the agent API, mapping every failure to a transient or permanent error."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from fleet.agent.errors import (
+    PermanentTargetError,
+    TargetBusy,
+    TargetError,
+    TargetUnavailable,
+    TargetUnreachable,
+    Unauthorized,
+    error_for_code,
+)
+from fleet.agent.faults import Faults
+from fleet.agent.models import ApplyLogEntry, ApplyResult, HealthReport, Manifest, TargetState
+
+__all__ = ["AgentClient"]
+
+_LOG = TypeAdapter(list[ApplyLogEntry])
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class AgentClient:
+    """Speaks to one agent: `apply`, `state`, `health`, `rollback` (the `Target` interface)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 60.0,
+        connect_timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"AgentClient({self.base_url!r})"
+
+    def apply(self, manifest: Manifest) -> ApplyResult:
+        body = self._request("POST", "/v1/apply", json=manifest.model_dump(mode="json"))
+        return self._parse(ApplyResult, body)
+
+    def state(self) -> TargetState:
+        return self._parse(TargetState, self._request("GET", "/v1/state"))
+
+    def health(self) -> HealthReport:
+        return self._parse(HealthReport, self._request("GET", "/v1/health"))
+
+    def rollback(self, manifest_hash: str | None = None) -> ApplyResult:
+        body = self._request("POST", "/v1/rollback", json={"manifest_hash": manifest_hash})
+        return self._parse(ApplyResult, body)
+
+    def applies(self) -> list[ApplyLogEntry]:
+        """The agent's apply log, oldest first."""
+        try:
+            return _LOG.validate_python(self._request("GET", "/v1/applies"))
+        except ValidationError as exc:
+            raise PermanentTargetError(f"Unexpected answer from {self.base_url}: {exc}") from None
+
+    def set_faults(self, faults: Faults) -> Faults:
+        """Switch the agent's injected faults (test use)."""
+        body = self._request("PUT", "/v1/faults", json=faults.model_dump(mode="json"))
+        return self._parse(Faults, body)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        where = f"{method} {self.base_url}{path}"
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TargetUnreachable(f"{where}: timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise TargetUnreachable(f"{where}: {type(exc).__name__}: {exc}") from exc
+        if response.is_success:
+            try:
+                return response.json()
+            except ValueError:
+                raise TargetUnavailable(f"{where}: answer is not JSON") from None
+        raise _error_for(where, response)
+
+    def _parse(self, model: type[_M], body: Any) -> _M:
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            raise PermanentTargetError(f"Unexpected answer from {self.base_url}: {exc}") from None
+
+
+def _error_for(where: str, response: httpx.Response) -> TargetError:
+    status = response.status_code
+    code, detail = None, response.text[:500]
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        code = body.get("error")
+        detail = str(body.get("detail", detail))
+    message = f"{where}: HTTP {status}: {detail}"
+    if status == 409:
+        return TargetBusy(message)
+    if status >= 500:
+        return TargetUnavailable(message)
+    if status in (401, 403):
+        return Unauthorized(message)
+    cls = error_for_code(code) if isinstance(code, str) else None
+    if cls is not None and issubclass(cls, PermanentTargetError):
+        return cls(message)
+    return PermanentTargetError(message)
