@@ -14,7 +14,12 @@ from collections.abc import Sequence
 
 from fleet.core.errors import FleetError, InputError
 
-COMMANDS: tuple[str, ...] = ("fleet.cli.validate",)
+COMMANDS: tuple[str, ...] = (
+    "fleet.cli.agent",
+    "fleet.cli.artifacts",
+    "fleet.cli.blocks",
+    "fleet.cli.validate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
