@@ -736,6 +736,16 @@ class _Planner:
             if version is not None and component not in by_component:
                 fixed_now[component] = registry.get(component, version)
 
+        staying = list(fixed_now.values())
+        for i, left in enumerate(staying):
+            for right in staying[i + 1 :]:
+                if not self._compatible(left, right):
+                    ids = ", ".join(a.id for a in enforced)
+                    raise SecurityFixError(
+                        f"{ids}: security fix impossible: the components that stay are "
+                        f"incompatible ({self._clash(left, {right.component: right})})"
+                    )
+
         moving = [c for c in self.order if c in by_component]
         candidates: list[list[ComponentVersion]] = []
         for component in moving:

@@ -560,3 +560,22 @@ def test_naive_plan_time_is_refused():
 
 def test_version_spelling_is_normalised():
     assert Version("2.4.0-rc.1") == Version("2.4.0rc1")
+
+
+def test_fix_on_an_already_incompatible_manifest_is_an_error():
+    registry = [
+        *SEC,
+        cv("web", "2.3.0", requires={"worker": ">=2"}),
+        cv("worker", "1.0.0"),
+    ]
+    st = state(
+        components=["api", "web", "worker"],
+        registry=registry,
+        channels=[channel(policy=Policy.FROZEN)],
+        instances=[instance(current={"api": "2.3.0", "web": "2.3.0", "worker": "1.0.0"})],
+        advisories=[CRITICAL],
+    )
+    p = plan_one(st)
+    assert p.decision is Decision.ERROR
+    assert "the components that stay are incompatible" in p.errors[0]
+    assert "web 2.3.0 requires worker>=2" in p.errors[0]
