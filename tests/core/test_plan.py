@@ -566,6 +566,7 @@ def test_fix_on_an_already_incompatible_manifest_is_an_error():
     registry = [
         *SEC,
         cv("web", "2.3.0", requires={"worker": ">=2"}),
+        cv("web", "2.4.0"),  # the normal plan can get out of the clash; a fix may not
         cv("worker", "1.0.0"),
     ]
     st = state(
