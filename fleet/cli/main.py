@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "fleet.cli.agent",
     "fleet.cli.artifacts",
     "fleet.cli.blocks",
+    "fleet.cli.plan",
     "fleet.cli.validate",
 )
 

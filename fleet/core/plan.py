@@ -326,23 +326,27 @@ class _Planner:
         return hit
 
     def _blocker(self, channel: Channel, cv: ComponentVersion, pins: Sequence[Pin]) -> str | None:
-        """The first rule that makes `cv` ineligible, in words; None when eligible."""
+        """The first rule that makes `cv` ineligible, in words; None when eligible.
+
+        The channel's constraint and the pins come first: they are the rules
+        an operator set on purpose, and the plan names them before the rest.
+        """
+        if len(channel.constraint) and not self._meets(channel.constraint, cv.version):
+            return f"channel constraint {channel.constraint}"
+        for pin in pins:
+            if not self._meets(pin.spec, cv.version):
+                return pin.short()
+        if cv.version.is_prerelease and not channel.allow_prereleases:
+            return f"final releases only ({channel.name} allows no pre-releases)"
         if cv.yanked:
             why = f": {cv.yanked_reason}" if cv.yanked_reason else ""
             return f"not yanked ({cv.component} {cv.version} is yanked{why})"
-        if cv.version.is_prerelease and not channel.allow_prereleases:
-            return f"final releases only ({channel.name} allows no pre-releases)"
-        if len(channel.constraint) and not self._meets(channel.constraint, cv.version):
-            return f"channel constraint {channel.constraint}"
         if not self._soaked(channel, cv):
             ready = isoformat(cv.released_at + channel.soak)
             return (
                 f"soak {format_duration(channel.soak)} "
                 f"({cv.component} {cv.version} is eligible from {ready})"
             )
-        for pin in pins:
-            if not self._meets(pin.spec, cv.version):
-                return pin.short()
         return None
 
     # -- per instance --
@@ -503,15 +507,8 @@ class _Planner:
                 if (floor is None or cv.version >= floor.version)
                 and all(self._meets(p.spec, cv.version) for p in comp_pins)
             ]
-            if floor is not None:
-                if not domain or domain[-1] is not floor:
-                    domain.append(floor)
-                for pin in comp_pins:
-                    if not self._meets(pin.spec, floor.version):
-                        warnings.append(
-                            f"{component} {floor.version} breaks {pin.describe()}; "
-                            "kept (compile never lowers a version)"
-                        )
+            if floor is not None and (not domain or domain[-1] is not floor):
+                domain.append(floor)
             floors[component] = floor
             domains.append(domain)
 
@@ -521,6 +518,15 @@ class _Planner:
 
         manifest: dict[str, Version | None] = {c: None for c in self.order}
         by_component = {cv.component: cv for cv in chosen}
+        for component, floor in floors.items():
+            if floor is None or by_component.get(component) is not floor:
+                continue
+            for pin in pins_by_component.get(component, []):
+                if not self._meets(pin.spec, floor.version):
+                    warnings.append(
+                        f"{component} {floor.version} breaks {pin.describe()}; "
+                        "kept (compile never lowers a version)"
+                    )
         for component in self.order:
             cv = by_component.get(component)
             manifest[component] = None if cv is None else cv.version
@@ -616,14 +622,21 @@ class _Planner:
     ) -> str:
         if chosen is None:
             return f"not installed; no version of {component} is eligible on {channel.name}"
-        blockers: list[str] = []
+        blockers: dict[str, str] = {}
         for cv in self.state.registry.versions(component):
             if cv.version <= chosen.version:
                 break
-            why = self._blocker(channel, cv, pins) or self._clash(cv, manifest)
-            if why and why not in blockers:
-                blockers.append(why)
-        meets = f" that meets {', '.join(blockers)}" if blockers else ""
+            why = self._blocker(channel, cv, pins)
+            if why is None:
+                clash = self._clash(cv, manifest)
+                if clash is not None:
+                    kind, why = clash
+                    blockers.setdefault(kind, why)
+            elif why.startswith("soak "):
+                blockers.setdefault("soak", why)
+            else:
+                blockers.setdefault(why, why)
+        meets = f" that meets {', '.join(blockers.values())}" if blockers else ""
         if floor is None:
             return f"not installed; newest on {channel.name}{meets}"
         if chosen is floor:
@@ -632,21 +645,24 @@ class _Planner:
             return f"unchanged: already the newest on {channel.name}"
         return f"newest on {channel.name}{meets}"
 
-    def _clash(self, cv: ComponentVersion, manifest: Mapping[str, ComponentVersion]) -> str | None:
+    def _clash(
+        self, cv: ComponentVersion, manifest: Mapping[str, ComponentVersion]
+    ) -> tuple[str, str] | None:
+        """Why `cv` does not fit the chosen manifest: (the other component, words)."""
         for other in manifest.values():
             if other.component == cv.component:
                 continue
             spec = cv.requires.get(other.component)
             if spec is not None and not self._meets(spec, other.version):
-                return (
-                    f"compatibility ({cv.component} {cv.version} requires "
-                    f"{other.component}{spec}, chosen {other.version})"
+                return other.component, (
+                    f"compatibility with {other.component} {other.version} "
+                    f"({cv.component} {cv.version} requires {other.component}{spec})"
                 )
             spec = other.requires.get(cv.component)
             if spec is not None and not self._meets(spec, cv.version):
-                return (
-                    f"compatibility ({other.component} {other.version} requires "
-                    f"{cv.component}{spec})"
+                return other.component, (
+                    f"compatibility with {other.component} {other.version} "
+                    f"(it requires {cv.component}{spec})"
                 )
         return None
 
@@ -743,7 +759,7 @@ class _Planner:
                     ids = ", ".join(a.id for a in enforced)
                     raise SecurityFixError(
                         f"{ids}: security fix impossible: the components that stay are "
-                        f"incompatible ({self._clash(left, {right.component: right})})"
+                        f"incompatible ({_words(self._clash(left, {right.component: right}))})"
                     )
 
         moving = [c for c in self.order if c in by_component]
@@ -864,6 +880,10 @@ class _Planner:
         if not parts:
             parts.append("no combination of fixed versions is compatible")
         return "security fix impossible: " + "; ".join(parts)
+
+
+def _words(clash: tuple[str, str] | None) -> str:
+    return "" if clash is None else clash[1]
 
 
 def plan_summary(plan: Plan) -> str:

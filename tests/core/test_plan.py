@@ -227,8 +227,8 @@ def test_compatibility_picks_lexicographically_greatest_manifest():
     st = state(registry=registry, instances=[instance(current={"api": "2.3.0", "web": "2.3.0"})])
     p = plan_one(st)
     assert (to(p, "api"), to(p, "web")) == ("2.4.1", "2.4.0")
-    assert "compatibility (api 2.5.0 requires web>=2.7" in reason(p, "api")
-    assert "compatibility" in reason(p, "web")
+    assert "compatibility with web 2.4.0 (api 2.5.0 requires web>=2.7)" in reason(p, "api")
+    assert "compatibility with api 2.4.1 (web 2.6.0 requires api>=2.5)" in reason(p, "web")
 
 
 def test_declared_order_decides_which_component_gets_its_newest():
