@@ -49,8 +49,10 @@ DEFAULT_DEADLINES: Mapping[Severity, timedelta | None] = {
 }
 
 _EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
-# Sort order of events at one version: an `introduced` opens before a `fixed` closes.
-_EVENT_ORDER = {"introduced": 0, "last_affected": 1, "fixed": 2, "limit": 3}
+# Sort order of events at one version: a `fixed` closes before an `introduced`
+# reopens, so a version that one pair fixes and the next reintroduces stays
+# affected (the safe reading where OSV does not say).
+_EVENT_ORDER = {"fixed": 0, "last_affected": 1, "introduced": 2, "limit": 3}
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,9 @@ def test_valid_names(name):
     assert validate_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "Api", "2api", "a" * 64, "../etc", "a/b", "a_b", "-a", "api "])
+@pytest.mark.parametrize(
+    "name", ["", "Api", "2api", "a" * 64, "../etc", "a/b", "a_b", "-a", "api "]
+)
 def test_invalid_names_are_quoted(name):
     with pytest.raises(InvalidName, match="Invalid name: " + repr(name).replace("[", r"\[")):
         validate_name(name)
@@ -82,7 +84,11 @@ def test_pin_intersection_satisfiability(spec, satisfiable):
 
 
 def test_conflicting_pins_names_the_minimal_clashing_set():
-    pins = [pin("global", "api", "<3"), pin("channel:stable", "api", "!=2.0"), pin("instance:x", "api", ">=3.1")]
+    pins = [
+        pin("global", "api", "<3"),
+        pin("channel:stable", "api", "!=2.0"),
+        pin("instance:x", "api", ">=3.1"),
+    ]
     clash = conflicting_pins(pins)
     assert clash is not None
     assert [str(p.scope) for p in clash] == ["global", "instance:x"]
@@ -91,7 +97,12 @@ def test_conflicting_pins_names_the_minimal_clashing_set():
 
 @pytest.mark.parametrize(
     ("text", "quoted"),
-    [("local", "'local'"), ("channel:", "''"), ("team:ops", "'team:ops'"), ("instance:Bad", "'Bad'")],
+    [
+        ("local", "'local'"),
+        ("channel:", "''"),
+        ("team:ops", "'team:ops'"),
+        ("instance:Bad", "'Bad'"),
+    ],
 )
 def test_bad_pin_scopes(text, quoted):
     with pytest.raises(InputError, match=quoted):
@@ -148,10 +159,47 @@ def r(*events):
         (r({"introduced": "1.0"}, {"last_affected": "1.4"}), "0.9", False),
         (r({"introduced": "1.0"}, {"limit": "1.3"}), "1.2.9", True),
         (r({"introduced": "1.0"}, {"limit": "1.3"}), "1.3", False),
-        (r({"introduced": "2.0"}, {"fixed": "2.3.5"}, {"introduced": "2.4.0"}, {"fixed": "2.4.1"}), "2.3.9", False),
-        (r({"introduced": "2.0"}, {"fixed": "2.3.5"}, {"introduced": "2.4.0"}, {"fixed": "2.4.1"}), "2.4.0", True),
-        (r({"introduced": "2.0"}, {"fixed": "2.3.5"}, {"introduced": "2.4.0"}, {"fixed": "2.4.1"}), "2.3.4", True),
+        (
+            r(
+                {"introduced": "2.0"},
+                {"fixed": "2.3.5"},
+                {"introduced": "2.4.0"},
+                {"fixed": "2.4.1"},
+            ),
+            "2.3.9",
+            False,
+        ),
+        (
+            r(
+                {"introduced": "2.0"},
+                {"fixed": "2.3.5"},
+                {"introduced": "2.4.0"},
+                {"fixed": "2.4.1"},
+            ),
+            "2.4.0",
+            True,
+        ),
+        (
+            r(
+                {"introduced": "2.0"},
+                {"fixed": "2.3.5"},
+                {"introduced": "2.4.0"},
+                {"fixed": "2.4.1"},
+            ),
+            "2.3.4",
+            True,
+        ),
         (r({"introduced": "2.0"}), "9.9", True),
+        (
+            r({"introduced": "1.0"}, {"fixed": "1.2"}, {"introduced": "1.2"}, {"fixed": "1.3"}),
+            "1.2",
+            True,
+        ),
+        (
+            r({"introduced": "1.0"}, {"fixed": "1.2"}, {"introduced": "1.2"}, {"fixed": "1.3"}),
+            "1.3",
+            False,
+        ),
     ],
 )
 def test_osv_range_semantics(rng, version, affected):
