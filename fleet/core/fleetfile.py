@@ -691,8 +691,19 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _load_yaml(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        raise FleetFileError([f"{where}: invalid YAML ({exc.problem})"]) from exc
+    except yaml.YAMLError as exc:
+        raise FleetFileError([f"YAML: invalid YAML ({exc})"]) from exc
+
+
 def parse_fleet_text(text: str) -> FleetFile:
-    """Read a fleet file's text: JSON when it starts with `{`, else YAML.
+    """Read a fleet file's text: JSON when it is JSON, else YAML.
 
     >>> parse_fleet_text('{"format": 1, "components": ["api"]}').components
     ['api']
@@ -701,18 +712,16 @@ def parse_fleet_text(text: str) -> FleetFile:
         try:
             data = json.loads(text, object_pairs_hook=_json_object, parse_float=str)
         except json.JSONDecodeError as exc:
-            raise FleetFileError(
-                [f"line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})"]
-            ) from exc
+            # A YAML flow mapping starts with `{` too; when it is not YAML either,
+            # the JSON error is the one that helps.
+            try:
+                data = _load_yaml(text)
+            except FleetFileError:
+                raise FleetFileError(
+                    [f"line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})"]
+                ) from exc
     else:
-        try:
-            data = yaml.load(text, Loader=_Loader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-            raise FleetFileError([f"{where}: invalid YAML ({exc.problem})"]) from exc
-        except yaml.YAMLError as exc:
-            raise FleetFileError([f"YAML: invalid YAML ({exc})"]) from exc
+        data = _load_yaml(text)
     if not isinstance(data, Mapping):
         raise FleetFileError([f"top level: expected a mapping, got {_short(data)}"])
     return parse_fleet_data(data)

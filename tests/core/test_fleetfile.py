@@ -618,6 +618,11 @@ def test_json_input_gives_the_same_file() -> None:
     assert parse_fleet_text(text) == fleet
 
 
+def test_yaml_flow_mapping_is_not_mistaken_for_json() -> None:
+    fleet = parse_fleet_text("{format: 1, components: [api, web]}")
+    assert fleet.components == ["api", "web"]
+
+
 def test_json_floats_keep_their_text() -> None:
     text = json.dumps(minimal()).replace('"2.4.1"', "2.40")
     fleet = parse_fleet_text(text)
