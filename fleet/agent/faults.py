@@ -81,7 +81,9 @@ class FaultMiddleware:
             return
         roll -= faults.reset_rate
         if roll < faults.hang_rate:
-            await asyncio.sleep(3600)
+            # Never answer; give up only when the client does.
+            while (await receive())["type"] != "http.disconnect":
+                pass
             return
         roll -= faults.hang_rate
         if roll < faults.error_rate:

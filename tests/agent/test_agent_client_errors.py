@@ -1,0 +1,124 @@
+"""How the agent client maps answers and transport failures to transient or permanent errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from fleet.agent.client import AgentClient
+from fleet.agent.errors import (
+    ArtifactError,
+    ChecksumMismatch,
+    HealthCheckFailed,
+    ManifestRejected,
+    PermanentTargetError,
+    ReleaseNotFound,
+    TargetBusy,
+    TargetError,
+    TargetUnavailable,
+    TargetUnreachable,
+    TransientTargetError,
+    Unauthorized,
+    UnsafeArchive,
+)
+
+TOKEN = "mock-token-7a1c"
+
+
+def client_answering(status: int, body: Any = None, *, text: str | None = None) -> AgentClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == f"Bearer {TOKEN}"
+        if text is not None:
+            return httpx.Response(status, text=text)
+        return httpx.Response(status, json=body)
+
+    return AgentClient("http://agent.test", TOKEN, transport=httpx.MockTransport(handler))
+
+
+def client_raising(exc: Exception) -> AgentClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return AgentClient("http://agent.test", TOKEN, transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (409, "busy", TargetBusy),
+        (500, "target_error", TargetUnavailable),
+        (502, None, TargetUnavailable),
+        (503, "unavailable", TargetUnavailable),
+        (504, None, TargetUnavailable),
+        (401, "unauthorized", Unauthorized),
+        (403, None, Unauthorized),
+        (422, "invalid_manifest", ManifestRejected),
+        (422, "checksum_mismatch", ChecksumMismatch),
+        (422, "unsafe_archive", UnsafeArchive),
+        (424, "artifact_unavailable", ArtifactError),
+        (424, "unhealthy", HealthCheckFailed),
+        (404, "release_not_found", ReleaseNotFound),
+        (400, "something-new", PermanentTargetError),
+        (418, None, PermanentTargetError),
+        # A 4xx never becomes retryable, even if its body claims so.
+        (400, "busy", PermanentTargetError),
+    ],
+)
+def test_answers_map_to_error_classes(
+    status: int, code: str | None, expected: type[TargetError]
+) -> None:
+    body = {"error": code, "detail": f"detail for {code}"} if code else {"oops": 1}
+    with client_answering(status, body) as client, pytest.raises(TargetError) as info:
+        client.state()
+    assert type(info.value) is expected
+    assert f"HTTP {status}" in str(info.value)
+    retryable = status == 409 or status >= 500
+    assert isinstance(info.value, TransientTargetError) is retryable
+    assert isinstance(info.value, PermanentTargetError) is not retryable
+    assert TOKEN not in str(info.value)
+
+
+def test_a_non_json_error_body_is_quoted() -> None:
+    with (
+        client_answering(400, text="<html>bad gateway config</html>") as client,
+        pytest.raises(PermanentTargetError, match="bad gateway config"),
+    ):
+        client.health()
+
+
+def test_a_success_that_is_not_json_is_transient() -> None:
+    with (
+        client_answering(200, text="<html>proxy login</html>") as client,
+        pytest.raises(TargetUnavailable, match="not JSON"),
+    ):
+        client.state()
+
+
+def test_a_success_with_the_wrong_shape_is_permanent() -> None:
+    with (
+        client_answering(200, {"healthy": "maybe"}) as client,
+        pytest.raises(PermanentTargetError, match="Unexpected answer"),
+    ):
+        client.health()
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        httpx.ConnectTimeout("connect timed out"),
+        httpx.ReadTimeout("read timed out"),
+        httpx.ReadError("[Errno 104] Connection reset by peer"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.WriteError("broken pipe"),
+        httpx.PoolTimeout("pool"),
+    ],
+)
+def test_transport_failures_are_transient(exc: Exception) -> None:
+    with client_raising(exc) as client, pytest.raises(TargetUnreachable) as info:
+        client.rollback()
+    assert isinstance(info.value, TransientTargetError)
+    assert info.value.__cause__ is exc
+    assert "POST http://agent.test/v1/rollback" in str(info.value)
