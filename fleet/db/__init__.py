@@ -1,0 +1,1 @@
+"""Fleet's database: SQLModel tables, engines and transactions, repositories, migrations."""

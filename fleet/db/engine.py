@@ -1,0 +1,92 @@
+"""Engines and transactions.
+
+SQLite runs every transaction as `BEGIN IMMEDIATE` (the pysqlite recipe in
+SQLAlchemy's documentation: the driver's own transaction handling is turned
+off and `begin` emits the statement), so that writers are serialised from
+their first read: the audit chain head a writer reads cannot change under it.
+PostgreSQL serialises audit appends with a transaction-level advisory lock
+(see `fleet.db.audit`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from fleet.core.errors import InputError
+from fleet.db.models import metadata
+
+__all__ = ["create_all", "dispose_engines", "get_engine", "make_engine", "transaction"]
+
+_ENGINES: dict[str, Engine] = {}
+_LOCK = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """A new engine for `url` (SQLite: the file's directory is created)."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise InputError(f"Invalid database URL: {url!r}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The shared engine for `url` (default: the settings' database URL)."""
+    if url is None:
+        from fleet.settings import get_settings
+
+        url = get_settings().url
+    with _LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = _ENGINES[url] = make_engine(url)
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every shared engine's connections (tests, before dropping a database)."""
+    with _LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def create_all(engine: Engine) -> None:
+    """Create every table directly, without migrations (tests and benchmarks)."""
+    metadata.create_all(engine)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """One database transaction: committed when the block ends, rolled back on error."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session

@@ -1,0 +1,45 @@
+"""Fleet's settings: one pydantic-settings class, read from `FLEET_*` variables.
+
+`get_settings()` is cached; tests set the environment (or build a
+`Settings(...)` and pass it on) instead of patching module globals, and call
+`get_settings.cache_clear()` when they changed the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Where Fleet keeps its data."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".fleet"), description="Fleet's data directory (FLEET_HOME)."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "Any SQLAlchemy URL (FLEET_DATABASE_URL), e.g. "
+            "postgresql+psycopg://user@host/fleet; default: a SQLite file under home."
+        ),
+    )
+
+    @property
+    def url(self) -> str:
+        """The database URL in effect."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'fleet.db').as_posix()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
