@@ -14,9 +14,9 @@ outlives the objects it names, and the repositories keep references valid.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from fleet.db.types import UTCDateTime
@@ -36,6 +36,7 @@ __all__ = [
     "SecurityDeadlineRow",
     "VersionRow",
     "metadata",
+    "table_of",
 ]
 
 metadata = SQLModel.metadata
@@ -250,3 +251,8 @@ class AuditEventRow(SQLModel, table=True):
     flow_run_id: str | None = Field(default=None, max_length=64)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy `Table` of a table model (for Core statements: bulk and typed)."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
