@@ -169,6 +169,9 @@ class ManifestBase(SQLModel):
     instance: str = Field(max_length=63)
     number: int = Field(description="revision number, 1, 2, 3 ... per instance")
     components: dict[str, str] = Field(sa_type=JSON)
+    base: dict[str, str] = Field(
+        default_factory=dict, sa_type=JSON, description="what the instance ran when planned"
+    )
     hash: str = Field(max_length=64, description="sha256 of the canonical JSON of components")
     parent: int | None = Field(default=None, description="the revision it was planned from")
     rollback_of: int | None = Field(default=None, description="the revision a rollback restores")

@@ -155,6 +155,7 @@ def upgrade() -> None:
         sa.Column("instance", sa.String(length=63), nullable=False),
         sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("components", sa.JSON(), nullable=False),
+        sa.Column("base", sa.JSON(), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.Column("parent", sa.Integer(), nullable=True),
         sa.Column("rollback_of", sa.Integer(), nullable=True),

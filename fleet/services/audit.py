@@ -1,0 +1,70 @@
+"""The audit chain: append, verify, export, log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+from sqlalchemy import Engine
+
+from fleet.core.audit import AuditEvent, ChainVerdict, verify_chain
+from fleet.core.durations import isoformat
+from fleet.db.audit import Entry, append_events, iter_events
+from fleet.services._common import now_or_clock, reading, writing
+
+__all__ = ["append", "event_json", "events", "export_jsonl", "verify"]
+
+
+def append(
+    entries: Sequence[Entry],
+    *,
+    actor: str,
+    flow_run_id: str | None = None,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> list[AuditEvent]:
+    """Append events that record something done outside the database (e.g. a flow step)."""
+    now = now_or_clock(now)
+    with writing(engine) as session:
+        return append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
+
+
+def verify(*, engine: Engine | None = None) -> ChainVerdict:
+    """Recompute the whole chain; the verdict names the first broken link."""
+    with reading(engine) as session:
+        return verify_chain(iter_events(session))
+
+
+def events(
+    *,
+    subject: str | None = None,
+    since: datetime | None = None,
+    engine: Engine | None = None,
+) -> Iterator[AuditEvent]:
+    with reading(engine) as session:
+        yield from iter_events(session, subject=subject, since=since)
+
+
+def event_json(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "at": isoformat(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "subject": event.subject,
+        "details": event.details,
+        "flow_run_id": event.flow_run_id,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+def export_jsonl(out: TextIO, *, engine: Engine | None = None) -> int:
+    """Write every event as one JSON line, in chain order; returns how many."""
+    count = 0
+    for event in events(engine=engine):
+        out.write(json.dumps(event_json(event), ensure_ascii=False, sort_keys=True) + "\n")
+        count += 1
+    return count

@@ -1,0 +1,311 @@
+"""Deployment records and approvals, linked to the Prefect flow run by its id.
+
+A deployment record is one per instance per flow run: the manifest revision,
+who started it, started/finished, outcome and error. An approval names its
+approver, decision, comment and time, and whether the approver was
+`verified` (an authenticated API principal) or self-declared (typed into
+the Prefect UI). The person who started a run cannot approve it (four eyes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Row, insert, select, update
+
+from fleet.core.durations import isoformat
+from fleet.core.errors import ConflictError, InputError, NotFoundError, PermissionDenied
+from fleet.db import fleet as fleet_repo
+from fleet.db.audit import Entry, append_events
+from fleet.db.history import APPROVAL, DEPLOYMENT, MANIFEST
+from fleet.services._common import now_or_clock, reading, writing
+
+__all__ = [
+    "APPROVAL_DECISIONS",
+    "OUTCOMES",
+    "Approval",
+    "Deployment",
+    "approvals_for",
+    "deployments_of",
+    "finish_deployment",
+    "record_approval",
+    "start_deployment",
+]
+
+APPROVAL_DECISIONS = ("approve", "reject", "waived")
+OUTCOMES = ("succeeded", "failed", "rolled-back", "skipped", "expired", "halted")
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    instance: str
+    manifest_number: int
+    flow_run_id: str
+    started_by: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str
+    error: str | None
+    approvals: tuple[Approval, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "revision": self.manifest_number,
+            "flow_run_id": self.flow_run_id,
+            "started_by": self.started_by,
+            "started_at": isoformat(self.started_at),
+            "finished_at": None if self.finished_at is None else isoformat(self.finished_at),
+            "outcome": self.outcome,
+            "error": self.error,
+            "approvals": [a.to_json() for a in self.approvals],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    instance: str
+    approver: str
+    decision: str
+    comment: str
+    at: datetime
+    verified: bool
+    flow_run_id: str | None
+    manifest_number: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "approver": self.approver,
+            "decision": self.decision,
+            "comment": self.comment,
+            "at": isoformat(self.at),
+            "verified": self.verified,
+            "flow_run_id": self.flow_run_id,
+            "revision": self.manifest_number,
+        }
+
+
+def _approval(row: Row[Any]) -> Approval:
+    return Approval(
+        row.instance,
+        row.approver,
+        row.decision,
+        row.comment,
+        row.at,
+        row.verified,
+        row.flow_run_id,
+        row.manifest_number,
+    )
+
+
+def _require_revision(session: Any, instance: str, number: int) -> None:
+    found = session.execute(
+        select(MANIFEST.c.id).where(
+            (MANIFEST.c.instance == instance) & (MANIFEST.c.number == number)
+        )
+    ).first()
+    if found is None:
+        raise NotFoundError(f"Unknown manifest revision: {instance!r} revision {number}")
+
+
+def start_deployment(
+    instance: str,
+    manifest_number: int,
+    *,
+    flow_run_id: str,
+    actor: str,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> None:
+    """Record that flow run `flow_run_id` starts deploying a revision to `instance`."""
+    now = now_or_clock(now)
+    with writing(engine) as session:
+        _require_revision(session, instance, manifest_number)
+        exists = session.execute(
+            select(DEPLOYMENT.c.id).where(
+                (DEPLOYMENT.c.instance == instance) & (DEPLOYMENT.c.flow_run_id == flow_run_id)
+            )
+        ).first()
+        if exists is not None:
+            raise ConflictError(f"{instance} already has a deployment record for run {flow_run_id}")
+        session.execute(
+            insert(DEPLOYMENT),
+            [
+                {
+                    "instance": instance,
+                    "manifest_number": manifest_number,
+                    "flow_run_id": flow_run_id,
+                    "started_by": actor,
+                    "started_at": now,
+                    "finished_at": None,
+                    "outcome": "running",
+                    "error": None,
+                }
+            ],
+        )
+        append_events(
+            session,
+            [Entry("deployment.start", f"instance:{instance}", {"revision": manifest_number})],
+            actor=actor,
+            at=now,
+            flow_run_id=flow_run_id,
+        )
+
+
+def finish_deployment(
+    instance: str,
+    *,
+    flow_run_id: str,
+    outcome: str,
+    error: str | None = None,
+    actor: str,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> None:
+    """Record how flow run `flow_run_id` ended on `instance`."""
+    now = now_or_clock(now)
+    if outcome not in OUTCOMES:
+        raise InputError(f"Invalid deployment outcome: {outcome!r} (one of {', '.join(OUTCOMES)})")
+    with writing(engine) as session:
+        row = session.execute(
+            select(DEPLOYMENT).where(
+                (DEPLOYMENT.c.instance == instance) & (DEPLOYMENT.c.flow_run_id == flow_run_id)
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"No deployment record of {instance!r} for run {flow_run_id!r}")
+        if row.finished_at is not None:
+            raise ConflictError(f"{instance} run {flow_run_id} already finished ({row.outcome})")
+        session.execute(
+            update(DEPLOYMENT)
+            .where(DEPLOYMENT.c.id == row.id)
+            .values(finished_at=now, outcome=outcome, error=error)
+        )
+        append_events(
+            session,
+            [
+                Entry(
+                    f"deployment.{outcome}",
+                    f"instance:{instance}",
+                    {"revision": row.manifest_number, "error": error},
+                )
+            ],
+            actor=actor,
+            at=now,
+            flow_run_id=flow_run_id,
+        )
+
+
+def record_approval(
+    instance: str,
+    *,
+    approver: str,
+    decision: str,
+    comment: str = "",
+    verified: bool = False,
+    flow_run_id: str | None = None,
+    manifest_number: int | None = None,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> Approval:
+    """Store one approval (or rejection) and its audit event; four eyes hold."""
+    now = now_or_clock(now)
+    if decision not in APPROVAL_DECISIONS:
+        raise InputError(
+            f"Invalid approval decision: {decision!r} (one of {', '.join(APPROVAL_DECISIONS)})"
+        )
+    if not approver.strip():
+        raise InputError(f"Invalid approver: {approver!r}")
+    with writing(engine) as session:
+        known = session.execute(
+            select(fleet_repo.INSTANCE.c.id).where(fleet_repo.INSTANCE.c.name == instance)
+        ).first()
+        if known is None:
+            raise NotFoundError(f"Unknown instance: {instance!r}")
+        if manifest_number is not None:
+            _require_revision(session, instance, manifest_number)
+        if flow_run_id is not None and decision == "approve":
+            started = session.execute(
+                select(DEPLOYMENT.c.started_by).where(DEPLOYMENT.c.flow_run_id == flow_run_id)
+            ).scalars()
+            if approver in set(started):
+                raise PermissionDenied(
+                    f"{approver!r} started run {flow_run_id} and cannot approve it (four eyes)"
+                )
+        approval = Approval(
+            instance, approver, decision, comment, now, verified, flow_run_id, manifest_number
+        )
+        session.execute(
+            insert(APPROVAL),
+            [
+                {
+                    "instance": instance,
+                    "manifest_number": manifest_number,
+                    "flow_run_id": flow_run_id,
+                    "approver": approver,
+                    "decision": decision,
+                    "comment": comment,
+                    "at": now,
+                    "verified": verified,
+                }
+            ],
+        )
+        append_events(
+            session,
+            [
+                Entry(
+                    f"approval.{decision}",
+                    f"instance:{instance}",
+                    {
+                        "revision": manifest_number,
+                        "comment": comment,
+                        "verified": verified,
+                    },
+                )
+            ],
+            actor=approver,
+            at=now,
+            flow_run_id=flow_run_id,
+        )
+        return approval
+
+
+def approvals_for(
+    instance: str, *, flow_run_id: str | None = None, engine: Engine | None = None
+) -> list[Approval]:
+    with reading(engine) as session:
+        query = select(APPROVAL).where(APPROVAL.c.instance == instance)
+        if flow_run_id is not None:
+            query = query.where(APPROVAL.c.flow_run_id == flow_run_id)
+        return [_approval(r) for r in session.execute(query.order_by(APPROVAL.c.id))]
+
+
+def deployments_of(instance: str, *, engine: Engine | None = None) -> list[Deployment]:
+    """The instance's deployment records, oldest first, each with its run's approvals."""
+    with reading(engine) as session:
+        rows = session.execute(
+            select(DEPLOYMENT).where(DEPLOYMENT.c.instance == instance).order_by(DEPLOYMENT.c.id)
+        ).all()
+        approvals = [
+            _approval(r)
+            for r in session.execute(
+                select(APPROVAL).where(APPROVAL.c.instance == instance).order_by(APPROVAL.c.id)
+            )
+        ]
+    return [
+        Deployment(
+            r.instance,
+            r.manifest_number,
+            r.flow_run_id,
+            r.started_by,
+            r.started_at,
+            r.finished_at,
+            r.outcome,
+            r.error,
+            tuple(a for a in approvals if a.flow_run_id == r.flow_run_id),
+        )
+        for r in rows
+    ]
