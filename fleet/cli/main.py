@@ -20,6 +20,13 @@ COMMANDS: tuple[str, ...] = (
     "fleet.cli.blocks",
     "fleet.cli.plan",
     "fleet.cli.validate",
+    "fleet.cli.db",
+    "fleet.cli.apply",
+    "fleet.cli.pins",
+    "fleet.cli.advisories",
+    "fleet.cli.risk",
+    "fleet.cli.history",
+    "fleet.cli.audit",
 )
 
 

@@ -61,3 +61,21 @@ def _main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse to work on a database that is not at the newest schema revision."""
+    from fleet.core.errors import FleetError
+
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        current = current_revision(engine)
+    except Exception as exc:
+        raise FleetError(f"Cannot open Fleet's database {where}: {exc}") from exc
+    if current is None:
+        raise FleetError(f"Fleet's database {where} is not set up: run `fleet init`")
+    if current != head_revision():
+        raise FleetError(
+            f"Fleet's database {where} is at schema {current}, not {head_revision()}: "
+            "run `fleet db upgrade`"
+        )

@@ -32,6 +32,8 @@ from fleet.core.fleetfile import FleetFile, Security, fleet_file_from_state, par
 from fleet.core.state import FleetState
 from fleet.db import fleet as repo
 from fleet.db.audit import Entry, append_events
+from fleet.db.engine import get_engine
+from fleet.db.migrate import require_current
 from fleet.services._common import now_or_clock, reading, writing
 
 __all__ = ["ApplyResult", "Change", "apply_fleet_file", "export_fleet_file", "load_state"]
@@ -40,7 +42,13 @@ Key = tuple[str, ...]
 
 
 def load_state(*, engine: Engine | None = None) -> FleetState:
-    """The fleet in the database, as the planner reads it."""
+    """The fleet in the database, as the planner reads it.
+
+    Without `engine`, the settings' database is used and must be set up.
+    """
+    if engine is None:
+        engine = get_engine()
+        require_current(engine)
     with reading(engine) as session:
         return repo.load_state(session)
 

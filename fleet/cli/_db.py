@@ -1,0 +1,58 @@
+"""What the database commands share: the engine, the actor, times."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from fleet.core.errors import InputError
+from fleet.db.engine import get_engine
+from fleet.db.migrate import require_current
+
+__all__ = ["actor_of", "add_actor", "database", "parse_time"]
+
+
+def database() -> Engine:
+    """The settings' database, which must be set up and current."""
+    engine = get_engine()
+    require_current(engine)
+    return engine
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def add_actor(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--actor",
+        default=None,
+        metavar="NAME",
+        help="who is making the change, for the audit chain (default: the OS user)",
+    )
+
+
+def actor_of(args: argparse.Namespace) -> str:
+    actor = args.actor if args.actor is not None else _default_actor()
+    if not actor.strip():
+        raise InputError(f"Invalid --actor: {actor!r}")
+    return str(actor)
+
+
+def parse_time(text: str, *, option: str) -> datetime:
+    """An ISO 8601 time with a zone, for options such as `--until`."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(
+            f"Invalid {option} time: {text!r} (expected ISO 8601 with a zone)"
+        ) from None
+    if moment.tzinfo is None:
+        raise InputError(f"Invalid {option} time: {text!r} has no time zone (add Z or +01:00)")
+    return moment
