@@ -64,6 +64,8 @@ def _apply(args: argparse.Namespace) -> int:
     print(f"{args.file}: {result.summary()} ({result.audit_events} audit events)")
     for change in result.changes:
         print(f"  {change.action:8} {change.subject}")
+    for note in result.notes:
+        print(f"  note: {note}")
     return 0
 
 

@@ -173,6 +173,7 @@ class StoredFleet:
     state: FleetState
     ids: Mapping[str, Mapping[tuple[str, ...], int]]
     retired: Mapping[str, int]
+    deployed: Mapping[str, int]
 
 
 def load_deadlines(session: Session) -> dict[Severity, timedelta | None]:
@@ -220,7 +221,8 @@ def load_stored(session: Session) -> StoredFleet:
         "risk": {(r.instance, r.advisory): r.id for r in risk_rows},
     }
     retired = {r.name: r.id for r in instance_rows if r.retired_at is not None}
-    return StoredFleet(state, ids, retired)
+    deployed = {r.name: r.current_revision for r in live if r.current_revision is not None}
+    return StoredFleet(state, ids, retired, deployed)
 
 
 def load_state(session: Session) -> FleetState:

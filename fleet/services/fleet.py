@@ -11,6 +11,10 @@ unless `prune` is given; pruning retires instances (their history keeps its
 subject) and never touches manifests, deployment records, approvals or the
 audit chain.
 
+Once Fleet has deployed a manifest to an instance, that manifest is what the
+instance runs: the file's `current` for it is ignored (and noted in the
+result) so that re-applying an older file never rewrites what was deployed.
+
 Before anything is written, the fleet that would result (the database
 merged with the file) is checked like a fleet file: a file whose references
 only make sense with objects it would delete is refused whole.
@@ -69,6 +73,7 @@ class Change:
 class ApplyResult:
     changes: tuple[Change, ...] = ()
     audit_events: int = 0
+    notes: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -184,6 +189,7 @@ def apply_fleet_file(
     with writing(engine) as session:
         stored = repo.load_stored(session)
         current = fleet_file_from_state(stored.state)
+        desired, notes = _keep_deployed(desired, current, stored.deployed)
         merged = _merge(current, desired, fleet, prune=prune)
         if current.components:
             try:
@@ -202,7 +208,27 @@ def apply_fleet_file(
                 )
             )
         append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
-        return ApplyResult(tuple(changes), len(entries))
+        return ApplyResult(tuple(changes), len(entries), tuple(notes))
+
+
+def _keep_deployed(
+    desired: FleetFile, current: FleetFile, deployed: Mapping[str, int]
+) -> tuple[FleetFile, list[str]]:
+    """The file with each deployed instance's `current` taken from the database."""
+    if not deployed:
+        return desired, []
+    running = {i.name: i.current for i in current.instances if i.name in deployed}
+    notes = []
+    instances = []
+    for entry in desired.instances:
+        if entry.name in running and entry.current != running[entry.name]:
+            notes.append(
+                f"instance {entry.name}: runs revision {deployed[entry.name]} "
+                f"({running[entry.name]}); the file's current versions are ignored"
+            )
+            entry = entry.model_copy(update={"current": running[entry.name]})
+        instances.append(entry)
+    return desired.model_copy(update={"instances": instances}), notes
 
 
 def _merge(current: FleetFile, desired: FleetFile, given: FleetFile, *, prune: bool) -> FleetFile:
