@@ -21,9 +21,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
 
-    home: Path = Field(
-        default=Path(".fleet"), description="Fleet's data directory (FLEET_HOME)."
-    )
+    home: Path = Field(default=Path(".fleet"), description="Fleet's data directory (FLEET_HOME).")
     database_url: str | None = Field(
         default=None,
         description=(
