@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ def register(sub: Any) -> None:
     faults.add_argument(
         "--apply-delay-ms", type=float, default=0.0, help="pause after each unpacked component"
     )
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_serve, lean=False)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -57,6 +59,12 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise AgentConfigError(f"Invalid fault option: {describe_validation_error(exc)}") from None
     token = read_token(args.token_file)
+    if not args.lean:
+        # The full CLI has imported every sub-command's dependencies (database, Prefect);
+        # start over in the lean entry point so the agent's memory is only its own.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "fleet.agent", *_serve_argv(args)])
     serve(
         root=args.root,
         token=token,
@@ -68,3 +76,20 @@ def _serve(args: argparse.Namespace) -> int:
         component_delay=args.apply_delay_ms / 1000,
     )
     return 0
+
+
+def _serve_argv(args: argparse.Namespace) -> list[str]:
+    argv = ["agent", "serve", "--root", str(args.root), "--port", str(args.port)]
+    argv += ["--token-file", str(args.token_file), "--host", args.host, "--keep", str(args.keep)]
+    if args.port_file is not None:
+        argv += ["--port-file", str(args.port_file)]
+    argv += ["--fault-error-rate", repr(args.fault_error_rate)]
+    argv += ["--fault-reset-rate", repr(args.fault_reset_rate)]
+    argv += ["--fault-hang-rate", repr(args.fault_hang_rate)]
+    argv += ["--fault-latency-ms", repr(args.fault_latency_ms)]
+    argv += ["--apply-delay-ms", repr(args.apply_delay_ms)]
+    if args.fault_unhealthy:
+        argv.append("--fault-unhealthy")
+    if args.fault_seed is not None:
+        argv += ["--fault-seed", str(args.fault_seed)]
+    return argv

@@ -22,6 +22,7 @@ from fleet.agent.errors import (
     Unauthorized,
 )
 from fleet.artifacts import ArtifactRef
+from fleet.cli.main import main
 from tests.agent.support import TOKEN, AgentProcess, make_manifest
 
 V1 = {"api": "1.0.0", "web": "1.0.0"}
@@ -214,3 +215,41 @@ def test_twenty_concurrent_applies_leave_exactly_one_coherent_current(
     assert len(intervals) == len(applied)
     for (_, end), (start, _) in itertools.pairwise(intervals):
         assert end <= start, "two applies overlapped"
+
+
+def test_the_agent_process_stays_lean(agent: AgentProcess, refs: dict[str, ArtifactRef]) -> None:
+    assert agent.proc is not None
+    with agent.client() as client:
+        for i in range(5):
+            client.apply(make_manifest(refs, V2 if i % 2 else V1, revision=i + 1, salt=str(i)))
+    status = Path(f"/proc/{agent.proc.pid}/status").read_text()
+    rss_kb = int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+    assert rss_kb < 80 * 1024, f"agent RSS {rss_kb / 1024:.1f} MB"
+    cmdline = Path(f"/proc/{agent.proc.pid}/cmdline").read_bytes().split(b"\0")
+    assert cmdline[1:3] == [b"-m", b"fleet.agent"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "token", "message"),
+    [
+        ([], None, "Cannot read token file"),
+        ([], "  \n", "is empty"),
+        (["--keep", "0"], "tok", "--keep must be at least 1, got 0"),
+        (["--port", "70000"], "tok", "--port must be 0-65535, got 70000"),
+        (["--fault-error-rate", "2"], "tok", "error_rate"),
+    ],
+)
+def test_serve_refuses_bad_options_with_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    token: str | None,
+    message: str,
+) -> None:
+    token_file = tmp_path / "token"
+    if token is not None:
+        token_file.write_text(token)
+    argv = ["agent", "serve", "--root", str(tmp_path / "r"), "--port", "0"]
+    argv += ["--token-file", str(token_file), *extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
