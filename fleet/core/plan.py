@@ -30,7 +30,7 @@ from fleet.core.errors import (
 )
 from fleet.core.instances import Instance
 from fleet.core.manifests import Manifest
-from fleet.core.pins import Pin, applicable_pins, conflicting_pins
+from fleet.core.pins import Pin, conflicting_pins
 from fleet.core.state import FleetState
 from fleet.core.versions import ComponentVersion, release_line
 
@@ -252,6 +252,9 @@ class _Planner:
         self.order = state.components
         self.position = {name: i for i, name in enumerate(self.order)}
         self.pin_ids = {id(pin): i for i, pin in enumerate(state.pins)}
+        self.pins_by_scope: dict[tuple[str, str | None], list[Pin]] = {}
+        for pin in state.pins:
+            self.pins_by_scope.setdefault((pin.scope.kind, pin.scope.name), []).append(pin)
         self.deadlines = state.deadlines
         self.advisories_by_component: dict[str, list[Advisory]] = {}
         for adv in state.advisories:
@@ -261,18 +264,26 @@ class _Planner:
         for ra in state.risk_acceptances:
             if ra.is_active(now):
                 self.acceptances[(ra.instance, ra.advisory)] = ra
-        self._contains: dict[tuple[str, Version], bool] = {}
+        self._contains: dict[tuple[int, Version], bool] = {}
         self._compat: dict[tuple[int, int], bool] = {}
         self._affecting: dict[tuple[str, Version], list[Advisory]] = {}
         self._eligible: dict[tuple[str, str], list[ComponentVersion]] = {}
         self._resolutions: dict[_Key, _Resolution | PlanError] = {}
         self._fixes: dict[_Key, _SecurityFix | PlanError] = {}
         self._related = self._related_pairs()
+        self._window_notes: dict[str, str] = {}
+        self._notes: dict[int, str] = {}
+        self._short: dict[int, str] = {}
+        self._reasons: dict[_Key, str] = {}
+        self._domains: dict[_Key, list[ComponentVersion]] = {}
+        self._pin_clashes: dict[tuple[int, ...], list[Pin] | None] = {}
 
     # -- small cached predicates --
 
     def _meets(self, spec: SpecifierSet, version: Version) -> bool:
-        key = (str(spec), version)
+        # Specifier sets live as long as the state, so their identity is a
+        # safe and cheap key (spelling them out is what costs).
+        key = (id(spec), version)
         hit = self._contains.get(key)
         if hit is None:
             hit = spec.contains(version, prereleases=True)
@@ -335,7 +346,7 @@ class _Planner:
             return f"channel constraint {channel.constraint}"
         for pin in pins:
             if not self._meets(pin.spec, cv.version):
-                return pin.short()
+                return self._pin_words(pin)
         if cv.version.is_prerelease and not channel.allow_prereleases:
             return f"final releases only ({channel.name} allows no pre-releases)"
         if cv.yanked:
@@ -354,14 +365,12 @@ class _Planner:
     def plan(self, inst: Instance) -> InstancePlan:
         channel = self.state.channels[inst.channel]
         policy = effective_policy(channel, inst.policy_override)
-        active, expired = applicable_pins(
-            self.state.pins, instance=inst.name, channel=inst.channel, now=self.now
-        )
-        warnings = [
-            f"expired pin ignored: {p.describe()} expired {isoformat(p.expires_at)}"
-            for p in expired
-            if p.expires_at is not None
-        ]
+        active: list[Pin] = []
+        expired: list[Pin] = []
+        for scope in (("global", None), ("channel", inst.channel), ("instance", inst.name)):
+            for p in self.pins_by_scope.get(scope, ()):
+                (active if p.is_active(self.now) else expired).append(p)
+        warnings = [self._expired_note(p) for p in expired]
         current = {c: inst.current.get(c) for c in self.order}
         pin_key = tuple(sorted(self.pin_ids[id(p)] for p in active))
         key: _Key = (inst.channel, tuple(current.values()), pin_key)
@@ -394,9 +403,7 @@ class _Planner:
         else:
             decision, approvals = Decision.DEPLOY, 0
             if channel.maintenance_window is not None:
-                opens = channel.maintenance_window.next_open(self.now)
-                when = "open now" if opens <= self.now else f"next opens {isoformat(opens)}"
-                warnings.append(f"deploys in the maintenance window ({when})")
+                warnings.append(self._window_note(channel))
         return InstancePlan(
             inst.name,
             inst.channel,
@@ -408,6 +415,29 @@ class _Planner:
             (),
             tuple(warnings),
         )
+
+    def _expired_note(self, pin: Pin) -> str:
+        note = self._notes.get(id(pin))
+        if note is None:
+            assert pin.expires_at is not None
+            note = f"expired pin ignored: {pin.describe()} expired {isoformat(pin.expires_at)}"
+            self._notes[id(pin)] = note
+        return note
+
+    def _pin_words(self, pin: Pin) -> str:
+        words = self._short.get(id(pin))
+        if words is None:
+            words = self._short[id(pin)] = pin.short()
+        return words
+
+    def _window_note(self, channel: Channel) -> str:
+        note = self._window_notes.get(channel.name)
+        if note is None:
+            assert channel.maintenance_window is not None
+            opens = channel.maintenance_window.next_open(self.now)
+            when = "open now" if opens <= self.now else f"next opens {isoformat(opens)}"
+            note = self._window_notes[channel.name] = f"deploys in the maintenance window ({when})"
+        return note
 
     def _error(
         self,
@@ -464,7 +494,7 @@ class _Planner:
                 accepted = self.acceptances.get((inst.name, adv.id))
                 is_forced = self.enforced[adv.id] and accepted is None
                 new = target.get(component)
-                fixed = new is not None and not adv.affects(new)
+                fixed = new is not None and adv not in self.affecting(component, new)
                 flags.append(
                     AdvisoryFlag(adv, deadline_of(adv, self.deadlines), is_forced, fixed, accepted)
                 )
@@ -495,22 +525,17 @@ class _Planner:
                         f"{component} {version} is not in the version registry"
                     )
             comp_pins = pins_by_component.get(component, [])
+            pin_ids = tuple(self.pin_ids[id(p)] for p in comp_pins)
             if len(comp_pins) > 1:
-                probes = [cv.version for cv in registry.versions(component)]
-                clash = conflicting_pins(comp_pins, probes)
+                if pin_ids not in self._pin_clashes:
+                    probes = [cv.version for cv in registry.versions(component)]
+                    self._pin_clashes[pin_ids] = conflicting_pins(comp_pins, probes)
+                clash = self._pin_clashes[pin_ids]
                 if clash:
                     names = "; ".join(p.describe() for p in clash)
                     raise PinConflictError(f"pin conflict on {component}: {names}")
-            domain = [
-                cv
-                for cv in self.eligible(channel, component)
-                if (floor is None or cv.version >= floor.version)
-                and all(self._meets(p.spec, cv.version) for p in comp_pins)
-            ]
-            if floor is not None and (not domain or domain[-1] is not floor):
-                domain.append(floor)
             floors[component] = floor
-            domains.append(domain)
+            domains.append(self._domain(channel, component, floor, comp_pins, pin_ids))
 
         chosen = self._search(domains)
         if chosen is None:
@@ -530,40 +555,99 @@ class _Planner:
         for component in self.order:
             cv = by_component.get(component)
             manifest[component] = None if cv is None else cv.version
-        reasons = {
-            component: self._reason(
-                channel,
+        reasons = {}
+        for component in self.order:
+            floor, chosen_cv = floors[component], by_component.get(component)
+            comp_pins = pins_by_component.get(component, [])
+            # The reason depends on the chosen versions of related components only.
+            key: _Key = (
+                channel.name,
                 component,
-                floors[component],
-                by_component.get(component),
-                pins_by_component.get(component, []),
-                by_component,
+                id(floor),
+                id(chosen_cv),
+                tuple(self.pin_ids[id(p)] for p in comp_pins),
+                tuple(
+                    id(cv)
+                    for other, cv in by_component.items()
+                    if (component, other) in self._related
+                ),
             )
-            for component in self.order
-        }
+            text = self._reasons.get(key)
+            if text is None:
+                text = self._reason(channel, component, floor, chosen_cv, comp_pins, by_component)
+                self._reasons[key] = text
+            reasons[component] = text
         return _Resolution(manifest, reasons, warnings)
+
+    def _domain(
+        self,
+        channel: Channel,
+        component: str,
+        floor: ComponentVersion | None,
+        pins: Sequence[Pin],
+        pin_ids: tuple[int, ...],
+    ) -> list[ComponentVersion]:
+        """Eligible versions at or above the floor that meet the pins, newest
+        first, then the floor itself (compile keeps it when nothing is better)."""
+        key: _Key = (channel.name, component, id(floor), pin_ids)
+        hit = self._domains.get(key)
+        if hit is None:
+            hit = []
+            for cv in self.eligible(channel, component):
+                if floor is not None and cv.version < floor.version:
+                    break  # newest first: everything after is lower still
+                if all(self._meets(p.spec, cv.version) for p in pins):
+                    hit.append(cv)
+            if floor is not None and (not hit or hit[-1] is not floor):
+                hit.append(floor)
+            self._domains[key] = hit
+        return hit
 
     def _search(
         self, domains: Sequence[Sequence[ComponentVersion]]
     ) -> list[ComponentVersion] | None:
-        """Depth-first, newest first, with forward checking: the first complete
-        assignment found is the lexicographically greatest compatible manifest.
+        """The lexicographically greatest compatible manifest, or None.
+
+        Depth-first in declared order, newest first, so the first complete
+        assignment found is the answer. Three things keep it small without
+        changing that answer: forward checking (an assignment that leaves a
+        later component nothing is skipped) and memoised failures (a subtree
+        that failed fails again whenever the earlier components it depends
+        on are the same), so two clashing components late in the order cost
+        a few steps per choice of the earlier ones, not their product.
+        When the search fails, arc consistency names the clash.
 
         An empty domain (a component that is neither installed nor has an
         eligible version) is left out of the manifest.
         """
         present = [list(d) for d in domains if d]
+        if not present:
+            return []
         related = self._related
+        names = [d[0].component for d in present]
+        # For each level, the earlier levels that touch it or anything after it.
+        depends = [
+            tuple(
+                j
+                for j in range(level)
+                if any((names[j], names[k]) in related for k in range(level, len(names)))
+            )
+            for level in range(len(names))
+        ]
+        failed: set[tuple[int, tuple[int, ...]]] = set()
 
         def extend(
             level: int, chosen: list[ComponentVersion], rest: list[list[ComponentVersion]]
         ) -> list[ComponentVersion] | None:
             if level == len(present):
                 return chosen
+            key = (level, tuple(id(chosen[j]) for j in depends[level]))
+            if key in failed:
+                return None
             for cv in rest[0]:
                 pruned: list[list[ComponentVersion]] = []
                 for future in rest[1:]:
-                    if future and (cv.component, future[0].component) in related:
+                    if (cv.component, future[0].component) in related:
                         future = [w for w in future if self._compatible(cv, w)]
                         if not future:
                             break
@@ -572,44 +656,69 @@ class _Planner:
                     found = extend(level + 1, [*chosen, cv], pruned)
                     if found is not None:
                         return found
+            failed.add(key)
             return None
 
-        if not present:
-            return []
         return extend(0, [], present)
+
+    def _arc_consistent(self, domains: list[list[ComponentVersion]]) -> str | None:
+        """Prune `domains` in place (AC-3); on a wipe-out, the clash in words."""
+        related = self._related
+        index = {d[0].component: i for i, d in enumerate(domains)}
+        queue = [
+            (a, b)
+            for a in range(len(domains))
+            for b in range(len(domains))
+            if a != b and (domains[a][0].component, domains[b][0].component) in related
+        ]
+        pending = set(queue)
+        while queue:
+            a, b = queue.pop(0)
+            pending.discard((a, b))
+            before = domains[a]
+            kept = [x for x in before if any(self._compatible(x, y) for y in domains[b])]
+            if len(kept) == len(before):
+                continue
+            if not kept:
+                return self._pair_clash(before, domains[b])
+            domains[a] = kept
+            name = kept[0].component
+            for other, i in index.items():
+                if i != a and i != b and (other, name) in related and (i, a) not in pending:
+                    queue.append((i, a))
+                    pending.add((i, a))
+        return None
+
+    def _pair_clash(
+        self, left: Sequence[ComponentVersion], right: Sequence[ComponentVersion]
+    ) -> str:
+        a_name, b_name = left[0].component, right[0].component
+        specs = sorted(
+            {
+                f"{a.component} {a.version} requires {b_name}{a.requires[b_name]}"
+                for a in left
+                if b_name in a.requires
+            }
+            | {
+                f"{b.component} {b.version} requires {a_name}{b.requires[a_name]}"
+                for b in right
+                if a_name in b.requires
+            }
+        )
+        allowed_a = ", ".join(str(a.version) for a in left[:5])
+        allowed_b = ", ".join(str(b.version) for b in right[:5])
+        return (
+            f"{a_name} (allowed: {allowed_a}) and {b_name} (allowed: {allowed_b}) "
+            f"clash: {'; '.join(specs[:6])}"
+        )
 
     def _explain_clash(self, domains: Sequence[Sequence[ComponentVersion]]) -> str:
         """Name the `requires` constraints that no combination can meet."""
-        clashes: list[str] = []
-        present = [d for d in domains if d]
-        for i, left in enumerate(present):
-            for right in present[i + 1 :]:
-                if any(self._compatible(a, b) for a in left for b in right):
-                    continue
-                a_name, b_name = left[0].component, right[0].component
-                specs = sorted(
-                    {
-                        f"{a.component} {a.version} requires {b_name}{a.requires[b_name]}"
-                        for a in left
-                        if b_name in a.requires
-                    }
-                    | {
-                        f"{b.component} {b.version} requires {a_name}{b.requires[a_name]}"
-                        for b in right
-                        if a_name in b.requires
-                    }
-                )
-                allowed_a = ", ".join(str(a.version) for a in left[:5])
-                allowed_b = ", ".join(str(b.version) for b in right[:5])
-                clashes.append(
-                    f"{a_name} (allowed: {allowed_a}) and {b_name} (allowed: {allowed_b}) "
-                    f"clash: {'; '.join(specs[:6])}"
-                )
-        if not clashes:
-            clashes.append(
-                "every pair of components has a compatible choice, but no whole manifest does"
-            )
-        return "no compatible combination: " + " | ".join(clashes)
+        present = [list(d) for d in domains if d]
+        clash = self._arc_consistent(present)
+        if clash is None:
+            clash = "every pair of components has a compatible choice, but no whole manifest does"
+        return "no compatible combination: " + clash
 
     def _reason(
         self,
@@ -714,7 +823,8 @@ class _Planner:
                 f.advisory,
                 f.deadline,
                 f.enforced,
-                (v := target.get(f.advisory.component)) is not None and not f.advisory.affects(v),
+                (v := target.get(f.advisory.component)) is not None
+                and f.advisory not in self.affecting(f.advisory.component, v),
                 f.risk_acceptance,
             )
             for f in flags
