@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlmodel import Session
 
 from fleet.core.audit import GENESIS, AuditEvent, canonical_json, seal
 from fleet.core.durations import require_aware
+from fleet.db.bulk import bulk_insert
 from fleet.db.models import AuditEventRow, table_of
 
 __all__ = [
@@ -115,8 +116,7 @@ def append_events(
                 "hash": event.hash,
             }
         )
-    for start in range(0, len(rows), 5000):
-        session.execute(insert(_AUDIT), rows[start : start + 5000])
+    bulk_insert(session, _AUDIT, rows)
     return sealed
 
 

@@ -36,6 +36,7 @@ from fleet.core.fleetfile import FleetFile, Security, fleet_file_from_state, par
 from fleet.core.state import FleetState
 from fleet.db import fleet as repo
 from fleet.db.audit import Entry, append_events
+from fleet.db.bulk import bulk_insert
 from fleet.db.engine import get_engine
 from fleet.db.migrate import require_current
 from fleet.services._common import now_or_clock, reading, writing
@@ -296,8 +297,7 @@ def _write(
                 inserts.append(values_of(entry))
                 record("create", kind, subject, {"after": data})
         _bulk_update(session, table, updates)
-        for start in range(0, len(inserts), 5000):
-            session.execute(insert(table), inserts[start : start + 5000])
+        bulk_insert(session, table, inserts)
         if prune:
             gone = [key for key in before if key not in _keyed(merged, kind)]
             _delete(session, table, kind, [ids[k] for k in gone], now)

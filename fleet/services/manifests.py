@@ -25,6 +25,7 @@ from fleet.core.plan import Decision, InstancePlan, Plan, compile_plan
 from fleet.core.rollback import RollbackPlan, RollbackTarget, choose_rollback
 from fleet.db import fleet as fleet_repo
 from fleet.db.audit import Entry, append_events
+from fleet.db.bulk import bulk_insert
 from fleet.db.history import (
     MANIFEST,
     latest_revisions,
@@ -151,8 +152,7 @@ def compile_and_store(
             )
             revisions[item.instance] = number
             new.append(item.instance)
-        for start in range(0, len(rows), 5000):
-            session.execute(insert(MANIFEST), rows[start : start + 5000])
+        bulk_insert(session, MANIFEST, rows)
         append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
         return StoredPlan(plan, revisions, tuple(new))
 
