@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from fleet.core.errors import FleetError
 from fleet.db.engine import get_engine
 from fleet.db.migrate import current_revision, head_revision, upgrade
 from fleet.settings import get_settings
@@ -31,7 +35,11 @@ def register(sub: Any) -> None:
 
 def _upgrade(args: argparse.Namespace) -> int:
     url = get_settings().url
-    upgrade(url)
+    try:
+        upgrade(url)
+    except SQLAlchemyError as exc:
+        where = make_url(url).render_as_string(hide_password=True)
+        raise FleetError(f"Cannot migrate Fleet's database {where}: {exc}") from exc
     engine = get_engine(url)
     where = engine.url.render_as_string(hide_password=True)
     print(f"database {where} at schema {current_revision(engine)} (newest {head_revision()})")

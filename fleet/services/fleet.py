@@ -278,9 +278,10 @@ def _write(
         table = repo.TABLES[kind]
         ids = stored.ids[kind]
         before = {k: e.to_data() for k, e in _keyed(current, kind).items()}
+        after = _keyed(merged, kind)
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
-        for key, entry in _keyed(merged, kind).items():
+        for key, entry in after.items():
             data = entry.to_data()
             old = before.get(key)
             if old == data:
@@ -299,7 +300,7 @@ def _write(
         _bulk_update(session, table, updates)
         bulk_insert(session, table, inserts)
         if prune:
-            gone = [key for key in before if key not in _keyed(merged, kind)]
+            gone = [key for key in before if key not in after]
             _delete(session, table, kind, [ids[k] for k in gone], now)
             for key in gone:
                 action = "retire" if kind == "instance" else "delete"
