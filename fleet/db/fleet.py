@@ -1,7 +1,8 @@
 """The fleet as stored: rows to core values and back.
 
 `load_state` reads everything the planner needs as a `FleetState`.
-`values_of_*` turn validated fleet-file entries into column values for
+`values_of_*` turn validated fleet-file entries, as `fleet_file_from_state`
+writes them (versions and specifiers normalised), into column values for
 inserts and updates. Listing order is stable: components by position,
 channels and instances by name, versions by component then version, pins
 by id, advisories by id then component, risk acceptances by instance then
@@ -274,7 +275,7 @@ def values_of_instance(entry: InstanceEntry) -> dict[str, Any]:
         "labels": dict(entry.labels),
         "policy_override": None if entry.policy_override is None else entry.policy_override.value,
         "target": entry.target,
-        "current": {c: str(Version(v)) for c, v in entry.current.items()},
+        "current": dict(entry.current),
     }
 
 
