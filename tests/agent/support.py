@@ -54,7 +54,16 @@ def make_manifest(
 class AgentProcess:
     """`fleet agent serve` in a child process on a free loopback port."""
 
-    def __init__(self, root: Path, workdir: Path, *extra: str, token: str = TOKEN) -> None:
+    def __init__(
+        self,
+        root: Path,
+        workdir: Path,
+        *extra: str,
+        token: str = TOKEN,
+        entry: str = "fleet.cli.main",
+    ) -> None:
+        # entry "fleet.agent" skips the full CLI's hand-over (faster restarts).
+        self.entry = entry
         self.root = root
         self.token = token
         workdir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +84,7 @@ class AgentProcess:
                 [
                     sys.executable,
                     "-m",
-                    "fleet.cli.main",
+                    self.entry,
                     "agent",
                     "serve",
                     "--root",

@@ -47,10 +47,13 @@ def test_a_killed_apply_never_leaves_a_partial_current(
 ) -> None:
     rng = random.Random(20261126)
     root = tmp_path / "root"
-    agent = AgentProcess(root, tmp_path / "agent", "--apply-delay-ms", "40")
+    agent = AgentProcess(root, tmp_path / "agent", "--apply-delay-ms", "40", entry="fleet.agent")
     agent.start()
     with agent.client() as client:
+        t0 = time.monotonic()
         client.apply(make_manifest(refs, V1, salt="base"))
+        # Kill moments are spread over one apply's duration as measured here (load varies).
+        duration = max(time.monotonic() - t0, 0.1)
     agent.kill()
     current = whole_current(root)
     outcomes = {"old": 0, "new": 0}
@@ -73,7 +76,7 @@ def test_a_killed_apply_never_leaves_a_partial_current(
 
             worker = threading.Thread(target=apply)
             worker.start()
-            time.sleep(rng.uniform(0.03, 0.25))
+            time.sleep(rng.uniform(0.0, 1.3 * duration))
             agent.kill()
             worker.join()
             if any((root / "staging").iterdir()):
