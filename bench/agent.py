@@ -34,6 +34,23 @@ from fleet.agent.client import AgentClient  # noqa: E402
 from fleet.agent.models import Manifest  # noqa: E402
 from fleet.artifacts import ArtifactRef, build_demo_artifact  # noqa: E402
 
+# `python -m http.server`, with a listen backlog of 256 instead of 5: with 16 downloads
+# starting at once, a backlog of 5 drops SYNs and each retry costs a whole second.
+ARTIFACT_SERVER = """
+import http.server
+
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 256
+    daemon_threads = True
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+with Server(("127.0.0.1", 0), Handler) as httpd:
+    print(f"Serving HTTP on 127.0.0.1 port {httpd.server_address[1]}", flush=True)
+    httpd.serve_forever()
+"""
 COMPONENTS = ("api", "web", "worker", "migrations", "scheduler")
 TOKEN = "bench-token"
 
@@ -180,16 +197,23 @@ def bench_many_agents(
                 agent.wait_ready()
         startup = time.perf_counter() - t0
 
-        def apply_once(i: int) -> float:
-            with AgentClient(fleet[i].url, TOKEN, timeout=300) as client:
-                t = time.perf_counter()
-                assert client.apply(manifest(refs, base, "1.0.0", i)).changed
-                return time.perf_counter() - t
+        # Clients and manifests are made before the clock starts: only the applies are timed.
+        clients = [AgentClient(agent.url, TOKEN, timeout=300) for agent in fleet]
+        manifests = [manifest(refs, base, "1.0.0", i) for i in range(agents)]
 
+        def apply_once(i: int) -> float:
+            t = time.perf_counter()
+            assert clients[i].apply(manifests[i]).changed
+            return time.perf_counter() - t
+
+        cpu0 = sum(_cpu_seconds(agent.proc.pid) for agent in fleet)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             latencies = list(pool.map(apply_once, range(agents)))
         wall = time.perf_counter() - t0
+        agent_cpu = sum(_cpu_seconds(agent.proc.pid) for agent in fleet) - cpu0
+        for client in clients:
+            client.close()
         rss = [agent.rss_mb() for agent in fleet]
     finally:
         for agent in fleet:
@@ -202,11 +226,18 @@ def bench_many_agents(
         "wall_s": wall,
         "apply_p50_ms": pct(latencies, 50) * 1000,
         "apply_p95_ms": pct(latencies, 95) * 1000,
+        "agent_cpu_per_apply_ms": agent_cpu / agents * 1000,
         "rss_mean_mb": statistics.mean(r for r, _ in rss),
         "rss_max_mb": max(r for r, _ in rss),
         "rss_peak_max_mb": max(p for _, p in rss),
         "rss_total_mb": sum(r for r, _ in rss),
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid`."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rounded(value: object) -> object:
@@ -239,7 +270,7 @@ def main() -> int:
             for version in ("1.0.0", "2.0.0")
         }
         server = subprocess.Popen(
-            [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0"],
+            [sys.executable, "-u", "-c", ARTIFACT_SERVER],
             cwd=store,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -249,8 +280,13 @@ def main() -> int:
         port = int(server.stdout.readline().split(" port ")[1].split()[0])
         base = f"http://127.0.0.1:{port}" if args.source == "http" else ""
         try:
+            cpu0 = _cpu_seconds(server.pid)
             single = bench_one_agent(tmp, refs, base, args.applies)
+            cpu1 = _cpu_seconds(server.pid)
             many = bench_many_agents(tmp, refs, base, args.agents, args.concurrency)
+            if args.source == "http":
+                single["artifact_server_cpu_s"] = cpu1 - cpu0
+                many["artifact_server_cpu_s"] = _cpu_seconds(server.pid) - cpu1
         finally:
             server.terminate()
             server.wait(10)
