@@ -30,7 +30,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy fleet
+	$(BIN)/mypy fleet flows tasks blocks
 
 pytest: setup services
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,0 +1,312 @@
+"""Rollouts: turn a stored plan into per-instance deploy specs, and record
+what happened to each instance (the flows' only way into the database).
+
+A deploy spec carries everything one deploy task needs: the revision, the
+manifest as the target receives it (versions with artifact url and sha256),
+the target block name, and the last good manifest to go back to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from fleet.core.durations import isoformat
+from fleet.core.errors import InputError, NotFoundError
+from fleet.core.manifests import Manifest, ManifestStatus
+from fleet.core.plan import Decision, InstancePlan, Plan, compile_plan
+from fleet.core.state import FleetState
+from fleet.core.versions import Registry
+from fleet.db import fleet as fleet_repo
+from fleet.db.history import DEPLOYMENT, MANIFEST
+from fleet.services import deployments, manifests
+from fleet.services._common import now_or_clock, reading
+
+__all__ = [
+    "DeploySpec",
+    "PreparedRollout",
+    "agent_manifest",
+    "deployment_outcome",
+    "prepare_rollout",
+    "record_finished",
+    "record_started",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DeploySpec:
+    """Everything one deploy task needs for one instance."""
+
+    instance: str
+    channel: str
+    policy: str
+    decision: str
+    revision: int
+    target: str | None
+    manifest: Mapping[str, Any]
+    approvals_required: int = 0
+    approval_timeout_seconds: float = 0.0
+    good_revision: int | None = None
+    good_hash: str | None = None
+    changes: tuple[tuple[str, str | None, str | None, str], ...] = ()
+    rollback_of: int | None = None
+
+    @property
+    def manifest_hash(self) -> str:
+        return str(self.manifest["manifest_hash"])
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRollout:
+    plan: Plan
+    specs: tuple[DeploySpec, ...] = ()
+    stored: bool = True
+    compiled_at: datetime | None = None
+    errors: Mapping[str, str] = field(default_factory=dict)
+    prepared_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def agent_manifest(
+    instance: str, revision: int, manifest: Manifest, registry: Registry
+) -> dict[str, Any]:
+    """The manifest as a target receives it: each version with its artifact.
+
+    Raises `InputError` naming a version that has no artifact to deploy.
+    """
+    components: dict[str, Any] = {}
+    for name, version in sorted(manifest.components.items()):
+        cv = registry.find(name, version)
+        if cv is None or not cv.artifact_url or not cv.sha256:
+            raise InputError(
+                f"{instance}: {name} {version} has no artifact (url and sha256) to deploy"
+            )
+        components[name] = {"version": str(version), "url": cv.artifact_url, "sha256": cv.sha256}
+    return {
+        "instance": instance,
+        "revision": revision,
+        "manifest_hash": manifest.hash,
+        "components": components,
+    }
+
+
+def _good(session: Any, instance: str) -> tuple[int | None, str | None]:
+    """The revision the instance runs now according to Fleet, and its hash."""
+    row = session.execute(
+        select(fleet_repo.INSTANCE.c.current_revision).where(fleet_repo.INSTANCE.c.name == instance)
+    ).first()
+    if row is None or row.current_revision is None:
+        return None, None
+    found = session.execute(
+        select(MANIFEST.c.hash).where(
+            (MANIFEST.c.instance == instance) & (MANIFEST.c.number == row.current_revision)
+        )
+    ).first()
+    return row.current_revision, None if found is None else found.hash
+
+
+def _spec(
+    item: InstancePlan,
+    revision: int,
+    state: FleetState,
+    good: tuple[int | None, str | None],
+) -> DeploySpec:
+    manifest = item.manifest
+    assert manifest is not None
+    inst = next(i for i in state.instances if i.name == item.instance)
+    channel = state.channels[inst.channel]
+    return DeploySpec(
+        instance=item.instance,
+        channel=item.channel,
+        policy=str(item.policy),
+        decision=str(item.decision),
+        revision=revision,
+        target=inst.target,
+        manifest=agent_manifest(item.instance, revision, manifest, state.registry),
+        approvals_required=item.approvals_required,
+        approval_timeout_seconds=channel.approval_timeout.total_seconds(),
+        good_revision=good[0],
+        good_hash=good[1],
+        changes=tuple(
+            (
+                c.component,
+                None if c.from_version is None else str(c.from_version),
+                None if c.to_version is None else str(c.to_version),
+                c.reason,
+            )
+            for c in item.changes
+        ),
+    )
+
+
+def prepare_rollout(
+    *,
+    actor: str,
+    now: datetime | None = None,
+    instances: Collection[str] | None = None,
+    channels: Collection[str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    flow_run_id: str | None = None,
+    dry_run: bool = False,
+    engine: Engine | None = None,
+) -> PreparedRollout:
+    """Compile the plan and (unless `dry_run`) store its revisions; one spec per
+    instance to deploy or to ask approval for. `dry_run` writes nothing."""
+    now = now_or_clock(now)
+    with reading(engine) as session:
+        state = fleet_repo.load_state(session)
+    known = {i.name for i in state.instances}
+    for name in instances or ():
+        if name not in known:
+            raise InputError(f"Unknown instance: {name!r}")
+    for name in channels or ():
+        if name not in state.channels:
+            raise InputError(f"Unknown channel: {name!r}")
+    if dry_run:
+        plan = compile_plan(state, now, instances=instances, channels=channels, labels=labels)
+        return PreparedRollout(plan, stored=False, compiled_at=now)
+    stored = manifests.compile_and_store(
+        actor=actor,
+        now=now,
+        instances=instances,
+        channels=channels,
+        labels=labels,
+        flow_run_id=flow_run_id,
+        engine=engine,
+    )
+    specs: list[DeploySpec] = []
+    errors: dict[str, str] = {}
+    with reading(engine) as session:
+        for item in stored.plan.instances:
+            number = stored.revisions.get(item.instance)
+            if number is None or item.decision in (Decision.NOOP, Decision.SKIP_FROZEN):
+                continue
+            try:
+                specs.append(_spec(item, number, state, _good(session, item.instance)))
+            except InputError as exc:
+                errors[item.instance] = str(exc)
+    return PreparedRollout(stored.plan, tuple(specs), True, now, errors)
+
+
+def rollback_spec(
+    instance: str,
+    revision: int,
+    *,
+    engine: Engine | None = None,
+) -> DeploySpec:
+    """The deploy spec of a stored rollback revision."""
+    with reading(engine) as session:
+        state = fleet_repo.load_state(session)
+        row = session.execute(
+            select(MANIFEST).where(
+                (MANIFEST.c.instance == instance) & (MANIFEST.c.number == revision)
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"Unknown manifest revision: {instance!r} revision {revision}")
+        good = _good(session, instance)
+    inst = next(i for i in state.instances if i.name == instance)
+    channel = state.channels[inst.channel]
+    manifest = Manifest.from_json(row.components)
+    base = dict(row.base or {})
+    return DeploySpec(
+        instance=instance,
+        channel=inst.channel,
+        policy=str(inst.policy_override or channel.policy),
+        decision="rollback",
+        revision=revision,
+        target=inst.target,
+        manifest=agent_manifest(instance, revision, manifest, state.registry),
+        approvals_required=0,
+        approval_timeout_seconds=channel.approval_timeout.total_seconds(),
+        good_revision=good[0],
+        good_hash=good[1],
+        changes=tuple(
+            (c, base.get(c), v, f"rollback to revision {row.rollback_of}")
+            for c, v in sorted(manifest.to_json().items())
+            if base.get(c) != v
+        ),
+        rollback_of=row.rollback_of,
+    )
+
+
+def deployment_outcome(
+    instance: str, flow_run_id: str, *, engine: Engine | None = None
+) -> str | None:
+    """The recorded outcome of this run on this instance (`running` while under
+    way), or None when the run has not started on it."""
+    with reading(engine) as session:
+        row = session.execute(
+            select(DEPLOYMENT.c.outcome).where(
+                (DEPLOYMENT.c.instance == instance) & (DEPLOYMENT.c.flow_run_id == flow_run_id)
+            )
+        ).first()
+    return None if row is None else str(row.outcome)
+
+
+def record_started(
+    spec: DeploySpec, *, flow_run_id: str, actor: str, engine: Engine | None = None
+) -> bool:
+    """Open the deployment record once per run and instance; False if it exists."""
+    if deployment_outcome(spec.instance, flow_run_id, engine=engine) is not None:
+        return False
+    deployments.start_deployment(
+        spec.instance, spec.revision, flow_run_id=flow_run_id, actor=actor, engine=engine
+    )
+    return True
+
+
+def record_finished(
+    spec: DeploySpec,
+    outcome: str,
+    *,
+    flow_run_id: str,
+    actor: str,
+    error: str | None = None,
+    engine: Engine | None = None,
+) -> None:
+    """Close the deployment record and move the revision's status to match.
+
+    `succeeded` makes the revision the running one; `failed` and
+    `rolled-back` mark it failed (the instance keeps, or went back to, its
+    last good manifest); `halted`, `expired`, `skipped` leave it as it is.
+    """
+    if outcome == "succeeded":
+        manifests.mark_manifest(
+            spec.instance,
+            spec.revision,
+            ManifestStatus.DEPLOYED,
+            actor=actor,
+            flow_run_id=flow_run_id,
+            engine=engine,
+        )
+    elif outcome in ("failed", "rolled-back"):
+        manifests.mark_manifest(
+            spec.instance,
+            spec.revision,
+            ManifestStatus.FAILED,
+            actor=actor,
+            flow_run_id=flow_run_id,
+            reason=error,
+            engine=engine,
+        )
+    deployments.finish_deployment(
+        spec.instance,
+        flow_run_id=flow_run_id,
+        outcome=outcome,
+        error=error,
+        actor=actor,
+        engine=engine,
+    )
+
+
+def describe(spec: DeploySpec) -> str:
+    """`api 2.4.2 -> 2.5.0, worker 2.4.1 -> 2.5.0` for names and summaries."""
+    return ", ".join(f"{c} {a or '(none)'} -> {b or '(none)'}" for c, a, b, _ in spec.changes)
+
+
+def when(moment: datetime | None) -> str:
+    return "" if moment is None else isoformat(moment)

@@ -1,0 +1,145 @@
+"""Deploy one instance: lock it, apply through its target, verify, roll back on failure.
+
+One task per instance does fetch, apply and verify (task runs stay
+proportional to instances). It retries only transient target errors; a
+permanent failure or a failed health check rolls the instance back to its
+last good manifest and is recorded `rolled-back`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
+
+from blocks.targets import load_target
+from fleet.agent.errors import PermanentTargetError, TransientTargetError
+from fleet.agent.models import Manifest
+from fleet.agent.target import Target
+from fleet.core.errors import FleetError
+from fleet.services import rollouts
+from fleet.services.rollouts import DeploySpec
+
+LOCK_PREFIX = "fleet-instance-"
+
+
+def lock_name(instance: str) -> str:
+    return f"{LOCK_PREFIX}{instance}"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceOutcome:
+    instance: str
+    revision: int
+    outcome: str
+    detail: str = ""
+
+
+@task(name="ensure instance locks", cache_policy=NO_CACHE)
+def ensure_instance_locks(instances: list[str]) -> None:
+    """A global concurrency limit of 1 per instance; strict acquisition needs it to exist."""
+    with get_client(sync_client=True) as client:
+        for name in instances:
+            client.upsert_global_concurrency_limit_by_name(lock_name(name), 1)
+
+
+def _transient_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a retry can fix (connection trouble, 5xx, a busy instance)."""
+    try:
+        state.result(raise_on_failure=True)
+    except TransientTargetError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _rollback(target: Target, spec: DeploySpec) -> str:
+    """Undo a switch that happened; an apply refused before switching left nothing to undo."""
+    current = target.state().manifest_hash
+    if current != spec.manifest_hash:
+        return f"the instance still runs {current or 'nothing'}; nothing to undo"
+    result = target.rollback(spec.good_hash)
+    return f"rolled back to {result.manifest_hash}"
+
+
+@contextmanager
+def _opened(name: str) -> Iterator[Target]:
+    """The target block's client, closed afterwards when it holds connections."""
+    target = load_target(name)
+    try:
+        yield target
+    finally:
+        close = getattr(target, "close", None)
+        if callable(close):
+            close()
+
+
+def deploy(spec: DeploySpec, *, actor: str, run_id: str, lock_timeout: float) -> InstanceOutcome:
+    """The body of the deploy task, callable without Prefect's task machinery."""
+    logger = get_run_logger()
+    recorded = rollouts.deployment_outcome(spec.instance, run_id)
+    if recorded not in (None, "running"):
+        # This run finished this instance before (a resumed run re-executes).
+        return InstanceOutcome(spec.instance, spec.revision, recorded, "recorded earlier")
+    rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
+    if spec.target is None:
+        error = f"{spec.instance} has no target block to deploy through"
+        rollouts.record_finished(spec, "failed", flow_run_id=run_id, actor=actor, error=error)
+        return InstanceOutcome(spec.instance, spec.revision, "failed", error)
+    with (
+        concurrency(lock_name(spec.instance), occupy=1, strict=True, timeout_seconds=lock_timeout),
+        _opened(spec.target) as target,
+    ):
+        try:
+            result = target.apply(Manifest.model_validate(dict(spec.manifest)))
+            target.health().raise_for_health()
+        except TransientTargetError:
+            raise
+        except PermanentTargetError as exc:
+            logger.warning("%s: %s; rolling back", spec.instance, exc)
+            try:
+                undone = _rollback(target, spec)
+            except FleetError as undo:
+                error = f"{exc}; rollback failed too: {undo}"
+                rollouts.record_finished(
+                    spec, "failed", flow_run_id=run_id, actor=actor, error=error
+                )
+                return InstanceOutcome(spec.instance, spec.revision, "failed", error)
+            error = f"{exc} ({undone})"
+            rollouts.record_finished(
+                spec, "rolled-back", flow_run_id=run_id, actor=actor, error=error
+            )
+            return InstanceOutcome(spec.instance, spec.revision, "rolled-back", error)
+    rollouts.record_finished(spec, "succeeded", flow_run_id=run_id, actor=actor)
+    logger.info("%s r%s: %s", spec.instance, spec.revision, result.message)
+    return InstanceOutcome(spec.instance, spec.revision, "succeeded", result.message)
+
+
+@task(
+    name="deploy instance",
+    task_run_name="deploy {spec.instance} r{spec.revision}",
+    cache_policy=NO_CACHE,
+    retries=4,
+    retry_delay_seconds=[0.5, 1, 2, 4],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_transient_only,
+)
+def deploy_instance(spec: DeploySpec, *, actor: str, lock_timeout: float = 600) -> InstanceOutcome:
+    return deploy(spec, actor=actor, run_id=str(flow_run.id), lock_timeout=lock_timeout)
+
+
+@task(name="record outcome", cache_policy=NO_CACHE)
+def record_outcome(spec: DeploySpec, outcome: str, *, actor: str, error: str | None = None) -> None:
+    """Record an outcome the deploy task could not (halted, expired, rejected, gave up)."""
+    run_id = str(flow_run.id)
+    rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
+    if rollouts.deployment_outcome(spec.instance, run_id) == "running":
+        rollouts.record_finished(spec, outcome, flow_run_id=run_id, actor=actor, error=error)
