@@ -70,12 +70,3 @@ def artifact_server(store: Path, refs: dict[str, ArtifactRef]) -> Iterator[str]:
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
-
-
-@pytest.fixture(scope="session")
-def prefect_server() -> Iterator[None]:
-    """One temporary Prefect server for the whole session (block registration needs one)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield

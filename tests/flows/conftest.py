@@ -12,14 +12,6 @@ from fleet.settings import get_settings
 from tests.agent.conftest import start_agent  # noqa: F401  (fixture)
 
 
-@pytest.fixture(scope="session")
-def prefect_server() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 @pytest.fixture
 def fleet_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh SQLite Fleet database, made the default for the services."""
