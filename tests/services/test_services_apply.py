@@ -160,3 +160,21 @@ def test_duplicate_pins_are_refused_naming_the_pin(engine: Engine) -> None:
             engine=engine,
         )
     assert snapshot(engine) == before
+
+
+def test_security_deadlines_are_applied_audited_and_exported(engine: Engine) -> None:
+    fleet = edited(example(), security=None)
+    apply_fleet_file(fleet, actor="ops", now=NOW, engine=engine)
+    data = fleet.to_data()
+    data["security"] = {"deadlines": {"high": "3d", "low": "90d"}}
+    result = apply_fleet_file(parse_fleet_data(data), actor="ciso", now=NOW, engine=engine)
+    assert [(c.action, c.subject) for c in result.changes] == [("update", "security")]
+    [event] = [e for e in audit.events(subject="security", engine=engine)]
+    assert event.details["changes"]["low"] == {"before": None, "after": 90 * 86400}
+    exported = export_fleet_file(engine=engine).to_data()
+    assert exported["security"] == {"deadlines": {"high": "3d", "low": "90d"}}
+    # A file without a security section leaves the deadlines alone (no prune) ...
+    assert not apply_fleet_file(fleet, actor="ops", now=NOW, engine=engine).changed
+    # ... and a pruning apply resets them to the defaults.
+    apply_fleet_file(fleet, actor="ops", prune=True, now=NOW, engine=engine)
+    assert "security" not in export_fleet_file(engine=engine).to_data()
