@@ -19,269 +19,20 @@ that replay land exactly where the run stopped. Run without a deployment
 
 from __future__ import annotations
 
-import math
-import time
-from contextlib import suppress
-from datetime import UTC, datetime
-from typing import Literal
+from datetime import datetime
 
-from prefect import flow, get_run_logger, tags
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run, suspend_flow_run
-from prefect.input import RunInput
-from prefect.runtime import deployment, flow_run
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, Field
 
-from fleet.core.durations import isoformat
-from fleet.core.errors import ConflictError, InputError, PermissionDenied
-from fleet.core.manifests import ManifestStatus
-from fleet.core.rollout import (
-    Amount,
-    ApprovalTally,
-    ApprovalVerdict,
-    RolloutStrategy,
-    halted,
-    waves,
-)
-from fleet.services import approvals, manifests
-from fleet.services.rollouts import DeploySpec, describe
-from tasks.deploying import InstanceOutcome, deploy_instance, ensure_instance_locks, record_outcome
+from fleet.services.rollouts import describe
+from flows._rollout import ApprovalInput, Selector, Strategy, approval_gate, rollout
+from tasks.deploying import InstanceOutcome, ensure_instance_locks, record_outcome
 from tasks.planning import plan_rollout
-from tasks.reporting import move_progress, publish_outcomes, publish_plan, start_progress
+from tasks.reporting import publish_outcomes, publish_plan, start_progress
 
-
-class Selector(BaseModel):
-    """Which instances to plan; empty lists select the whole fleet."""
-
-    instances: list[str] = Field(default_factory=list, description="Instance names.")
-    channels: list[str] = Field(default_factory=list, description="Channel names.")
-    labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels every selected instance has, e.g. region: eu."
-    )
-
-
-class Strategy(BaseModel):
-    """How the rollout proceeds: canary first, then batches, halting on failures."""
-
-    canary: str = Field(default="1", description="Canary wave: a count (1) or a percent (5%).")
-    batch: str = Field(default="25%", description="Batch size: a count (10) or a percent (25%).")
-    soak_seconds: float = Field(default=0, ge=0, description="Pause between waves, in seconds.")
-    halt_after: str = Field(
-        default="0",
-        description="Halt when failures exceed this count (0: the first failure) or percent.",
-    )
-    retries: int = Field(default=4, ge=0, le=20, description="Retries of transient errors.")
-    retry_delay_seconds: float = Field(
-        default=0.5, ge=0, description="First retry delay; it doubles each time (with jitter)."
-    )
-    lock_timeout_seconds: float = Field(
-        default=600, gt=0, description="How long to wait for another run holding an instance."
-    )
-    approval_poll_seconds: int = Field(
-        default=5, ge=1, description="How often a paused run looks for its approval."
-    )
-
-    def rules(self) -> RolloutStrategy:
-        return RolloutStrategy(
-            Amount.parse(self.canary), Amount.parse(self.batch), Amount.parse(self.halt_after)
-        )
-
-
-class ApprovalInput(RunInput):
-    """An approval or rejection of the waiting instances (or some of them)."""
-
-    decision: Literal["approve", "reject"] = "approve"
-    approver: str = Field(default="", description="Who decides (not the requester).")
-    comment: str = Field(default="", description="Why.")
-    instances: list[str] = Field(
-        default_factory=list, description="Instances decided; empty: every waiting instance."
-    )
-
-
-def _approval_text(
-    specs: dict[str, DeploySpec], tally: ApprovalTally, deadlines: dict[str, datetime]
-) -> str:
-    lines = ["# Approval needed", ""]
-    lines.append(f"Requested by **{tally.requested_by}** (who cannot approve it).")
-    lines.append("")
-    for name in tally.pending():
-        spec = specs[name]
-        given = ", ".join(sorted(tally.approvers.get(name, ()))) or "none yet"
-        lines.append(
-            f"## {name} r{spec.revision} ({spec.channel}): "
-            f"{tally.missing(name)} more approval(s), deadline {isoformat(deadlines[name])}"
-        )
-        lines.append(f"Approved so far by: {given}")
-        lines.append("")
-        for component, old, new, reason in spec.changes:
-            lines.append(f"- `{component}` {old or '(none)'} -> {new or '(none)'}: {reason}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _wait_for_input(description: str, key: str, timeout: int, poll: int) -> ApprovalInput:
-    form = ApprovalInput.with_initial_data(description=description, decision="approve")
-    if deployment.id:
-        return suspend_flow_run(wait_for_input=form, key=key, timeout=timeout)
-    return pause_flow_run(wait_for_input=form, key=key, timeout=timeout, poll_interval=poll)
-
-
-def _approval_gate(
-    waiting: list[DeploySpec], *, requested_by: str, opened_at: datetime, poll: int
-) -> tuple[list[DeploySpec], list[tuple[DeploySpec, str, str]]]:
-    """Wait until every waiting instance is approved, rejected or expired.
-
-    Returns the approved specs, and (spec, outcome, why) for the others.
-    """
-    logger = get_run_logger()
-    run_id = str(flow_run.id)
-    specs = {s.instance: s for s in waiting}
-    tally = ApprovalTally(requested_by, {s.instance: s.approvals_required for s in waiting})
-    deadlines = {
-        s.instance: datetime.fromtimestamp(opened_at.timestamp() + s.approval_timeout_seconds, UTC)
-        for s in waiting
-    }
-    closed: list[tuple[DeploySpec, str, str]] = []
-    expired: set[str] = set()
-    key = 0
-    while True:
-        now = datetime.now(UTC)
-        for name in tally.pending():
-            if name not in expired and deadlines[name] <= now:
-                expired.add(name)
-                closed.append(
-                    (specs[name], "expired", f"no approval by {isoformat(deadlines[name])}")
-                )
-        pending = [n for n in tally.pending() if n not in expired]
-        if not pending:
-            break
-        key += 1
-        remaining = min(deadlines[n] for n in pending) - now
-        timeout = max(1, math.ceil(remaining.total_seconds()))
-        try:
-            answer = _wait_for_input(
-                _approval_text(specs, tally, deadlines), f"approval-{key}", timeout, poll
-            )
-        except FlowPauseTimeout:
-            continue  # the deadline check at the top expires what is due
-        approver = answer.approver.strip()
-        approve = answer.decision == "approve"
-        refusal = tally.refusal(approver, approve)
-        chosen = answer.instances or pending
-        if refusal is None:
-            unknown = [n for n in chosen if n not in pending]
-            if unknown:
-                refusal = f"not waiting for approval in this run: {', '.join(unknown)}"
-        if refusal is not None:
-            logger.warning("approval input refused: %s", refusal)
-            approvals.record_refusal(
-                chosen,
-                approver=approver or "(empty)",
-                reason=refusal,
-                key=f"approval-{key}",
-                flow_run_id=run_id,
-            )
-            continue
-        try:
-            for name in chosen:
-                approvals.record_once(
-                    name,
-                    approver=approver,
-                    decision=answer.decision,
-                    comment=answer.comment,
-                    flow_run_id=run_id,
-                    manifest_number=specs[name].revision,
-                )
-        except (PermissionDenied, InputError) as exc:
-            approvals.record_refusal(
-                chosen,
-                approver=approver,
-                reason=str(exc),
-                key=f"approval-{key}",
-                flow_run_id=run_id,
-            )
-            continue
-        tally.add(approver, approve, chosen)
-        logger.info("%s by %s for %s", answer.decision, approver, ", ".join(chosen))
-        for name in chosen:
-            verdict = tally.verdict(name)
-            if verdict is ApprovalVerdict.APPROVED:
-                with suppress(ConflictError):  # marked before this run resumed
-                    manifests.mark_manifest(
-                        name,
-                        specs[name].revision,
-                        ManifestStatus.APPROVED,
-                        actor=approver,
-                        flow_run_id=run_id,
-                    )
-            elif verdict is ApprovalVerdict.REJECTED:
-                why = f"rejected by {approver}" + (f": {answer.comment}" if answer.comment else "")
-                closed.append((specs[name], "skipped", why))
-    approved = [specs[n] for n in specs if tally.verdict(n) is ApprovalVerdict.APPROVED]
-    return approved, closed
-
-
-def _rollout(
-    specs: list[DeploySpec],
-    strategy: Strategy,
-    *,
-    actor: str,
-    progress: tuple[object, int],
-    done: list[InstanceOutcome],
-) -> bool:
-    """Deploy `specs` in waves; returns True when the halt threshold stopped it."""
-    logger = get_run_logger()
-    rules = strategy.rules()
-    by_name = {s.instance: s for s in specs}
-    deploy = deploy_instance.with_options(
-        retries=strategy.retries,
-        retry_delay_seconds=[strategy.retry_delay_seconds * 2**i for i in range(strategy.retries)],
-    )
-    failed = started = 0
-    plan = waves([s.instance for s in specs], rules)
-    for number, wave in enumerate(plan):
-        if number and strategy.soak_seconds:
-            logger.info("soaking %s s before wave %s", strategy.soak_seconds, number + 1)
-            time.sleep(strategy.soak_seconds)
-        futures = []
-        for name in wave:
-            spec = by_name[name]
-            with tags(f"instance:{name}", f"channel:{spec.channel}", f"revision:{spec.revision}"):
-                futures.append(
-                    (
-                        spec,
-                        deploy.submit(
-                            spec, actor=actor, lock_timeout=strategy.lock_timeout_seconds
-                        ),
-                    )
-                )
-        for spec, future in futures:
-            state = future.wait() or future.state
-            if future.state.is_completed():
-                outcome: InstanceOutcome = future.result()
-            else:
-                error = str(future.state.message or "deploy failed")
-                try:
-                    future.result(raise_on_failure=True)
-                except Exception as exc:  # the task's own error, after its retries
-                    error = f"{type(exc).__name__}: {exc}"
-                record_outcome(spec, "failed", actor=actor, error=error)
-                outcome = InstanceOutcome(spec.instance, spec.revision, "failed", error)
-            del state
-            done.append(outcome)
-            started += 1
-            if outcome.outcome != "succeeded":
-                failed += 1
-            move_progress(progress[0], len(done), progress[1])  # type: ignore[arg-type]
-        if halted(failed, started, rules):
-            rest = [by_name[n] for later in plan[number + 1 :] for n in later]
-            logger.error("halting: %s of %s failed; %s not started", failed, started, len(rest))
-            for spec in rest:
-                record_outcome(spec, "halted", actor=actor, error="rollout halted")
-                done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
-            return True
-    return False
+# Re-exported: callers start this flow with these models.
+__all__ = ["ApprovalInput", "Selector", "Strategy", "compile_and_deploy"]
 
 
 @flow(
@@ -345,14 +96,14 @@ def compile_and_deploy(
     done: list[InstanceOutcome] = []
     total = len(prepared.specs)
     progress = (start_progress(total), total)
-    stopped = _rollout(now_specs, strategy, actor=requested_by, progress=progress, done=done)
+    stopped = rollout(now_specs, strategy, actor=requested_by, progress=progress, done=done)
 
     if waiting and stopped:
         for spec in waiting:
             record_outcome(spec, "halted", actor=requested_by, error="rollout halted")
             done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
     elif waiting:
-        approved, closed = _approval_gate(
+        approved, closed = approval_gate(
             waiting,
             requested_by=requested_by,
             opened_at=prepared.prepared_at,
@@ -361,7 +112,7 @@ def compile_and_deploy(
         for spec, outcome, why in closed:
             record_outcome(spec, outcome, actor=requested_by, error=why)
             done.append(InstanceOutcome(spec.instance, spec.revision, outcome, why))
-        _rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
+        rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
 
     outcomes: dict[str, str] = {o.instance: o.outcome for o in done}
     specs = {s.instance: s for s in prepared.specs}
