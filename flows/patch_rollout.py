@@ -1,0 +1,165 @@
+"""Patch rollout: move every instance an advisory affects to its fix, with proof.
+
+The runbook this flow replaces:
+1. publish the compliance table (instance, component, version, advisory,
+   severity, deadline, time left, status) as it is before;
+2. skip and report instances with a valid risk acceptance;
+3. compile each affected instance's plan: an enforced advisory (critical, or
+   past its deadline) gets the minimal fix, same release line first, even on
+   frozen and manual instances, pins overridden and recorded;
+4. deploy enforced fixes at once, the approval recorded as waived by
+   security policy; send fixes not yet enforced through the channel's
+   normal policy (the approval form shows the deadline; frozen ones wait);
+5. publish the compliance table after.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from fleet.core.compliance import patch_selection
+from fleet.core.durations import isoformat
+from flows._rollout import Strategy, approval_gate, rollout
+from tasks.deploying import InstanceOutcome, ensure_instance_locks, record_outcome
+from tasks.planning import plan_rollout
+from tasks.reporting import publish_outcomes, publish_plan, start_progress
+from tasks.security import publish_compliance, read_compliance, record_waiver, waiver_comment
+
+
+@flow(
+    name="patch-rollout",
+    flow_run_name="patch-rollout {advisory} by {requested_by}",
+    # Prefect's annotation of `task_runner` does not accept the generic runner as written.
+    task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
+    log_prints=True,
+)
+def patch_rollout(
+    advisory: str | None = None,
+    strategy: Strategy | None = None,
+    requested_by: str = "security-policy",
+    at: datetime | None = None,
+) -> dict[str, object]:
+    """Patch every instance the advisory affects (every enforced advisory when empty).
+
+    Args:
+        advisory: The advisory id, e.g. FLEET-2026-0001; empty: every advisory enforced now.
+        strategy: Canary, batch size, soak between waves and the halt threshold.
+        requested_by: Who asks for this rollout (they cannot approve it).
+        at: Evaluate deadlines and plan as of this time instead of now.
+    """
+    strategy = strategy or Strategy()
+    strategy.rules()
+    logger = get_run_logger()
+    run_id = str(flow_run.id)
+    now = at or datetime.now(UTC)
+    rows = read_compliance(at=now)
+    selection = patch_selection(rows, advisory)
+    ids = set(selection.advisories)
+    before = [r for r in rows if r.advisory in ids]
+    label = advisory or ", ".join(selection.advisories) or "no enforced advisory"
+    publish_compliance(
+        before, now=now, key="fleet-compliance-before", description=f"Before patching {label}"
+    )
+    skipped = {
+        r.instance: f"risk accepted by {r.risk_acceptance.by} until "
+        f"{isoformat(r.risk_acceptance.until)}: {r.risk_acceptance.reason}"
+        for r in selection.accepted
+        if r.risk_acceptance is not None and r.instance not in selection.instances
+    }
+    for name, why in skipped.items():
+        logger.warning("%s skipped: %s", name, why)
+    for name in selection.report_only:
+        logger.info("%s: report-only advisory, nothing to deploy", name)
+    report: dict[str, object] = {
+        "advisories": list(selection.advisories),
+        "enforced": list(selection.enforce),
+        "normal": list(selection.normal),
+        "skipped": skipped,
+        "outcomes": {},
+    }
+    if not selection.instances:
+        logger.info("nothing to patch for %s", label)
+        publish_compliance(
+            before, now=now, key="fleet-compliance-after", description=f"After patching {label}"
+        )
+        return report
+
+    prepared = plan_rollout(
+        instances=list(selection.instances),
+        channels=[],
+        labels={},
+        at=now,
+        dry_run=False,
+        requested_by=requested_by,
+        flow_run_id=run_id,
+    )
+    publish_plan(prepared.plan, dry_run=False)
+    report["plan"] = prepared.plan.counts()
+    enforced = [s for s in prepared.specs if s.decision == "enforce-security"]
+    normal_now = [s for s in prepared.specs if s.decision == "deploy"]
+    waiting = [s for s in prepared.specs if s.decision == "needs-approval"]
+    for item in prepared.plan.instances:
+        if item.decision.value == "skip-frozen":
+            logger.info("%s is frozen: the fix waits until its deadline enforces it", item.instance)
+        elif item.decision.value == "error":
+            logger.error("%s cannot be patched: %s", item.instance, "; ".join(item.errors))
+        elif item.decision.value == "noop":
+            logger.info("%s: nothing to change", item.instance)
+    for name, error in prepared.errors.items():
+        logger.error("%s cannot be deployed: %s", name, error)
+    if prepared.specs:
+        ensure_instance_locks([s.instance for s in prepared.specs])
+    for spec in enforced:
+        record_waiver(spec, comment=waiver_comment(rows, spec.instance), flow_run_id=run_id)
+
+    done: list[InstanceOutcome] = []
+    total = len(prepared.specs)
+    progress = (start_progress(total), total)
+    stopped = rollout(
+        enforced + normal_now, strategy, actor=requested_by, progress=progress, done=done
+    )
+    if waiting and stopped:
+        for spec in waiting:
+            record_outcome(spec, "halted", actor=requested_by, error="rollout halted")
+            done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
+    elif waiting:
+        approved, closed = approval_gate(
+            waiting,
+            requested_by=requested_by,
+            opened_at=prepared.prepared_at,
+            poll=strategy.approval_poll_seconds,
+            notes=selection.deadlines,
+        )
+        for spec, outcome, why in closed:
+            record_outcome(spec, outcome, actor=requested_by, error=why)
+            done.append(InstanceOutcome(spec.instance, spec.revision, outcome, why))
+        rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
+
+    outcomes = {o.instance: o.outcome for o in done}
+    rows_out = [
+        {
+            "instance": o.instance,
+            "revision": str(o.revision),
+            "outcome": o.outcome,
+            "detail": o.detail,
+        }
+        for o in done
+    ]
+    rows_out += [
+        {"instance": name, "revision": "", "outcome": "skipped", "detail": why}
+        for name, why in skipped.items()
+    ]
+    summary = ", ".join(f"{n}: {o}" for n, o in sorted(outcomes.items())) or "nothing deployed"
+    publish_outcomes(rows_out, summary=summary)
+    after = [r for r in read_compliance(at=now) if r.advisory in ids]
+    publish_compliance(
+        after, now=now, key="fleet-compliance-after", description=f"After patching {label}"
+    )
+    report["outcomes"] = outcomes
+    report["remaining"] = sorted({r.instance for r in after})
+    logger.info("patch rollout finished: %s", summary)
+    return report

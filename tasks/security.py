@@ -1,0 +1,108 @@
+"""Security tasks: read the compliance table, publish it, emit breach events,
+record that security policy waived an approval."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from fleet.core.compliance import BREACH_EVENTS, ComplianceRow
+from fleet.core.durations import isoformat
+from fleet.services import approvals, deployments, security
+from fleet.services.rollouts import DeploySpec
+
+SECURITY_POLICY = "security-policy"
+
+
+@task(name="read compliance", cache_policy=NO_CACHE)
+def read_compliance(
+    *, at: datetime | None, advisories: Collection[str] | None = None
+) -> list[ComplianceRow]:
+    return security.compliance_report(now=at, advisories=advisories)
+
+
+def compliance_table(rows: Sequence[ComplianceRow], now: datetime) -> list[dict[str, str]]:
+    return [r.to_row(now) for r in rows]
+
+
+@task(name="publish compliance", cache_policy=NO_CACHE)
+def publish_compliance(
+    rows: Sequence[ComplianceRow], *, now: datetime, key: str, description: str
+) -> None:
+    table = compliance_table(rows, now) or [
+        {
+            "instance": "",
+            "component": "",
+            "version": "",
+            "advisory": "",
+            "severity": "",
+            "deadline": "",
+            "time left": "",
+            "status": "no affected instance",
+        }
+    ]
+    create_table_artifact(table, key=key, description=description)
+
+
+@task(name="emit breach events", cache_policy=NO_CACHE)
+def emit_breaches(rows: Sequence[ComplianceRow], *, now: datetime) -> list[dict[str, Any]]:
+    """One event per breach (`fleet.advisory.overdue`, `fleet.advisory.enforced`)."""
+    sent = []
+    for row in rows:
+        name = BREACH_EVENTS.get(row.status)
+        if name is None:
+            continue
+        payload = row.to_row(now)
+        emit_event(
+            event=name,
+            resource={
+                "prefect.resource.id": f"fleet.instance.{row.instance}",
+                "prefect.resource.name": row.instance,
+            },
+            related=[
+                {
+                    "prefect.resource.id": f"fleet.advisory.{row.advisory}",
+                    "prefect.resource.role": "advisory",
+                    "prefect.resource.name": row.advisory,
+                }
+            ],
+            payload=payload,
+        )
+        sent.append({"event": name, "instance": row.instance, "advisory": row.advisory})
+    return sent
+
+
+@task(name="record security waiver", cache_policy=NO_CACHE)
+def record_waiver(spec: DeploySpec, *, comment: str, flow_run_id: str) -> None:
+    """An enforced fix needs no approval: record it as waived by security policy, once."""
+    for given in approvals.given(flow_run_id):
+        if given.instance == spec.instance and given.decision == "waived":
+            return
+    deployments.record_approval(
+        spec.instance,
+        approver=SECURITY_POLICY,
+        decision="waived",
+        comment=comment,
+        flow_run_id=flow_run_id,
+        manifest_number=spec.revision,
+    )
+    get_run_logger().info("%s r%s: approval waived (%s)", spec.instance, spec.revision, comment)
+
+
+def waiver_comment(rows: Sequence[ComplianceRow], instance: str) -> str:
+    found = [r for r in rows if r.instance == instance and r.enforced]
+    if not found:
+        return "approval waived by security policy: enforced security fix"
+    parts = [
+        f"{r.advisory} ({r.severity}, {r.status}"
+        + ("" if r.deadline is None else f", deadline {isoformat(r.deadline)}")
+        + ")"
+        for r in found
+    ]
+    return "approval waived by security policy: enforced " + ", ".join(parts)
