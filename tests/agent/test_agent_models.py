@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from fleet.agent.errors import HealthCheckFailed, ManifestRejected, PermanentTargetError
 from fleet.agent.models import ComponentHealth, HealthReport, parse_manifest
 from fleet.core.errors import InputError
+from tests.agent.support import ROOT
 
 SHA = "a" * 64
 
@@ -74,3 +77,16 @@ def test_raise_for_health_names_the_failing_components() -> None:
     assert "api" not in str(info.value)
     ok = HealthReport(healthy=True)
     assert ok.raise_for_health() is ok
+
+
+def test_the_agent_imports_neither_prefect_nor_the_database() -> None:
+    code = (
+        "import sys, fleet.agent.server, fleet.agent.__main__\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'prefect', 'sqlalchemy', 'sqlmodel', 'alembic', 'yaml'})\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]"
