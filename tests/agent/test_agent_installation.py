@@ -279,3 +279,14 @@ def test_recover_removes_leftovers_of_a_killed_apply(
     assert list((tmp_path / "staging").iterdir()) == []
     assert not (tmp_path / ".current.123.456").is_symlink()
     assert inst.state().components == V1
+
+
+def test_http_artifacts_without_an_agent_leave_no_connection_open(
+    tmp_path: Path, refs: dict[str, ArtifactRef], artifact_server: str
+) -> None:
+    inst = Installation(tmp_path)
+    m = make_manifest(refs, V2, base_url=artifact_server)
+    assert inst.apply(m).changed
+    assert inst.state().components == V2
+    assert inst.health().healthy
+    assert inst.http is None
