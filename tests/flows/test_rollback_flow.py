@@ -1,0 +1,83 @@
+"""The rollback flow on a real Prefect server with real agents."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fleet.core.durations import isoformat
+from fleet.core.errors import RollbackRefused
+from fleet.services import audit, manifests
+from flows.compile_and_deploy import compile_and_deploy
+from flows.rollback import RiskAcceptanceInput, rollback
+from tests.flows.runs import FAST
+from tests.flows.support import build_world
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "fleet_db")
+
+V11 = {"api": "1.1.0", "web": "1.1.0"}
+V12 = {"api": "1.2.0", "web": "1.2.0"}
+
+
+def test_rollback_to_a_time_restores_that_manifest_and_holds_the_security_floor(
+    tmp_path, start_agent
+):
+    world = build_world(tmp_path, start_agent, [("a1", "auto", None)])
+    compile_and_deploy(requested_by="ops", strategy=FAST)  # r1: 1.1.0
+    time.sleep(0.05)
+    between = datetime.now(UTC)
+    time.sleep(0.05)
+    world.publish("api", "1.2.0")
+    world.publish("web", "1.2.0")
+    compile_and_deploy(requested_by="ops", strategy=FAST)  # r2: 1.2.0
+    assert world.running("a1") == V12
+
+    report = rollback(
+        instances=["a1"], target=isoformat(between), reason="1.2 breaks logins", strategy=FAST
+    )
+    assert report["outcomes"] == {"a1": "succeeded"}
+    history = manifests.history("a1")
+    r1, r3 = history[0].revision, history[-1].revision
+    assert (r3.number, r3.rollback_of) == (3, 1)
+    assert r3.manifest == r1.manifest and history[-1].hash == history[0].hash
+    assert world.running("a1") == V11
+    requests = [e for e in audit.events() if e.action == "rollback.request"]
+    assert requests[0].details["reason"] == "1.2 breaks logins"
+
+    compile_and_deploy(requested_by="ops", strategy=FAST)  # r4: 1.2.0 again
+    world.data["advisories"] = [
+        {
+            "id": "FLEET-2026-0009",
+            "component": "api",
+            "severity": "critical",
+            "published_at": isoformat(datetime.now(UTC) - timedelta(hours=1)),
+            "ranges": [
+                {"type": "ECOSYSTEM", "events": [{"introduced": "1.1.0"}, {"fixed": "1.2.0"}]}
+            ],
+        }
+    ]
+    world.apply()
+    with pytest.raises(RollbackRefused, match="FLEET-2026-0009"):
+        rollback(instances=["a1"], reason="try the old one", strategy=FAST)
+    assert world.running("a1") == V12
+    assert len(manifests.history("a1")) == 4  # nothing stored
+
+    acceptance = RiskAcceptanceInput(
+        by="ciso", reason="WAF blocks the exploit", until=datetime.now(UTC) + timedelta(days=1)
+    )
+    report = rollback(
+        instances=["a1"],
+        reason="try the old one",
+        risk_acceptance=acceptance,
+        strategy=FAST,
+    )
+    assert report["outcomes"] == {"a1": "succeeded"}
+    assert world.running("a1") == V11
+    last = manifests.history("a1")[-1]
+    assert last.revision.rollback_of == 3
+    assert any("risk accepted by ciso" in w for w in last.warnings)
+    accepted = [e for e in audit.events() if e.action == "risk.accept"]
+    assert [e.actor for e in accepted] == ["ciso"]
+    assert audit.verify().ok
