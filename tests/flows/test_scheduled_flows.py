@@ -1,0 +1,78 @@
+"""auto-update and drift-check on a real Prefect server with real agents."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from blocks.targets import load_target
+from fleet.agent.models import Manifest
+from fleet.services import manifests
+from flows.auto_update import auto_update
+from flows.compile_and_deploy import compile_and_deploy
+from flows.drift_check import drift_check
+from tests.flows.runs import FAST
+from tests.flows.support import build_world
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "fleet_db")
+
+
+def test_auto_update_respects_maintenance_windows(tmp_path, start_agent):
+    world = build_world(tmp_path, start_agent, [("a1", "auto", None), ("m1", "manual", None)])
+    world.data["channels"][0]["maintenance_window"] = {
+        "cron": "0 2 * * *",
+        "duration": "2h",
+        "timezone": "Europe/Berlin",
+    }
+    world.apply()
+
+    closed = auto_update(at=datetime(2026, 11, 26, 0, 30, tzinfo=UTC), strategy=FAST)
+    assert closed == {"open": [], "closed": ["a1"], "rollout": None}
+    assert world.applies("a1") == []
+
+    opened = auto_update(at=datetime(2026, 11, 26, 1, 30, tzinfo=UTC), strategy=FAST)  # 02:30 CET
+    assert opened["open"] == ["a1"]
+    assert opened["rollout"]["outcomes"] == {"a1": "succeeded"}  # type: ignore[index]
+    assert world.running("a1") == {"api": "1.1.0", "web": "1.1.0"}
+    assert world.applies("m1") == []
+
+
+def test_drift_check_finds_a_change_behind_fleets_back_and_repairs_it(tmp_path, start_agent):
+    world = build_world(tmp_path, start_agent, [("a1", "auto", None), ("a2", "auto", None)])
+    compile_and_deploy(requested_by="ops", strategy=FAST)
+    assert drift_check()["drifted"] == {}
+
+    web = next(
+        v for v in world.data["versions"] if (v["component"], v["version"]) == ("web", "1.0.0")
+    )
+    api = next(
+        v for v in world.data["versions"] if (v["component"], v["version"]) == ("api", "1.1.0")
+    )
+    target = load_target("a1")
+    try:  # someone installs an old web by hand
+        target.apply(
+            Manifest.model_validate(
+                {
+                    "instance": "a1",
+                    "revision": 99,
+                    "manifest_hash": "abcdef0123456789",
+                    "components": {
+                        "api": {"version": "1.1.0", **api["artifact"]},
+                        "web": {"version": "1.0.0", **web["artifact"]},
+                    },
+                }
+            )
+        )
+    finally:
+        target.close()  # type: ignore[attr-defined]
+
+    report = drift_check()
+    assert report["drifted"] == {"a1": "web recorded 1.1.0, running 1.0.0"}
+    repaired = drift_check(repair=True, strategy=FAST)
+    assert repaired["repaired"] == {"a1": "succeeded"}
+    assert world.running("a1") == {"api": "1.1.0", "web": "1.1.0"}
+    assert drift_check()["drifted"] == {}
+    history = manifests.history("a1")
+    assert [h.decision for h in history] == ["deploy", "repair"]
+    assert [h.revision.status.value for h in history] == ["superseded", "deployed"]
