@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "fleet.cli.risk",
     "fleet.cli.history",
     "fleet.cli.audit",
+    "fleet.cli.setup",
 )
 
 
