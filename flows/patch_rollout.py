@@ -56,7 +56,7 @@ def patch_rollout(
     logger = get_run_logger()
     run_id = str(flow_run.id)
     now = at or datetime.now(UTC)
-    rows = read_compliance(at=now)
+    rows = read_compliance(at=now, advisories=[advisory] if advisory else None)
     selection = patch_selection(rows, advisory)
     ids = set(selection.advisories)
     before = [r for r in rows if r.advisory in ids]
@@ -155,7 +155,7 @@ def patch_rollout(
     ]
     summary = ", ".join(f"{n}: {o}" for n, o in sorted(outcomes.items())) or "nothing deployed"
     publish_outcomes(rows_out, summary=summary)
-    after = [r for r in read_compliance(at=now) if r.advisory in ids]
+    after = [r for r in read_compliance(at=now, advisories=ids or None) if r.advisory in ids]
     publish_compliance(
         after, now=now, key="fleet-compliance-after", description=f"After patching {label}"
     )

@@ -147,7 +147,7 @@ def rollback(
         approved, closed = approval_gate(
             waiting,
             requested_by=requested_by,
-            opened_at=now if at is None else datetime.now(UTC),
+            opened_at=datetime.now(UTC),
             poll=strategy.approval_poll_seconds,
             notes=notes,
         )

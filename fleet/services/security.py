@@ -27,10 +27,17 @@ def compliance_report(
     instances: Collection[str] | None = None,
     engine: Engine | None = None,
 ) -> list[ComplianceRow]:
-    """Every advisory affecting what the (selected) instances run, with its status."""
+    """Every advisory affecting what the (selected) instances run, with its status.
+
+    Raises `NotFoundError` naming an advisory id the fleet does not know.
+    """
     now = now_or_clock(now)
     with reading(engine) as session:
         state = fleet_repo.load_state(session)
+    known = {a.id for a in state.advisories}
+    unknown = sorted(set(advisories or ()) - known)
+    if unknown:
+        raise NotFoundError(f"Unknown advisory: {', '.join(unknown)!r}")
     return compliance_rows(state, now, advisories=advisories, instances=instances)
 
 

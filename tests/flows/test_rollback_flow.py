@@ -6,13 +6,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prefect.flow_runs import resume_flow_run
 
 from fleet.core.durations import isoformat
 from fleet.core.errors import RollbackRefused
-from fleet.services import audit, manifests
+from fleet.services import audit, deployments, manifests
 from flows.compile_and_deploy import compile_and_deploy
 from flows.rollback import RiskAcceptanceInput, rollback
-from tests.flows.runs import FAST
+from tests.flows.runs import FAST, form_description, paused_run, run_in_thread
 from tests.flows.support import build_world
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "fleet_db")
@@ -81,3 +82,27 @@ def test_rollback_to_a_time_restores_that_manifest_and_holds_the_security_floor(
     accepted = [e for e in audit.events() if e.action == "risk.accept"]
     assert [e.actor for e in accepted] == ["ciso"]
     assert audit.verify().ok
+
+
+def test_rollback_of_a_manual_approval_instance_waits_for_one_approver(tmp_path, start_agent):
+    world = build_world(tmp_path, start_agent, [("a1", "auto", None)])
+    compile_and_deploy(requested_by="ops", strategy=FAST)  # r1: 1.1.0
+    world.publish("api", "1.2.0")
+    world.publish("web", "1.2.0")
+    compile_and_deploy(requested_by="ops", strategy=FAST)  # r2: 1.2.0
+    world.data["instances"][0]["policy_override"] = "manual-approval"
+    world.apply()
+
+    thread, box = run_in_thread(
+        rollback, instances=["a1"], reason="1.2 is slow", requested_by="alice", strategy=FAST
+    )
+    run_id = paused_run("rollback")
+    assert "1.2 is slow" in form_description(run_id)
+    assert world.running("a1") == V12
+    resume_flow_run(run_id, run_input={"decision": "approve", "approver": "bob"})
+    thread.join(60)
+    assert "error" not in box, box.get("error")
+    assert box["result"]["outcomes"] == {"a1": "succeeded"}
+    assert world.running("a1") == V11
+    (given,) = deployments.approvals_for("a1", flow_run_id=run_id)
+    assert (given.approver, given.decision) == ("bob", "approve")
