@@ -7,10 +7,13 @@ fleet file); `load_target(name)` finds that document among the three types.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import cast
 
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from pydantic import Field, SecretStr
 
 from fleet.agent.client import AgentClient
@@ -25,7 +28,9 @@ __all__ = [
     "CommandTarget",
     "FleetAgent",
     "LocalTarget",
+    "TargetBlock",
     "load_target",
+    "load_target_blocks",
     "register_block_types",
 ]
 
@@ -168,19 +173,49 @@ def register_block_types() -> list[str]:
 
 
 def load_target(name: str) -> Target:
-    """The client of the target block document called `name`, whichever type it is."""
-    found: list[FleetAgent | CommandTarget | LocalTarget] = []
+    """The client of the target block document called `name`, whichever type it is.
+
+    Types are tried in the order of `BLOCK_TYPES` and the first document found
+    wins: one server call for the common case (an agent), since every deploy
+    task loads its instance's target.
+    """
     for block_type in BLOCK_TYPES:
         try:
             # `load` is sync here: this function is only called outside an event loop.
-            found.append(cast(FleetAgent | CommandTarget | LocalTarget, block_type.load(name)))
+            found = cast(FleetAgent | CommandTarget | LocalTarget, block_type.load(name))
         except ValueError:
             continue
-    if not found:
-        slugs = ", ".join(t.get_block_type_slug() for t in BLOCK_TYPES)
-        raise NotFoundError(f"No target block named {name!r} (looked in {slugs})")
-    if len(found) > 1:
-        kinds = ", ".join(type(b).get_block_type_slug() for b in found)
-        raise NotFoundError(f"Target name {name!r} is ambiguous: documents of {kinds}")
-    client: Target = found[0].get_client()
-    return client
+        client: Target = found.get_client()
+        return client
+    slugs = ", ".join(t.get_block_type_slug() for t in BLOCK_TYPES)
+    raise NotFoundError(f"No target block named {name!r} (looked in {slugs})")
+
+
+TargetBlock = FleetAgent | CommandTarget | LocalTarget
+
+
+def load_target_blocks(names: Collection[str]) -> dict[str, TargetBlock]:
+    """The target block documents called `names` (those that exist), read with one
+    request per block type and page: a rollout needs hundreds, and one request per
+    instance would load the server."""
+    wanted = set(names)
+    found: dict[str, TargetBlock] = {}
+    with get_client(sync_client=True) as client:
+        for block_type in BLOCK_TYPES:
+            offset = 0
+            while True:
+                try:
+                    page = client.read_block_documents_by_type(
+                        block_type.get_block_type_slug(), offset=offset, limit=200
+                    )
+                except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                    if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
+                        raise
+                    break  # the block type is not registered: no documents of it
+                for document in page:
+                    if document.name in wanted and document.name not in found:
+                        found[document.name] = block_type._from_block_document(document)
+                if len(page) < 200:
+                    break
+                offset += len(page)
+    return found

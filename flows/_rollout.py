@@ -40,7 +40,13 @@ from fleet.core.rollout import (
 )
 from fleet.services import approvals, manifests
 from fleet.services.rollouts import DeploySpec
-from tasks.deploying import InstanceOutcome, deploy_instance, record_outcome
+from tasks.deploying import (
+    InstanceOutcome,
+    deploy_instance,
+    load_targets,
+    locked,
+    record_outcome,
+)
 from tasks.reporting import move_progress
 
 __all__ = [
@@ -253,24 +259,24 @@ def rollout(
         retries=strategy.retries,
         retry_delay_seconds=[strategy.retry_delay_seconds * 2**i for i in range(strategy.retries)],
     )
+    blocks = load_targets(sorted({s.target for s in specs if s.target})) if specs else {}
     failed = started = 0
     plan = waves([s.instance for s in specs], rules)
     for number, wave in enumerate(plan):
         if number and strategy.soak_seconds:
             logger.info("soaking %s s before wave %s", strategy.soak_seconds, number + 1)
             time.sleep(strategy.soak_seconds)
-        futures = []
-        for name in wave:
-            spec = by_name[name]
-            with tags(f"instance:{name}", f"channel:{spec.channel}", f"revision:{spec.revision}"):
-                futures.append(
-                    (
-                        spec,
-                        deploy.submit(
-                            spec, actor=actor, lock_timeout=strategy.lock_timeout_seconds
-                        ),
-                    )
-                )
+        with locked(wave, timeout=strategy.lock_timeout_seconds):
+            futures = []
+            for name in wave:
+                spec = by_name[name]
+                with tags(
+                    f"instance:{name}", f"channel:{spec.channel}", f"revision:{spec.revision}"
+                ):
+                    target = blocks.get(spec.target) if spec.target else None
+                    futures.append((spec, deploy.submit(spec, target, actor=actor)))
+            for _, future in futures:
+                future.wait()
         for spec, future in futures:
             state = future.wait() or future.state
             if future.state.is_completed():

@@ -1,9 +1,11 @@
 """Deploy one instance: lock it, apply through its target, verify, roll back on failure.
 
 One task per instance does fetch, apply and verify (task runs stay
-proportional to instances). It retries only transient target errors; a
-permanent failure or a failed health check rolls the instance back to its
-last good manifest and is recorded `rolled-back`.
+proportional to instances); the rollout holds the instances' locks around
+each wave (`locked`), so two runs never touch one instance at once. It
+retries only transient target errors; a permanent failure or a failed health
+check rolls the instance back to its last good manifest and is recorded
+`rolled-back`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
-from blocks.targets import load_target
+from blocks.targets import TargetBlock, load_target_blocks
 from fleet.agent.errors import PermanentTargetError, TransientTargetError
 from fleet.agent.models import Manifest
 from fleet.agent.target import Target
@@ -40,6 +42,23 @@ class InstanceOutcome:
     revision: int
     outcome: str
     detail: str = ""
+
+
+@contextmanager
+def locked(instances: list[str], *, timeout: float) -> Iterator[None]:
+    """Hold the locks of `instances` (a wave), acquired together in one request.
+
+    Each instance has its own global concurrency limit of 1, acquired
+    strictly (a missing limit is an error, not a silent no-lock). Taking a
+    wave's locks at once costs the server one request instead of one per
+    instance, and cannot deadlock with another run taking an overlapping set.
+    """
+    if not instances:
+        yield
+        return
+    names = [lock_name(n) for n in instances]
+    with concurrency(names, occupy=1, strict=True, timeout_seconds=timeout):
+        yield
 
 
 @task(name="ensure instance locks", cache_policy=NO_CACHE)
@@ -71,9 +90,9 @@ def _rollback(target: Target, spec: DeploySpec) -> str:
 
 
 @contextmanager
-def _opened(name: str) -> Iterator[Target]:
+def _opened(block: TargetBlock) -> Iterator[Target]:
     """The target block's client, closed afterwards when it holds connections."""
-    target = load_target(name)
+    target: Target = block.get_client()
     try:
         yield target
     finally:
@@ -82,22 +101,31 @@ def _opened(name: str) -> Iterator[Target]:
             close()
 
 
-def deploy(spec: DeploySpec, *, actor: str, run_id: str, lock_timeout: float) -> InstanceOutcome:
-    """The body of the deploy task, callable without Prefect's task machinery."""
+@task(name="load targets", cache_policy=NO_CACHE)
+def load_targets(names: list[str]) -> dict[str, TargetBlock]:
+    """Every instance's target block, in a few requests for the whole rollout."""
+    return load_target_blocks(names)
+
+
+def deploy(
+    spec: DeploySpec, target_block: TargetBlock | None, *, actor: str, run_id: str
+) -> InstanceOutcome:
+    """The body of the deploy task. The caller holds the instance's lock (`locked`)."""
     logger = get_run_logger()
     recorded = rollouts.deployment_outcome(spec.instance, run_id)
     if recorded not in (None, "running"):
         # This run finished this instance before (a resumed run re-executes).
         return InstanceOutcome(spec.instance, spec.revision, recorded, "recorded earlier")
     rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
-    if spec.target is None:
-        error = f"{spec.instance} has no target block to deploy through"
+    if target_block is None:
+        error = (
+            f"{spec.instance} has no target block to deploy through"
+            if spec.target is None
+            else f"No target block named {spec.target!r}"
+        )
         rollouts.record_finished(spec, "failed", flow_run_id=run_id, actor=actor, error=error)
         return InstanceOutcome(spec.instance, spec.revision, "failed", error)
-    with (
-        concurrency(lock_name(spec.instance), occupy=1, strict=True, timeout_seconds=lock_timeout),
-        _opened(spec.target) as target,
-    ):
+    with _opened(target_block) as target:
         try:
             result = target.apply(Manifest.model_validate(dict(spec.manifest)))
             target.health().raise_for_health()
@@ -132,8 +160,10 @@ def deploy(spec: DeploySpec, *, actor: str, run_id: str, lock_timeout: float) ->
     retry_jitter_factor=0.5,
     retry_condition_fn=_transient_only,
 )
-def deploy_instance(spec: DeploySpec, *, actor: str, lock_timeout: float = 600) -> InstanceOutcome:
-    return deploy(spec, actor=actor, run_id=str(flow_run.id), lock_timeout=lock_timeout)
+def deploy_instance(
+    spec: DeploySpec, target_block: TargetBlock | None, *, actor: str
+) -> InstanceOutcome:
+    return deploy(spec, target_block, actor=actor, run_id=str(flow_run.id))
 
 
 @task(name="record outcome", cache_policy=NO_CACHE)
