@@ -15,19 +15,24 @@ The runbook this flow replaces:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from fleet.core.compliance import patch_selection
 from fleet.core.durations import isoformat
 from flows._rollout import Strategy, approval_gate, rollout
 from tasks.deploying import InstanceOutcome, ensure_instance_locks, record_outcome
 from tasks.planning import plan_rollout
 from tasks.reporting import publish_outcomes, publish_plan, start_progress
-from tasks.security import publish_compliance, read_compliance, record_waiver, waiver_comment
+from tasks.security import (
+    publish_compliance,
+    read_compliance,
+    record_waiver,
+    select_patch,
+    waiver_comment,
+)
 
 
 @flow(
@@ -55,9 +60,8 @@ def patch_rollout(
     strategy.rules()
     logger = get_run_logger()
     run_id = str(flow_run.id)
-    now = at or datetime.now(UTC)
-    rows = read_compliance(at=now, advisories=[advisory] if advisory else None)
-    selection = patch_selection(rows, advisory)
+    scope = select_patch(advisory=advisory, at=at, flow_run_id=run_id)
+    now, rows, selection = scope.now, list(scope.rows), scope.selection
     ids = set(selection.advisories)
     before = [r for r in rows if r.advisory in ids]
     label = advisory or ", ".join(selection.advisories) or "no enforced advisory"

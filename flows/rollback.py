@@ -25,13 +25,17 @@ from pydantic import BaseModel, Field
 from fleet.core.durations import isoformat
 from fleet.core.errors import FleetError, InputError, NoRollbackTarget, RollbackRefused
 from fleet.core.rollback import RollbackTarget
-from fleet.db.audit import Entry
-from fleet.services import audit
 from fleet.services.rollouts import DeploySpec
 from flows._rollout import Strategy, approval_gate, rollout
 from tasks.deploying import InstanceOutcome, ensure_instance_locks, record_outcome
 from tasks.reporting import publish_outcomes, start_progress
-from tasks.rollback import accept_risk, preview_rollback, store_rollback, verify_instance
+from tasks.rollback import (
+    accept_risk,
+    preview_rollback,
+    record_request,
+    store_rollback,
+    verify_instance,
+)
 
 
 class RiskAcceptanceInput(BaseModel):
@@ -84,24 +88,12 @@ def rollback(
     logger = get_run_logger()
     run_id = str(flow_run.id)
     now = at or datetime.now(UTC)
-    audit.append(
-        [
-            Entry(
-                "rollback.request",
-                f"instance:{name}",
-                {"target": target, "reason": reason},
-            )
-            for name in instances
-        ],
-        actor=requested_by,
-        flow_run_id=run_id,
-        now=now,
-    )
+    record_request(instances, target=target, reason=reason, actor=requested_by, flow_run_id=run_id)
     refused: dict[str, str] = {}
     specs: list[DeploySpec] = []
     for name in instances:
         try:
-            preview = preview_rollback(name, target, at=at)
+            preview = preview_rollback(name, target, at=at, flow_run_id=run_id)
         except NoRollbackTarget as exc:
             refused[name] = str(exc)
             continue
@@ -115,6 +107,7 @@ def rollback(
                     reason=risk_acceptance.reason,
                     until=risk_acceptance.until,
                     at=at,
+                    flow_run_id=run_id,
                 )
         needed = preview.approvals_required if preview.policy == "manual-approval" else 0
         try:

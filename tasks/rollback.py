@@ -10,19 +10,46 @@ from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
 
 from blocks.targets import load_target
 from fleet.core.errors import FleetError
-from fleet.services import advisories, manifests, rollouts, security
+from fleet.db.audit import Entry
+from fleet.services import advisories, audit, manifests, rollouts, security
 from fleet.services.rollouts import DeploySpec
 from fleet.services.security import RollbackPreview
 
 
-@task(name="preview rollback", cache_policy=NO_CACHE)
-def preview_rollback(instance: str, target: str, *, at: datetime | None) -> RollbackPreview:
+# Cached for the run (as `store rollback`): a resumed run must see the
+# target it chose, not the one that a rollback it deployed since makes `previous`.
+@task(name="preview rollback", cache_policy=INPUTS + RUN_ID, persist_result=True)
+def preview_rollback(
+    instance: str, target: str, *, at: datetime | None, flow_run_id: str
+) -> RollbackPreview:
     return security.rollback_preview(instance, target, now=at)
 
 
-@task(name="accept risk", cache_policy=NO_CACHE)
+@task(name="record rollback request", cache_policy=INPUTS + RUN_ID, persist_result=True)
+def record_request(
+    instances: list[str], *, target: str, reason: str, actor: str, flow_run_id: str
+) -> None:
+    """The reason goes into the audit trail once per run."""
+    audit.append(
+        [
+            Entry("rollback.request", f"instance:{name}", {"target": target, "reason": reason})
+            for name in instances
+        ],
+        actor=actor,
+        flow_run_id=flow_run_id,
+    )
+
+
+@task(name="accept risk", cache_policy=INPUTS + RUN_ID, persist_result=True)
 def accept_risk(
-    instance: str, advisory: str, *, by: str, reason: str, until: datetime, at: datetime | None
+    instance: str,
+    advisory: str,
+    *,
+    by: str,
+    reason: str,
+    until: datetime,
+    at: datetime | None,
+    flow_run_id: str,
 ) -> None:
     advisories.accept_risk(instance, advisory, reason=reason, until=until, actor=by, now=at)
 

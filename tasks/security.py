@@ -4,17 +4,19 @@ record that security policy waived an approval."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
 from prefect.events import emit_event
 
-from fleet.core.compliance import BREACH_EVENTS, ComplianceRow
+from fleet.core.compliance import BREACH_EVENTS, ComplianceRow, PatchSelection, patch_selection
 from fleet.core.durations import isoformat
-from fleet.services import approvals, deployments, security
+from fleet.services import approvals, deployments
+from fleet.services import security as compliance
 from fleet.services.rollouts import DeploySpec
 
 SECURITY_POLICY = "security-policy"
@@ -24,7 +26,25 @@ SECURITY_POLICY = "security-policy"
 def read_compliance(
     *, at: datetime | None, advisories: Collection[str] | None = None
 ) -> list[ComplianceRow]:
-    return security.compliance_report(now=at, advisories=advisories)
+    return compliance.compliance_report(now=at, advisories=advisories)
+
+
+@dataclass(frozen=True, slots=True)
+class PatchScope:
+    """What a patch rollout works on: its time, the findings and the selection."""
+
+    now: datetime
+    rows: tuple[ComplianceRow, ...]
+    selection: PatchSelection
+
+
+# Cached for the run: a suspended run resumes from the top, after some fixes
+# have landed, and must find the selection it started with.
+@task(name="select patch", cache_policy=INPUTS + RUN_ID, persist_result=True)
+def select_patch(*, advisory: str | None, at: datetime | None, flow_run_id: str) -> PatchScope:
+    now = at or datetime.now(UTC)
+    rows = compliance.compliance_report(now=now, advisories=[advisory] if advisory else None)
+    return PatchScope(now, tuple(rows), patch_selection(rows, advisory))
 
 
 def compliance_table(rows: Sequence[ComplianceRow], now: datetime) -> list[dict[str, str]]:
