@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "fleet.cli.history",
     "fleet.cli.audit",
     "fleet.cli.setup",
+    "fleet.cli.tokens",
 )
 
 
