@@ -130,3 +130,15 @@ def test_prefect_deploy_all_works_from_the_repository_root():
         scan = client.read_deployment_by_name("compliance-scan/fleet")
         assert [s.schedule.cron for s in scan.schedules] == ["0 * * * *"]  # type: ignore[union-attr]
         assert scan.parameters == {"enforce": True}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_fleet_setup_command_twice_reports_nothing_changed(capsys):
+    from fleet.cli.main import main
+
+    assert main(["setup", "--no-instances", "--pool-limit", "2"]) == 0
+    capsys.readouterr()
+    assert main(["setup", "--no-instances", "--pool-limit", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.endswith(": unchanged") for line in lines), lines
+    assert lines[0] == "work pool fleet: unchanged"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
+from uuid import UUID
 
 import pytest
+from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 
 from fleet.core.durations import isoformat
@@ -127,3 +130,27 @@ def test_medium_advisory_waits_for_approval_before_its_deadline_and_is_enforced_
     assert report["outcomes"] == {"m1": "succeeded"}
     assert world.running("m1") == FIXED
     assert "overdue" in waivers("m1")[0].comment
+
+
+def test_compliance_scan_from_a_deployment_starts_the_patch_deployment_without_waiting(
+    tmp_path, start_agent, monkeypatch
+):
+    import flows.compliance_scan as scan_module
+
+    world = build_world(tmp_path, start_agent, [("a1", "auto", None)])
+    now = datetime.now(UTC)
+    advise(world, "critical", published_at=isoformat(now - timedelta(hours=1)))
+    patch_rollout.to_deployment("fleet").apply()
+    monkeypatch.setattr(scan_module, "deployment", SimpleNamespace(id="a-deployment"))
+
+    report = compliance_scan(at=now)
+    assert report["events"] == [
+        {"event": "fleet.advisory.enforced", "instance": "a1", "advisory": ADVISORY}
+    ]
+    with get_client(sync_client=True) as client:
+        started = client.read_flow_run(UUID(str(report["patch"])))
+        patch = client.read_deployment_by_name("patch-rollout/fleet")
+    assert started.deployment_id == patch.id
+    assert started.parameters["requested_by"] == "compliance-scan"
+    assert started.state is not None and started.state.is_scheduled()  # not waited for
+    assert world.applies("a1") == []
