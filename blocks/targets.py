@@ -202,20 +202,14 @@ def load_target_blocks(names: Collection[str]) -> dict[str, TargetBlock]:
     found: dict[str, TargetBlock] = {}
     with get_client(sync_client=True) as client:
         for block_type in BLOCK_TYPES:
-            offset = 0
-            while True:
-                try:
-                    page = client.read_block_documents_by_type(
-                        block_type.get_block_type_slug(), offset=offset, limit=200
-                    )
-                except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-                    if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
-                        raise
-                    break  # the block type is not registered: no documents of it
-                for document in page:
-                    if document.name in wanted and document.name not in found:
-                        found[document.name] = block_type._from_block_document(document)
-                if len(page) < 200:
-                    break
-                offset += len(page)
+            try:
+                # The server answers every document of the type at once (no paging).
+                documents = client.read_block_documents_by_type(block_type.get_block_type_slug())
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
+                    raise
+                continue  # the block type is not registered: no documents of it
+            for document in documents:
+                if document.name in wanted and document.name not in found:
+                    found[document.name] = block_type._from_block_document(document)
     return found
