@@ -90,13 +90,22 @@ def _document(app: FastAPI) -> dict[str, Any]:
     )
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(errors.problem_schemas())
+    problem = {errors.PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in doc.get("paths", {}).values():
         for operation in operations.values():
+            if "422" in operation.get("responses", {}):
+                # Validation errors are problems too (FastAPI documents its own shape).
+                operation["responses"]["422"] = {
+                    "description": "Unprocessable Content",
+                    "content": dict(problem),
+                }
             for response in operation.get("responses", {}).values():
                 for media in response.get("content", {}).values():
                     schema = media.get("schema")
                     if schema is not None and "example" not in media:
                         media["example"] = example_of(schema, schemas)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
     return doc
 
 
