@@ -9,7 +9,8 @@ The runbook this flow replaces:
    frozen and manual instances, pins overridden and recorded;
 4. deploy enforced fixes at once, the approval recorded as waived by
    security policy; send fixes not yet enforced through the channel's
-   normal policy (the approval form shows the deadline; frozen ones wait);
+   normal policy (the approval form shows the deadline; frozen ones wait,
+   auto-update ones wait for their maintenance window);
 5. publish the compliance table after.
 """
 
@@ -103,8 +104,20 @@ def patch_rollout(
     )
     publish_plan(prepared.plan, dry_run=False)
     report["plan"] = prepared.plan.counts()
+    windowed: dict[str, str] = {}
+    report["waiting"] = windowed
     enforced = [s for s in prepared.specs if s.decision == "enforce-security"]
-    normal_now = [s for s in prepared.specs if s.decision == "deploy"]
+    # Not yet enforced on an auto-update instance: its maintenance window holds.
+    normal_now = [
+        s
+        for s in prepared.specs
+        if s.decision == "deploy" and s.instance not in scope.closed_windows
+    ]
+    for spec in prepared.specs:
+        if spec.decision == "deploy" and spec.instance in scope.closed_windows:
+            opens = isoformat(scope.closed_windows[spec.instance])
+            logger.info("%s: the fix waits for its maintenance window (%s)", spec.instance, opens)
+            windowed[spec.instance] = f"waits for its maintenance window, next opens {opens}"
     waiting = [s for s in prepared.specs if s.decision == "needs-approval"]
     for item in prepared.plan.instances:
         if item.decision.value == "skip-frozen":
@@ -156,6 +169,10 @@ def patch_rollout(
     rows_out += [
         {"instance": name, "revision": "", "outcome": "skipped", "detail": why}
         for name, why in skipped.items()
+    ]
+    rows_out += [
+        {"instance": name, "revision": "", "outcome": "waiting", "detail": why}
+        for name, why in windowed.items()
     ]
     summary = ", ".join(f"{n}: {o}" for n, o in sorted(outcomes.items())) or "nothing deployed"
     publish_outcomes(rows_out, summary=summary)

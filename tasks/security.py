@@ -3,8 +3,8 @@ record that security policy waived an approval."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ from prefect.events import emit_event
 
 from fleet.core.compliance import BREACH_EVENTS, ComplianceRow, PatchSelection, patch_selection
 from fleet.core.durations import isoformat
-from fleet.services import approvals, deployments
+from fleet.services import approvals, deployments, windows
 from fleet.services import security as compliance
 from fleet.services.rollouts import DeploySpec
 
@@ -36,6 +36,8 @@ class PatchScope:
     now: datetime
     rows: tuple[ComplianceRow, ...]
     selection: PatchSelection
+    # Auto-update instances outside their maintenance window: when it next opens.
+    closed_windows: Mapping[str, datetime] = field(default_factory=dict)
 
 
 # Cached for the run: a suspended run resumes from the top, after some fixes
@@ -44,7 +46,8 @@ class PatchScope:
 def select_patch(*, advisory: str | None, at: datetime | None, flow_run_id: str) -> PatchScope:
     now = at or datetime.now(UTC)
     rows = compliance.compliance_report(now=now, advisories=[advisory] if advisory else None)
-    return PatchScope(now, tuple(rows), patch_selection(rows, advisory))
+    closed = {name: opens for name, _, opens in windows.open_windows(now=now).closed}
+    return PatchScope(now, tuple(rows), patch_selection(rows, advisory), closed)
 
 
 def compliance_table(rows: Sequence[ComplianceRow], now: datetime) -> list[dict[str, str]]:

@@ -106,10 +106,11 @@ def test_medium_advisory_waits_for_approval_before_its_deadline_and_is_enforced_
     world = build_world(
         tmp_path,
         start_agent,
-        [("m1", "manual", None)],
+        [("m1", "manual", None), ("a1", "auto", None)],
         versions=("1.0.0", "1.0.1", "1.1.0"),
         approvals_required=1,
     )
+    world.data["channels"][0]["maintenance_window"] = {"cron": "0 2 * * *", "duration": "1h"}
     advise(world, "medium")  # deadline 2026-12-01
     before = datetime(2026, 11, 2, tzinfo=UTC)
     thread, box = run_in_thread(
@@ -124,10 +125,12 @@ def test_medium_advisory_waits_for_approval_before_its_deadline_and_is_enforced_
     assert "error" not in box, box.get("error")
     assert box["result"]["outcomes"] == {"m1": "skipped"}
     assert world.applies("m1") == [] and waivers("m1") == []
+    assert "maintenance window" in box["result"]["waiting"]["a1"]  # closed at midnight
+    assert world.applies("a1") == []
 
     after = datetime(2026, 12, 2, tzinfo=UTC)
     report = patch_rollout(advisory=ADVISORY, requested_by="secops", strategy=FAST, at=after)
-    assert report["outcomes"] == {"m1": "succeeded"}
+    assert report["outcomes"] == {"m1": "succeeded", "a1": "succeeded"}  # window or not
     assert world.running("m1") == FIXED
     assert "overdue" in waivers("m1")[0].comment
 
