@@ -16,9 +16,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
+# The whole stack on this machine (data under FLEET_HOME, default .fleet); Ctrl-C stops it.
 run: setup
-	$(BIN)/fleet validate $(FILE)
-	$(BIN)/fleet plan $(FILE)
+	$(BIN)/python -m deployments.demo --file $(FILE)
 
 # PostgreSQL is started when it is not running (the suite runs against it too).
 services:

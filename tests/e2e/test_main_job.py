@@ -1,0 +1,83 @@
+"""The main job: the whole stack comes up, Ctrl-C stops every process, a second
+run on the same FLEET_HOME comes back to the same data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.stack import Stack, processes_with_home
+
+pytestmark = pytest.mark.slow
+
+FLOWS = {
+    "compile-and-deploy",
+    "patch-rollout",
+    "rollback",
+    "compliance-scan",
+    "auto-update",
+    "drift-check",
+}
+
+
+def deployments(stack: Stack) -> dict[str, dict[str, object]]:
+    r = httpx.post(f"{stack.prefect_url}/api/deployments/filter", json={}, timeout=10)
+    r.raise_for_status()
+    flows = httpx.post(f"{stack.prefect_url}/api/flows/filter", json={}, timeout=10).json()
+    names = {f["id"]: f["name"] for f in flows}
+    return {f"{names[d['flow_id']]}/{d['name']}": d for d in r.json()}
+
+
+def gone(home: Path, timeout: float = 10) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_with_home(home)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def test_up_stop_and_up_again_on_the_same_data(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    stack = Stack(home)
+    try:
+        stack.start()
+        assert f"Prefect UI    {stack.prefect_url}" in stack.output
+        assert f"Fleet API     {stack.api_url}/docs" in stack.output
+        ui = httpx.get(stack.prefect_url, timeout=10)
+        assert ui.status_code == 200 and "<html" in ui.text.lower()
+        assert httpx.get(f"{stack.api_url}/docs", timeout=10).status_code == 200
+        found = deployments(stack)
+        assert {f"{f}/fleet" for f in FLOWS} <= set(found)
+        scheduled = {k for k, d in found.items() if d["schedules"]}
+        assert scheduled == {"compliance-scan/fleet", "auto-update/fleet", "drift-check/fleet"}
+        operator = stack.token("operator")
+        headers = {"Authorization": f"Bearer {operator}"}
+        instances = httpx.get(f"{stack.api_url}/instances", headers=headers, timeout=10).json()
+        assert instances["total"] == 12
+        first_id = found["compile-and-deploy/fleet"]["id"]
+        children = processes_with_home(home)
+        assert len(children) >= 15  # server, 12 agents, API, serve
+    finally:
+        code = stack.stop()
+    assert code == 0, stack.output
+    assert "stopped: every process of the demo has exited" in stack.output
+    assert gone(home) == []
+
+    again = Stack(home)
+    try:
+        again.start()
+        assert again.token("operator") == operator  # the same data, the same tokens
+        assert "fleet file: reusing" in again.output
+        assert "no changes (0 audit events)" in again.output
+        found = deployments(again)
+        assert found["compile-and-deploy/fleet"]["id"] == first_id
+        headers = {"Authorization": f"Bearer {operator}"}
+        verdict = httpx.get(f"{again.api_url}/audit/verify", headers=headers, timeout=10)
+        assert verdict.status_code == 200, verdict.text
+    finally:
+        code = again.stop()
+        again.kill_leftovers()
+    assert code == 0, again.output
+    assert gone(home) == []
