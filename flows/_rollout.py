@@ -11,8 +11,6 @@ replay land exactly where the run stopped. Run without a deployment (tests,
 a plain call), it *pauses* in process.
 """
 
-from __future__ import annotations
-
 import math
 import time
 from collections.abc import Mapping

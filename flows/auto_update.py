@@ -1,8 +1,6 @@
 """Auto-update (every 15 minutes): compile and deploy the auto-update instances
 whose maintenance window is open now; outside every window do nothing and say so."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger, task

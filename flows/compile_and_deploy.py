@@ -17,8 +17,6 @@ that replay land exactly where the run stopped. Run without a deployment
 (tests, a plain call), it *pauses* in process.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from prefect import flow, get_run_logger

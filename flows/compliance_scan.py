@@ -8,8 +8,6 @@
    otherwise as a subflow.
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger

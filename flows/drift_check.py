@@ -7,8 +7,6 @@
    redeploy it with the same deploy task as every rollout.
 """
 
-from __future__ import annotations
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.events import emit_event

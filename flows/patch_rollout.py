@@ -14,8 +14,6 @@ The runbook this flow replaces:
 5. publish the compliance table after.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from prefect import flow, get_run_logger

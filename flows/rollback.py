@@ -12,8 +12,6 @@ The runbook this flow replaces:
 5. deploy with the same deploy task as every rollout, verify, record.
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
+from prefect.exceptions import ParameterTypeError
 from prefect.flows import load_flow_from_entrypoint
 
 from deployments.catalog import FLOWS, TIMEZONE, WORK_POOL, load_flow
@@ -57,6 +58,10 @@ def test_every_deployment_is_loaded_and_its_entrypoint_imported():
         assert all(s["timezone"] == TIMEZONE for s in deployment["schedules"])
         # the defaults are real parameters of the flow
         assert set(deployment["parameters"]) <= set(flow.parameters.properties)
+        try:
+            flow.validate_parameters(dict(deployment["parameters"]))
+        except ParameterTypeError as exc:  # a parameter each run must give (rollback's reason)
+            assert "Field required" in str(exc), exc
     assert seen == NAMES
     schedules = {d["entrypoint"].split(":")[1]: d["schedules"] for d in deployments}
     assert schedules["compliance_scan"][0]["cron"] == "0 * * * *"
