@@ -93,6 +93,10 @@ def _document(app: FastAPI) -> dict[str, Any]:
     problem = {errors.PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in doc.get("paths", {}).values():
         for operation in operations.values():
+            if "requestBody" in operation:
+                operation["responses"].setdefault(
+                    "400", {"description": "The body is not JSON", "content": dict(problem)}
+                )
             if "422" in operation.get("responses", {}):
                 # Validation errors are problems too (FastAPI documents its own shape).
                 operation["responses"]["422"] = {

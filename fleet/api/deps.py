@@ -85,7 +85,7 @@ class Paging(BaseModel):
 
 
 def _paging(
-    limit: Annotated[int, Query(ge=1, le=500, description="Items per page.")] = 100,
+    limit: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")] = 0,
 ) -> Paging:
     return Paging(limit=limit, offset=offset)

@@ -2,7 +2,8 @@
 
 Fleet's error tree decides the status: input errors 422 (the message quotes
 the bad value), unknown objects 404, conflicts 409, refusals such as four
-eyes 403, a broken audit chain 409, plan and rollback errors 422. Request
+eyes 403, a broken audit chain 409, plan and rollback errors 422, Prefect's
+server out of reach 503. Request
 validation errors name each bad field and the value given.
 """
 
@@ -27,6 +28,7 @@ from fleet.core.errors import (
     PlanError,
     RollbackError,
 )
+from fleet.services.runs import RunsUnavailable
 
 __all__ = [
     "PROBLEM",
@@ -69,6 +71,7 @@ _TITLES = {
     409: "Conflict",
     422: "Unprocessable Content",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 # Most specific first.
@@ -80,6 +83,7 @@ _STATUS: tuple[tuple[type[FleetError], int], ...] = (
     (AuditChainError, 409),
     (PlanError, 422),
     (RollbackError, 422),
+    (RunsUnavailable, 503),
 )
 
 
