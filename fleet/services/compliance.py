@@ -14,7 +14,7 @@ from fleet.core.durations import isoformat
 from fleet.core.errors import InputError
 from fleet.core.plan import compile_plan
 from fleet.services._common import now_or_clock
-from fleet.services.fleet import load_state
+from fleet.services.plans import current_state
 
 __all__ = ["Exposure", "exposures"]
 
@@ -63,7 +63,7 @@ def exposures(
             Severity(severity)
         except ValueError:
             raise InputError(f"Invalid severity: {severity!r}") from None
-    state = load_state(engine=engine)
+    state = current_state(engine=engine)
     current = {i.name: i.current for i in state.instances}
     plan = compile_plan(state, now)
     out = []
