@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FILE ?= examples/fleet.yaml
 
-.PHONY: setup run test lint typecheck pytest services clean
+.PHONY: setup run test lint typecheck pytest services chromium clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,11 @@ services:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start" >&2; exit 1
 
+# The browser tests drive Debian's Chromium (Playwright downloads no browser here).
+# Installing it needs root, as CI runs; without it the browser tests fail, never skip.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -32,7 +37,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy fleet flows tasks blocks
 
-pytest: setup services
+pytest: setup services chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

@@ -1,0 +1,173 @@
+"""Browser tests: Debian's Chromium driven by Playwright against a real Prefect
+server with its UI (the test harness's server has no UI), real agents and a
+temporary Fleet database."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fleet.db.engine import create_all, dispose_engines, get_engine
+from fleet.settings import get_settings
+from tests.agent.conftest import start_agent  # noqa: F401  (fixture)
+from tests.e2e.stack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps calling out to the
+# network at start (refused on a closed machine); sandboxing needs a non-root user.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = ROOT / "test-output" / "browser"
+
+
+@pytest.fixture(scope="session")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`prefect server start` with the UI, on a free port: its base URL."""
+    home = tmp_path_factory.mktemp("prefect-ui")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_API_HOST="127.0.0.1",
+        PREFECT_SERVER_API_PORT=str(port),
+        # The UI's own calls go here (by default it would call port 4200).
+        PREFECT_UI_API_URL=f"{url}/api",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    log = (home / "server.log").open("wb")
+    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    proc = subprocess.Popen(
+        [*argv, "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited: {(home / 'server.log').read_text()}")
+            try:
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("prefect server did not start in 120 s")
+            time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+@pytest.fixture
+def prefect_ui(ui_server: str) -> Iterator[str]:
+    """Prefect clients of this test talk to the UI server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: f"{ui_server}/api"}):
+        yield ui_server
+
+
+@pytest.fixture
+def fleet_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    monkeypatch.setenv("FLEET_DATABASE_URL", url)
+    get_settings.cache_clear()
+    create_all(get_engine(url))
+    yield url
+    dispose_engines()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test does)")
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page; `page.shot(name)` saves a screenshot under test-output/browser."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    test = request.node.name
+
+    def shot(name: str) -> None:
+        pg.screenshot(path=str(SCREENSHOTS / f"{test}-{name}.png"), full_page=True)
+
+    pg.shot = shot
+    yield pg
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        shot("failed")
+    context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call `fn` in a thread and return its result. Playwright's sync API keeps an
+    event loop running in the main thread, and Prefect's sync/async calls
+    (`Block.save`, `RunnerDeployment.apply`) would then hand back a coroutine."""
+    thread, box = run_in_thread(lambda: fn(*args, **kwargs))
+    thread.join(120)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def run_in_thread(fn: Callable[..., Any], **params: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run `fn` in a thread that sees this test's Prefect settings (a context copy)."""
+    box: dict[str, Any] = {}
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            box["result"] = context.run(fn, **params)
+        except BaseException as exc:  # the test reads it
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, box
