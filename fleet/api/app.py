@@ -69,7 +69,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The API; `settings` replaces `get_settings()` (tests, other databases)."""
     app = FastAPI(title="Fleet", version="1", description=DESCRIPTION)
     if settings is not None:
-        app.dependency_overrides[get_settings] = lambda: settings
+
+        async def fixed() -> Settings:
+            return settings
+
+        app.dependency_overrides[get_settings] = fixed
     errors.install(app)
     app.get("/health", response_model=Health, tags=["health"])(_health)
     for router in ROUTERS:

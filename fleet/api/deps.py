@@ -7,7 +7,7 @@ who must hold that grant; `PrincipalDep` is any authenticated caller
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request
@@ -37,7 +37,9 @@ __all__ = [
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def _engine(settings: SettingsDep) -> Engine:
+# Cheap dependencies are `async` so that FastAPI does not hand each one to a
+# worker thread; those that touch the database stay sync (off the event loop).
+async def _engine(settings: SettingsDep) -> Engine:
     return get_engine(settings.url)
 
 
@@ -54,10 +56,10 @@ def _principal(
     return principal
 
 
-def require(grant: Role) -> Callable[..., Principal]:
+def require(grant: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller, who must hold `grant`."""
 
-    def dependency(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
         if not principal.can(grant):
             raise forbidden(principal, grant)
         return principal
@@ -84,7 +86,7 @@ class Paging(BaseModel):
         return items[self.offset : self.offset + self.limit]
 
 
-def _paging(
+async def _paging(
     limit: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")] = 0,
 ) -> Paging:

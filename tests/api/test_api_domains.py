@@ -216,3 +216,23 @@ def test_every_route_has_a_description_and_an_example(api):
             for status, response in operation["responses"].items():
                 if status.startswith("4"):
                     assert "application/problem+json" in response["content"], where
+
+
+def test_the_preview_follows_every_change(api):
+    headers = api.auth("admin")
+
+    def decision() -> str:
+        r = api.client.get("/plans/preview?instance=acme-prod", headers=headers)
+        return str(r.json()["instances"][0]["decision"])
+
+    first = decision()
+    assert decision() == first  # the second read reuses the loaded fleet
+    api.client.put(
+        "/instances/acme-prod/policy", json={"policy_override": "frozen"}, headers=headers
+    )
+    frozen = decision()
+    assert frozen in ("skip-frozen", "enforce-security", "noop")
+    r = api.client.get("/plans/preview?instance=acme-prod", headers=headers)
+    assert r.json()["instances"][0]["policy"] == "frozen"
+    api.client.put("/instances/acme-prod/policy", json={"policy_override": None}, headers=headers)
+    assert decision() == first
