@@ -6,7 +6,9 @@
     │   ├── InvalidVersion
     │   ├── InvalidSpecifier
     │   ├── InvalidDuration
-    │   └── FleetFileError            (every problem of a fleet file at once)
+    │   ├── FleetFileError            (every problem of a fleet file at once)
+    │   ├── InvalidOSVRecord          (an OSV record that cannot be read)
+    │   └── UnmappedOSVPackage        (no OSV package maps to a component)
     ├── PlanError: one instance cannot be planned (the others go on)
     │   ├── UnknownVersionError       (current version not in the registry)
     │   ├── PinConflictError          (pins with an empty intersection)
@@ -37,6 +39,7 @@ __all__ = [
     "InputError",
     "InvalidDuration",
     "InvalidName",
+    "InvalidOSVRecord",
     "InvalidSpecifier",
     "InvalidVersion",
     "NoRollbackTarget",
@@ -48,6 +51,7 @@ __all__ = [
     "RollbackRefused",
     "SecurityFixError",
     "UnknownVersionError",
+    "UnmappedOSVPackage",
 ]
 
 
@@ -81,6 +85,24 @@ class FleetFileError(InputError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class InvalidOSVRecord(InputError):
+    """An OSV record Fleet cannot read; the message names the record and the problem."""
+
+
+class UnmappedOSVPackage(InputError):
+    """No affected package of an OSV record maps to a Fleet component."""
+
+    def __init__(self, record_id: str, package_names: Sequence[str]) -> None:
+        self.record_id = record_id
+        self.package_names = list(package_names)
+        quoted = ", ".join(repr(n) for n in self.package_names)
+        plural = "s" if len(self.package_names) > 1 else ""
+        super().__init__(
+            f"unknown component for OSV package{plural} {quoted} in {record_id}; "
+            f"map it with --component-map {self.package_names[0]}=COMPONENT"
+        )
 
 
 class PlanError(FleetError):

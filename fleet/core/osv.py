@@ -35,7 +35,7 @@ from typing import Any
 from packaging.version import Version
 
 from fleet.core.advisories import Advisory, AffectedRange, Severity, parse_versions
-from fleet.core.errors import InputError
+from fleet.core.errors import InputError, InvalidOSVRecord, UnmappedOSVPackage
 from fleet.core.names import validate_name
 
 __all__ = [
@@ -47,24 +47,6 @@ __all__ = [
     "osv_package_names",
     "severity_from_score",
 ]
-
-
-class InvalidOSVRecord(InputError):
-    """An OSV record Fleet cannot read; the message names the record and the problem."""
-
-
-class UnmappedOSVPackage(InputError):
-    """No affected package of an OSV record maps to a Fleet component."""
-
-    def __init__(self, record_id: str, package_names: Sequence[str]) -> None:
-        self.record_id = record_id
-        self.package_names = list(package_names)
-        quoted = ", ".join(repr(n) for n in self.package_names)
-        plural = "s" if len(self.package_names) > 1 else ""
-        super().__init__(
-            f"unknown component for OSV package{plural} {quoted} in {record_id}; "
-            f"map it with --component-map {self.package_names[0]}=COMPONENT"
-        )
 
 
 _DATABASE_SEVERITIES = {
