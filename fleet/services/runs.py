@@ -47,6 +47,12 @@ ROLLBACK = "rollback"
 PATCH_ROLLOUT = "patch-rollout"
 APPROVAL_FLOWS = (COMPILE_AND_DEPLOY, ROLLBACK, PATCH_ROLLOUT)
 DEPLOYMENT_NAME = "fleet"
+# Whom each flow names as requester when a run was started without one.
+_DEFAULT_REQUESTER = {
+    COMPILE_AND_DEPLOY: "scheduler",
+    ROLLBACK: "operator",
+    PATCH_ROLLOUT: "security-policy",
+}
 # Decisions that never wait for approval (deployed before the approval gate).
 _NO_APPROVAL = ("deploy", "enforce-security")
 
@@ -269,13 +275,14 @@ def waiting_runs(
     return out, total
 
 
-def _until_paused(client: Any, run_id: UUID, flows: Sequence[str], wait: float) -> Any:
-    """The run once it is paused; a run between two pauses gets `wait` seconds."""
+def _until_paused(client: Any, run_id: UUID, flows: Sequence[str], wait: float) -> tuple[Any, str]:
+    """The run (and its flow's name) once it is paused; a run between two pauses gets
+    `wait` seconds."""
     deadline = time.monotonic() + wait
     while True:
-        run, _ = _read(client, run_id, flows)
+        run, flow_name = _read(client, run_id, flows)
         if run.state is not None and run.state.is_paused():
-            return run
+            return run, flow_name
         if run.state is not None and run.state.is_final():
             raise ConflictError(f"Flow run {str(run_id)!r} is {run.state.name}: nothing to decide")
         if time.monotonic() >= deadline:
@@ -309,7 +316,7 @@ def decide(
         raise InputError(f"Invalid decision: {decision!r} (approve or reject)")
     try:
         with _client() as client:
-            run = _until_paused(client, run_id, APPROVAL_FLOWS, wait)
+            run, flow_name = _until_paused(client, run_id, APPROVAL_FLOWS, wait)
             waiting = _waiting(flow_run_id, engine)
             chosen = list(dict.fromkeys(instances)) or sorted(waiting)
             unknown = [n for n in chosen if n not in waiting]
@@ -321,7 +328,9 @@ def decide(
                 )
             if not chosen:
                 raise ConflictError(f"Flow run {flow_run_id!r} waits for no instance")
-            requester = str((run.parameters or {}).get("requested_by", ""))
+            requester = str(
+                (run.parameters or {}).get("requested_by", _DEFAULT_REQUESTER.get(flow_name, ""))
+            )
             if decision == "approve" and approver.strip().lower() == requester.strip().lower():
                 reason = f"{approver!r} requested this run and cannot approve it (four eyes)"
                 approvals.record_refusal(
