@@ -268,8 +268,12 @@ def rollout(
             futures = []
             for name in wave:
                 spec = by_name[name]
+                release = [f"release:{c}-{new}" for c, _, new, _ in spec.changes if new]
                 with tags(
-                    f"instance:{name}", f"channel:{spec.channel}", f"revision:{spec.revision}"
+                    f"instance:{name}",
+                    f"channel:{spec.channel}",
+                    f"revision:{spec.revision}",
+                    *release,
                 ):
                     target = blocks.get(spec.target) if spec.target else None
                     futures.append((spec, deploy.submit(spec, target, actor=actor)))

@@ -233,8 +233,11 @@ def test_flow_run_history_links_to_fleet_records(tmp_path, start_agent):
         run = client.read_flow_run(record.flow_run_id)
         assert run.name == "compile-and-deploy by ops"
         tasks = client.read_task_runs()
-        names = {t.name for t in tasks if str(t.flow_run_id) == record.flow_run_id}
-    assert "deploy a1 r1" in names
+        mine = {t.name: t for t in tasks if str(t.flow_run_id) == record.flow_run_id}
+    assert "deploy a1 r1" in mine
+    assert {"instance:a1", "channel:auto", "revision:1", "release:api-1.1.0"} <= set(
+        mine["deploy a1 r1"].tags
+    )
     events = [e for e in audit.events() if e.flow_run_id == record.flow_run_id]
     assert {"manifest.compile", "deployment.start", "deployment.succeeded"} <= {
         e.action for e in events
