@@ -112,11 +112,10 @@ def deploy(
 ) -> InstanceOutcome:
     """The body of the deploy task. The caller holds the instance's lock (`locked`)."""
     logger = get_run_logger()
-    recorded = rollouts.deployment_outcome(spec.instance, run_id)
+    recorded = rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
     if recorded not in (None, "running"):
         # This run finished this instance before (a resumed run re-executes).
         return InstanceOutcome(spec.instance, spec.revision, recorded, "recorded earlier")
-    rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
     if target_block is None:
         error = (
             f"{spec.instance} has no target block to deploy through"
@@ -170,6 +169,5 @@ def deploy_instance(
 def record_outcome(spec: DeploySpec, outcome: str, *, actor: str, error: str | None = None) -> None:
     """Record an outcome the deploy task could not (halted, expired, rejected, gave up)."""
     run_id = str(flow_run.id)
-    rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
-    if rollouts.deployment_outcome(spec.instance, run_id) == "running":
+    if rollouts.record_started(spec, flow_run_id=run_id, actor=actor) in (None, "running"):
         rollouts.record_finished(spec, outcome, flow_run_id=run_id, actor=actor, error=error)

@@ -39,7 +39,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Readers take no write lock: in WAL mode they see a consistent snapshot
+    # while a writer works, so only writers queue behind each other.
+    if connection.get_execution_options().get("fleet_read_only"):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -86,7 +91,11 @@ def create_all(engine: Engine) -> None:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """One database transaction: committed when the block ends, rolled back on error."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
+    """One database transaction: committed when the block ends, rolled back on error.
+
+    `read_only` transactions on SQLite begin deferred instead of `IMMEDIATE`.
+    """
+    bind = engine.execution_options(fleet_read_only=True) if read_only else engine
+    with Session(bind, expire_on_commit=False) as session, session.begin():
         yield session

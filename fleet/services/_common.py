@@ -34,5 +34,6 @@ def writing(engine: Engine | None) -> Iterator[Session]:
 
 @contextmanager
 def reading(engine: Engine | None) -> Iterator[Session]:
-    with transaction(engine_or_default(engine)) as session:
+    """One transaction that only reads (it does not queue behind writers)."""
+    with transaction(engine_or_default(engine), read_only=True) as session:
         yield session

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Row, insert, select, update
+from sqlmodel import Session
 
 from fleet.core.durations import isoformat
 from fleet.core.errors import ConflictError, InputError, NotFoundError, PermissionDenied
@@ -30,8 +31,11 @@ __all__ = [
     "approvals_for",
     "deployments_of",
     "finish_deployment",
+    "finish_in",
+    "outcome_in",
     "record_approval",
     "start_deployment",
+    "start_in",
 ]
 
 APPROVAL_DECISIONS = ("approve", "reject", "waived")
@@ -123,36 +127,51 @@ def start_deployment(
     """Record that flow run `flow_run_id` starts deploying a revision to `instance`."""
     now = now_or_clock(now)
     with writing(engine) as session:
-        _require_revision(session, instance, manifest_number)
-        exists = session.execute(
-            select(DEPLOYMENT.c.id).where(
-                (DEPLOYMENT.c.instance == instance) & (DEPLOYMENT.c.flow_run_id == flow_run_id)
-            )
-        ).first()
-        if exists is not None:
-            raise ConflictError(f"{instance} already has a deployment record for run {flow_run_id}")
-        session.execute(
-            insert(DEPLOYMENT),
-            [
-                {
-                    "instance": instance,
-                    "manifest_number": manifest_number,
-                    "flow_run_id": flow_run_id,
-                    "started_by": actor,
-                    "started_at": now,
-                    "finished_at": None,
-                    "outcome": "running",
-                    "error": None,
-                }
-            ],
+        entries = start_in(
+            session, instance, manifest_number, flow_run_id=flow_run_id, actor=actor, now=now
         )
-        append_events(
-            session,
-            [Entry("deployment.start", f"instance:{instance}", {"revision": manifest_number})],
-            actor=actor,
-            at=now,
-            flow_run_id=flow_run_id,
+        append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
+
+
+def start_in(
+    session: Session,
+    instance: str,
+    manifest_number: int,
+    *,
+    flow_run_id: str,
+    actor: str,
+    now: datetime,
+) -> list[Entry]:
+    """`start_deployment` inside the caller's transaction; returns the audit entries."""
+    _require_revision(session, instance, manifest_number)
+    if outcome_in(session, instance, flow_run_id) is not None:
+        raise ConflictError(f"{instance} already has a deployment record for run {flow_run_id}")
+    session.execute(
+        insert(DEPLOYMENT),
+        [
+            {
+                "instance": instance,
+                "manifest_number": manifest_number,
+                "flow_run_id": flow_run_id,
+                "started_by": actor,
+                "started_at": now,
+                "finished_at": None,
+                "outcome": "running",
+                "error": None,
+            }
+        ],
+    )
+    return [Entry("deployment.start", f"instance:{instance}", {"revision": manifest_number})]
+
+
+def outcome_in(session: Session, instance: str, flow_run_id: str) -> str | None:
+    """The outcome recorded for this run on this instance (`running` while under way)."""
+    row = session.execute(
+        select(DEPLOYMENT.c.outcome).where(
+            (DEPLOYMENT.c.instance == instance) & (DEPLOYMENT.c.flow_run_id == flow_run_id)
         )
+    ).first()
+    return None if row is None else str(row.outcome)
 
 
 def finish_deployment(
@@ -167,36 +186,46 @@ def finish_deployment(
 ) -> None:
     """Record how flow run `flow_run_id` ended on `instance`."""
     now = now_or_clock(now)
+    with writing(engine) as session:
+        entries = finish_in(
+            session, instance, flow_run_id=flow_run_id, outcome=outcome, error=error, now=now
+        )
+        append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
+
+
+def finish_in(
+    session: Session,
+    instance: str,
+    *,
+    flow_run_id: str,
+    outcome: str,
+    error: str | None,
+    now: datetime,
+) -> list[Entry]:
+    """`finish_deployment` inside the caller's transaction; returns the audit entries."""
     if outcome not in OUTCOMES:
         raise InputError(f"Invalid deployment outcome: {outcome!r} (one of {', '.join(OUTCOMES)})")
-    with writing(engine) as session:
-        row = session.execute(
-            select(DEPLOYMENT).where(
-                (DEPLOYMENT.c.instance == instance) & (DEPLOYMENT.c.flow_run_id == flow_run_id)
-            )
-        ).first()
-        if row is None:
-            raise NotFoundError(f"No deployment record of {instance!r} for run {flow_run_id!r}")
-        if row.finished_at is not None:
-            raise ConflictError(f"{instance} run {flow_run_id} already finished ({row.outcome})")
-        session.execute(
-            update(DEPLOYMENT)
-            .where(DEPLOYMENT.c.id == row.id)
-            .values(finished_at=now, outcome=outcome, error=error)
+    row = session.execute(
+        select(DEPLOYMENT).where(
+            (DEPLOYMENT.c.instance == instance) & (DEPLOYMENT.c.flow_run_id == flow_run_id)
         )
-        append_events(
-            session,
-            [
-                Entry(
-                    f"deployment.{outcome}",
-                    f"instance:{instance}",
-                    {"revision": row.manifest_number, "error": error},
-                )
-            ],
-            actor=actor,
-            at=now,
-            flow_run_id=flow_run_id,
+    ).first()
+    if row is None:
+        raise NotFoundError(f"No deployment record of {instance!r} for run {flow_run_id!r}")
+    if row.finished_at is not None:
+        raise ConflictError(f"{instance} run {flow_run_id} already finished ({row.outcome})")
+    session.execute(
+        update(DEPLOYMENT)
+        .where(DEPLOYMENT.c.id == row.id)
+        .values(finished_at=now, outcome=outcome, error=error)
+    )
+    return [
+        Entry(
+            f"deployment.{outcome}",
+            f"instance:{instance}",
+            {"revision": row.manifest_number, "error": error},
         )
+    ]
 
 
 def record_approval(

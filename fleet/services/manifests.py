@@ -41,6 +41,7 @@ __all__ = [
     "StoredRollback",
     "compile_and_store",
     "history",
+    "mark_in",
     "mark_manifest",
     "rollback",
 ]
@@ -192,6 +193,21 @@ def mark_manifest(
     earlier revision).
     """
     now = now_or_clock(now)
+    with writing(engine) as session:
+        entries = mark_in(session, instance, number, status, now=now, reason=reason)
+        append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
+
+
+def mark_in(
+    session: Session,
+    instance: str,
+    number: int,
+    status: ManifestStatus | str,
+    *,
+    now: datetime,
+    reason: str | None = None,
+) -> list[Entry]:
+    """`mark_manifest` inside the caller's transaction; returns the audit entries to append."""
     try:
         target = ManifestStatus(status)
     except ValueError:
@@ -199,65 +215,64 @@ def mark_manifest(
             f"Invalid manifest status: {status!r} (expected one of "
             f"{', '.join(s.value for s in ManifestStatus)})"
         ) from None
-    with writing(engine) as session:
-        row = _manifest_row(session, instance, number)
-        before = ManifestStatus(row.status)
-        if target not in _MOVES[before]:
-            raise ConflictError(
-                f"{instance} revision {number} is {before.value}: it cannot become {target.value}"
-            )
-        values: dict[str, Any] = {"status": target.value, "status_at": now}
-        entries = [
-            Entry(
-                f"manifest.{target.value}",
-                f"instance:{instance}",
-                {"revision": number, "from": before.value, "reason": reason},
-            )
-        ]
-        if target is ManifestStatus.DEPLOYED:
-            values["deployed_at"] = now
-            inst = session.execute(
-                select(fleet_repo.INSTANCE).where(fleet_repo.INSTANCE.c.name == instance)
-            ).first()
-            if inst is None:
-                raise NotFoundError(f"Unknown instance: {instance!r}")
-            previous = inst.current_revision
-            if previous is not None and previous != number:
-                old = _manifest_row(session, instance, previous)
-                if old.status == ManifestStatus.DEPLOYED.value:
-                    replaced = (
-                        ManifestStatus.ROLLED_BACK
-                        if row.rollback_of is not None
-                        else ManifestStatus.SUPERSEDED
+    row = _manifest_row(session, instance, number)
+    before = ManifestStatus(row.status)
+    if target not in _MOVES[before]:
+        raise ConflictError(
+            f"{instance} revision {number} is {before.value}: it cannot become {target.value}"
+        )
+    values: dict[str, Any] = {"status": target.value, "status_at": now}
+    entries = [
+        Entry(
+            f"manifest.{target.value}",
+            f"instance:{instance}",
+            {"revision": number, "from": before.value, "reason": reason},
+        )
+    ]
+    if target is ManifestStatus.DEPLOYED:
+        values["deployed_at"] = now
+        inst = session.execute(
+            select(fleet_repo.INSTANCE).where(fleet_repo.INSTANCE.c.name == instance)
+        ).first()
+        if inst is None:
+            raise NotFoundError(f"Unknown instance: {instance!r}")
+        previous = inst.current_revision
+        if previous is not None and previous != number:
+            old = _manifest_row(session, instance, previous)
+            if old.status == ManifestStatus.DEPLOYED.value:
+                replaced = (
+                    ManifestStatus.ROLLED_BACK
+                    if row.rollback_of is not None
+                    else ManifestStatus.SUPERSEDED
+                )
+                session.execute(
+                    update(MANIFEST)
+                    .where(MANIFEST.c.id == old.id)
+                    .values(status=replaced.value, status_at=now)
+                )
+                entries.append(
+                    Entry(
+                        f"manifest.{replaced.value}",
+                        f"instance:{instance}",
+                        {"revision": previous, "from": old.status, "by_revision": number},
                     )
-                    session.execute(
-                        update(MANIFEST)
-                        .where(MANIFEST.c.id == old.id)
-                        .values(status=replaced.value, status_at=now)
-                    )
-                    entries.append(
-                        Entry(
-                            f"manifest.{replaced.value}",
-                            f"instance:{instance}",
-                            {"revision": previous, "from": old.status, "by_revision": number},
-                        )
-                    )
-            session.execute(
-                update(fleet_repo.INSTANCE)
-                .where(fleet_repo.INSTANCE.c.id == inst.id)
-                .values(current=dict(row.components), current_revision=number)
-            )
-            entries[0] = Entry(
-                entries[0].action,
-                entries[0].subject,
-                {
-                    **entries[0].details,
-                    "from_versions": inst.current,
-                    "to_versions": row.components,
-                },
-            )
-        session.execute(update(MANIFEST).where(MANIFEST.c.id == row.id).values(**values))
-        append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
+                )
+        session.execute(
+            update(fleet_repo.INSTANCE)
+            .where(fleet_repo.INSTANCE.c.id == inst.id)
+            .values(current=dict(row.components), current_revision=number)
+        )
+        entries[0] = Entry(
+            entries[0].action,
+            entries[0].subject,
+            {
+                **entries[0].details,
+                "from_versions": inst.current,
+                "to_versions": row.components,
+            },
+        )
+    session.execute(update(MANIFEST).where(MANIFEST.c.id == row.id).values(**values))
+    return entries
 
 
 @dataclass(frozen=True, slots=True)

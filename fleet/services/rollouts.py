@@ -22,9 +22,10 @@ from fleet.core.plan import Decision, InstancePlan, Plan, compile_plan
 from fleet.core.state import FleetState
 from fleet.core.versions import Registry
 from fleet.db import fleet as fleet_repo
-from fleet.db.history import DEPLOYMENT, MANIFEST
+from fleet.db.audit import append_events
+from fleet.db.history import MANIFEST
 from fleet.services import deployments, manifests
-from fleet.services._common import now_or_clock, reading
+from fleet.services._common import now_or_clock, reading, writing
 
 __all__ = [
     "DeploySpec",
@@ -239,24 +240,34 @@ def deployment_outcome(
     """The recorded outcome of this run on this instance (`running` while under
     way), or None when the run has not started on it."""
     with reading(engine) as session:
-        row = session.execute(
-            select(DEPLOYMENT.c.outcome).where(
-                (DEPLOYMENT.c.instance == instance) & (DEPLOYMENT.c.flow_run_id == flow_run_id)
-            )
-        ).first()
-    return None if row is None else str(row.outcome)
+        return deployments.outcome_in(session, instance, flow_run_id)
 
 
 def record_started(
     spec: DeploySpec, *, flow_run_id: str, actor: str, engine: Engine | None = None
-) -> bool:
-    """Open the deployment record once per run and instance; False if it exists."""
-    if deployment_outcome(spec.instance, flow_run_id, engine=engine) is not None:
-        return False
-    deployments.start_deployment(
-        spec.instance, spec.revision, flow_run_id=flow_run_id, actor=actor, engine=engine
-    )
-    return True
+) -> str | None:
+    """Open the deployment record, once per run and instance.
+
+    Returns None when it was opened now, else the outcome already recorded
+    (`running` when a resumed or retried run comes back to the instance).
+    """
+    now = now_or_clock(None)
+    with writing(engine) as session:
+        recorded = deployments.outcome_in(session, spec.instance, flow_run_id)
+        if recorded is not None:
+            return recorded
+        entries = deployments.start_in(
+            session, spec.instance, spec.revision, flow_run_id=flow_run_id, actor=actor, now=now
+        )
+        append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
+    return None
+
+
+_STATUS_OF_OUTCOME = {
+    "succeeded": ManifestStatus.DEPLOYED,
+    "failed": ManifestStatus.FAILED,
+    "rolled-back": ManifestStatus.FAILED,
+}
 
 
 def record_finished(
@@ -268,39 +279,24 @@ def record_finished(
     error: str | None = None,
     engine: Engine | None = None,
 ) -> None:
-    """Close the deployment record and move the revision's status to match.
+    """Close the deployment record and move the revision's status, in one transaction.
 
     `succeeded` makes the revision the running one; `failed` and
     `rolled-back` mark it failed (the instance keeps, or went back to, its
     last good manifest); `halted`, `expired`, `skipped` leave it as it is.
     """
-    if outcome == "succeeded":
-        manifests.mark_manifest(
-            spec.instance,
-            spec.revision,
-            ManifestStatus.DEPLOYED,
-            actor=actor,
-            flow_run_id=flow_run_id,
-            engine=engine,
+    now = now_or_clock(None)
+    with writing(engine) as session:
+        entries = []
+        status = _STATUS_OF_OUTCOME.get(outcome)
+        if status is not None:
+            entries += manifests.mark_in(
+                session, spec.instance, spec.revision, status, now=now, reason=error
+            )
+        entries += deployments.finish_in(
+            session, spec.instance, flow_run_id=flow_run_id, outcome=outcome, error=error, now=now
         )
-    elif outcome in ("failed", "rolled-back"):
-        manifests.mark_manifest(
-            spec.instance,
-            spec.revision,
-            ManifestStatus.FAILED,
-            actor=actor,
-            flow_run_id=flow_run_id,
-            reason=error,
-            engine=engine,
-        )
-    deployments.finish_deployment(
-        spec.instance,
-        flow_run_id=flow_run_id,
-        outcome=outcome,
-        error=error,
-        actor=actor,
-        engine=engine,
-    )
+        append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
 
 
 def describe(spec: DeploySpec) -> str:
