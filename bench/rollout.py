@@ -157,6 +157,10 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         create_all(get_engine())
         apply_fleet_file(parse_fleet_data(data), actor="bench")
 
+        # What `fleet setup` does once: a concurrency limit (the deploy lock) per instance.
+        from deployments.setup import setup
+
+        setup(instances=names)
         strategy = Strategy(canary="0", batch="100%", halt_after="100%")
         t0 = time.perf_counter()
         report = compile_and_deploy(selector=Selector(), strategy=strategy, requested_by="bench")

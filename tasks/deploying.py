@@ -63,10 +63,21 @@ def locked(instances: list[str], *, timeout: float) -> Iterator[None]:
 
 @task(name="ensure instance locks", cache_policy=NO_CACHE)
 def ensure_instance_locks(instances: list[str]) -> None:
-    """A global concurrency limit of 1 per instance; strict acquisition needs it to exist."""
+    """A global concurrency limit of 1 per instance; strict acquisition needs it to exist.
+
+    `fleet setup` creates them; this reads them all in a few pages and creates
+    only those missing (an instance added since).
+    """
     with get_client(sync_client=True) as client:
+        existing: dict[str, int] = {}
+        while True:
+            page = client.read_global_concurrency_limits(limit=200, offset=len(existing))
+            existing.update({gcl.name: gcl.limit for gcl in page})
+            if len(page) < 200:
+                break
         for name in instances:
-            client.upsert_global_concurrency_limit_by_name(lock_name(name), 1)
+            if existing.get(lock_name(name)) != 1:
+                client.upsert_global_concurrency_limit_by_name(lock_name(name), 1)
 
 
 def _transient_only(task: Any, task_run: Any, state: Any) -> bool:
