@@ -4,6 +4,7 @@ temporary Fleet database."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import shutil
@@ -41,6 +42,7 @@ SCREENSHOTS = ROOT / "test-output" / "browser"
 @pytest.fixture(scope="session")
 def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`prefect server start` with the UI, on a free port: its base URL."""
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)  # once per session: this run's only
     home = tmp_path_factory.mktemp("prefect-ui")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -89,11 +91,36 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def prefect_ui(ui_server: str) -> Iterator[str]:
-    """Prefect clients of this test talk to the UI server."""
+    """Prefect clients of this test, in every thread, talk to the UI server."""
+    import prefect.context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: f"{ui_server}/api"}):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: f"{ui_server}/api"}))
+        # As prefect_test_harness does: threads started without a context copy see it too.
+        stack.enter_context(
+            prefect.context._temporary_global_settings_context(
+                prefect.context.get_settings_context()
+            )
+        )
+        _drain_prefect_workers()
         yield ui_server
+        _drain_prefect_workers()
+
+
+def _drain_prefect_workers() -> None:
+    """Flush and stop Prefect's event and log workers. They are one per process and
+    keep the API URL they started with: without this, events of later tests (task
+    runs are recorded from events) would go to the wrong server."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    def drain() -> None:
+        for worker in (APILogWorker, EventsWorker):
+            with contextlib.suppress(RuntimeError):  # never started
+                worker.drain_all()
+
+    in_thread(drain)  # not in the main thread, where Playwright may run an event loop
 
 
 @pytest.fixture
@@ -107,13 +134,15 @@ def fleet_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Playwright's sync API runs an event loop in the
+    main thread while it is open, which would make every later sync Prefect call in
+    the session (`Block.save`, ...) hand back a coroutine: it must not outlive the module."""
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test does)")
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b

@@ -85,7 +85,7 @@ class Stack:
         env["FLEET_HOME"] = str(self.home)
         return env
 
-    def start(self, timeout: float = 180) -> Stack:
+    def start(self, timeout: float = 300) -> Stack:
         argv = [sys.executable, "-m", "deployments.demo"]
         argv += ["--prefect-port", str(self.prefect_port), "--api-port", str(self.api_port)]
         argv += ["--agent-port-base", str(self.agent_port_base)]

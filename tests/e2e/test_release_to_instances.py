@@ -97,7 +97,7 @@ class Operator:
         r.raise_for_status()
         return dict(r.json())
 
-    def wait_state(self, run_id: str, types: set[str], timeout: float = 90) -> dict[str, Any]:
+    def wait_state(self, run_id: str, types: set[str], timeout: float = 240) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = self.run(run_id)
