@@ -31,6 +31,26 @@ def deployments(stack: Stack) -> dict[str, dict[str, object]]:
     return {f"{names[d['flow_id']]}/{d['name']}": d for d in r.json()}
 
 
+def scheduled_runs(stack: Stack, timeout: float = 90) -> set[str]:
+    """Deployments with a future run that Prefect's scheduler created from their cron."""
+    deadline = time.monotonic() + timeout
+    wanted = {"compliance-scan/fleet", "auto-update/fleet", "drift-check/fleet"}
+    found: set[str] = set()
+    while time.monotonic() < deadline:
+        ids = {d["id"]: name for name, d in deployments(stack).items()}
+        r = httpx.post(
+            f"{stack.prefect_url}/api/flow_runs/filter",
+            json={"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}, "limit": 200},
+            timeout=10,
+        )
+        r.raise_for_status()
+        found = {ids[run["deployment_id"]] for run in r.json() if run["deployment_id"] in ids}
+        if wanted <= found:
+            break
+        time.sleep(1)
+    return found
+
+
 def gone(home: Path, timeout: float = 10) -> list[int]:
     deadline = time.monotonic() + timeout
     while (left := processes_with_home(home)) and time.monotonic() < deadline:
@@ -52,6 +72,7 @@ def test_up_stop_and_up_again_on_the_same_data(tmp_path: Path) -> None:
         assert {f"{f}/fleet" for f in FLOWS} <= set(found)
         scheduled = {k for k, d in found.items() if d["schedules"]}
         assert scheduled == {"compliance-scan/fleet", "auto-update/fleet", "drift-check/fleet"}
+        assert scheduled <= scheduled_runs(stack)
         operator = stack.token("operator")
         headers = {"Authorization": f"Bearer {operator}"}
         instances = httpx.get(f"{stack.api_url}/instances", headers=headers, timeout=10).json()
