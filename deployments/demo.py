@@ -450,6 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # settings as its children: set them before Prefect or Fleet read their settings.
     os.environ.update({k: v for k, v in demo.env().items() if k.startswith(("FLEET_", "PREFECT_"))})
     os.environ.pop("FLEET_DATABASE_URL", None)
+    # Explicit handlers: a shell's background job starts with SIGINT ignored, and an
+    # ignored signal would stay ignored in every child too (exec keeps SIG_IGN).
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     code = 0
     try:
