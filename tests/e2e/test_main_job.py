@@ -3,6 +3,7 @@ run on the same FLEET_HOME comes back to the same data."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -82,9 +83,11 @@ def test_up_stop_and_up_again_on_the_same_data(tmp_path: Path) -> None:
         assert len(children) >= 15  # server, 12 agents, API, serve
     finally:
         code = stack.stop()
+        left = gone(home)
+        stack.kill_leftovers()
     assert code == 0, stack.output
     assert "stopped: every process of the demo has exited" in stack.output
-    assert gone(home) == []
+    assert left == []
 
     again = Stack(home)
     try:
@@ -98,7 +101,8 @@ def test_up_stop_and_up_again_on_the_same_data(tmp_path: Path) -> None:
         verdict = httpx.get(f"{again.api_url}/audit/verify", headers=headers, timeout=10)
         assert verdict.status_code == 200, verdict.text
     finally:
-        code = again.stop()
+        code = again.stop(signal.SIGTERM)  # the first run stopped on SIGINT
+        left = gone(home)
         again.kill_leftovers()
     assert code == 0, again.output
-    assert gone(home) == []
+    assert left == []
