@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, literal, select, update
 
 from fleet.core.durations import isoformat
 from fleet.core.errors import ConflictError, InputError, NotFoundError
@@ -49,6 +49,11 @@ def _data(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _missing(session: Any, condition: Any) -> bool:
+    """No row meets `condition` (its table is the one its columns name)."""
+    return session.execute(select(literal(1)).where(condition).limit(1)).first() is None
+
+
 def add_pin(
     scope: str,
     component: str,
@@ -71,14 +76,17 @@ def add_pin(
     if expires_at is not None and expires_at <= now:
         raise InputError(f"Invalid pin expiry: {isoformat(expires_at)!r} is not in the future")
     with writing(engine) as session:
-        state = repo.load_state(session)
-        if component not in state.components:
+        # Three indexed look-ups, not the whole fleet: this runs under the write lock.
+        if _missing(session, repo.COMPONENT.c.name == component):
             raise InputError(f"Unknown component: {component!r}")
-        if parsed_scope.kind == "channel" and parsed_scope.name not in state.channels:
+        if parsed_scope.kind == "channel" and _missing(
+            session, repo.CHANNEL.c.name == parsed_scope.name
+        ):
             raise InputError(f"Unknown channel in pin scope: {scope!r}")
-        if parsed_scope.kind == "instance" and parsed_scope.name not in {
-            i.name for i in state.instances
-        }:
+        if parsed_scope.kind == "instance" and _missing(
+            session,
+            (repo.INSTANCE.c.name == parsed_scope.name) & repo.INSTANCE.c.retired_at.is_(None),
+        ):
             raise InputError(f"Unknown instance in pin scope: {scope!r}")
         values: dict[str, Any] = {
             "scope": str(parsed_scope),
