@@ -11,7 +11,7 @@ check rolls the instance back to its last good manifest and is recorded
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.runtime import flow_run
 
 from blocks.targets import TargetBlock, load_target_blocks
@@ -77,7 +78,10 @@ def ensure_instance_locks(instances: list[str]) -> None:
                 break
         for name in instances:
             if existing.get(lock_name(name)) != 1:
-                client.upsert_global_concurrency_limit_by_name(lock_name(name), 1)
+                # Two runs starting at once may both find it missing; the second's
+                # create then finds the first's limit of 1, which is what it wanted.
+                with suppress(ObjectAlreadyExists):
+                    client.upsert_global_concurrency_limit_by_name(lock_name(name), 1)
 
 
 def _transient_only(task: Any, task_run: Any, state: Any) -> bool:
