@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import statistics
 import subprocess
@@ -36,6 +35,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._docs import write_section  # noqa: E402
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 COMPONENTS = ("api", "web", "worker", "migrations", "search", "billing", "auth", "reports")
@@ -224,32 +225,6 @@ def run_once(backend: str, instances: int) -> dict[str, Any]:
     }
 
 
-def _section(title: str, lines: list[str]) -> None:
-    """Replace (or append) `## {title}` in docs/benchmarks.md, leaving the rest alone."""
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = (
-        doc.read_text()
-        if doc.exists()
-        else (
-            "# Benchmarks\n\nMeasured on the project's reference machine (2 cores); each section "
-            "says how to reproduce it.\n"
-        )
-    )
-    stamp = (
-        f"_Last run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python "
-        f"{platform.python_version()}, {platform.machine()}._"
-    )
-    body = f"## {title}\n\n" + "\n".join([*lines, "", stamp]) + "\n"
-    start = text.find(f"## {title}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + body + ("" if end == -1 else text[end + 1 :])
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
@@ -304,7 +279,7 @@ def main() -> int:
         )
     if args.write_docs:
         first = results[0]
-        _section(
+        write_section(
             "Store (bench/store.py)",
             [
                 f"A {args.instances:,}-instance fleet file (8 components x 60 versions, 4 "

@@ -45,7 +45,7 @@ from tasks.deploying import (
     locked,
     record_outcome,
 )
-from tasks.reporting import move_progress
+from tasks.reporting import move_progress, start_progress
 
 __all__ = [
     "ApprovalInput",
@@ -305,3 +305,37 @@ def rollout(
                 done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
             return True
     return False
+
+
+def deploy_then_ask(
+    now: list[DeploySpec],
+    waiting: list[DeploySpec],
+    strategy: Strategy,
+    *,
+    requested_by: str,
+    opened_at: datetime,
+    notes: Mapping[str, str] | None = None,
+) -> list[InstanceOutcome]:
+    """The runbook's middle: deploy what needs no approval, then ask for the rest
+    and deploy what is approved. A halted rollout asks for nothing more."""
+    done: list[InstanceOutcome] = []
+    total = len(now) + len(waiting)
+    progress = (start_progress(total), total)
+    stopped = rollout(now, strategy, actor=requested_by, progress=progress, done=done)
+    if waiting and stopped:
+        for spec in waiting:
+            record_outcome(spec, "halted", actor=requested_by, error="rollout halted")
+            done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
+    elif waiting:
+        approved, closed = approval_gate(
+            waiting,
+            requested_by=requested_by,
+            opened_at=opened_at,
+            poll=strategy.approval_poll_seconds,
+            notes=notes,
+        )
+        for spec, outcome, why in closed:
+            record_outcome(spec, outcome, actor=requested_by, error=why)
+            done.append(InstanceOutcome(spec.instance, spec.revision, outcome, why))
+        rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
+    return done

@@ -24,10 +24,10 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleet.services.rollouts import describe
-from flows._rollout import ApprovalInput, Selector, Strategy, approval_gate, rollout
-from tasks.deploying import InstanceOutcome, ensure_instance_locks, record_outcome
+from flows._rollout import ApprovalInput, Selector, Strategy, deploy_then_ask
+from tasks.deploying import ensure_instance_locks
 from tasks.planning import plan_rollout
-from tasks.reporting import publish_outcomes, publish_plan, start_progress
+from tasks.reporting import publish_outcomes, publish_plan
 
 # Re-exported: callers start this flow with these models.
 __all__ = ["ApprovalInput", "Selector", "Strategy", "compile_and_deploy"]
@@ -91,26 +91,13 @@ def compile_and_deploy(
     if prepared.specs:
         ensure_instance_locks([s.instance for s in prepared.specs])
 
-    done: list[InstanceOutcome] = []
-    total = len(prepared.specs)
-    progress = (start_progress(total), total)
-    stopped = rollout(now_specs, strategy, actor=requested_by, progress=progress, done=done)
-
-    if waiting and stopped:
-        for spec in waiting:
-            record_outcome(spec, "halted", actor=requested_by, error="rollout halted")
-            done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
-    elif waiting:
-        approved, closed = approval_gate(
-            waiting,
-            requested_by=requested_by,
-            opened_at=prepared.prepared_at,
-            poll=strategy.approval_poll_seconds,
-        )
-        for spec, outcome, why in closed:
-            record_outcome(spec, outcome, actor=requested_by, error=why)
-            done.append(InstanceOutcome(spec.instance, spec.revision, outcome, why))
-        rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
+    done = deploy_then_ask(
+        now_specs,
+        waiting,
+        strategy,
+        requested_by=requested_by,
+        opened_at=prepared.prepared_at,
+    )
 
     outcomes: dict[str, str] = {o.instance: o.outcome for o in done}
     specs = {s.instance: s for s in prepared.specs}

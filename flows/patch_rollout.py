@@ -21,10 +21,10 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleet.core.durations import isoformat
-from flows._rollout import Strategy, approval_gate, rollout
-from tasks.deploying import InstanceOutcome, ensure_instance_locks, record_outcome
+from flows._rollout import Strategy, deploy_then_ask
+from tasks.deploying import ensure_instance_locks
 from tasks.planning import plan_rollout
-from tasks.reporting import publish_outcomes, publish_plan, start_progress
+from tasks.reporting import publish_outcomes, publish_plan
 from tasks.security import (
     publish_compliance,
     read_compliance,
@@ -131,28 +131,14 @@ def patch_rollout(
     for spec in enforced:
         record_waiver(spec, comment=waiver_comment(rows, spec.instance), flow_run_id=run_id)
 
-    done: list[InstanceOutcome] = []
-    total = len(prepared.specs)
-    progress = (start_progress(total), total)
-    stopped = rollout(
-        enforced + normal_now, strategy, actor=requested_by, progress=progress, done=done
+    done = deploy_then_ask(
+        enforced + normal_now,
+        waiting,
+        strategy,
+        requested_by=requested_by,
+        opened_at=prepared.prepared_at,
+        notes=selection.deadlines,
     )
-    if waiting and stopped:
-        for spec in waiting:
-            record_outcome(spec, "halted", actor=requested_by, error="rollout halted")
-            done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
-    elif waiting:
-        approved, closed = approval_gate(
-            waiting,
-            requested_by=requested_by,
-            opened_at=prepared.prepared_at,
-            poll=strategy.approval_poll_seconds,
-            notes=selection.deadlines,
-        )
-        for spec, outcome, why in closed:
-            record_outcome(spec, outcome, actor=requested_by, error=why)
-            done.append(InstanceOutcome(spec.instance, spec.revision, outcome, why))
-        rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
 
     outcomes = {o.instance: o.outcome for o in done}
     rows_out = [
