@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -161,3 +164,24 @@ def state(
         advisories=list(advisories),
         risk_acceptances=list(risk_acceptances),
     )
+
+
+# Real OSV records as published for PyPI packages (tests/data/osv/README.md),
+# and the components the tests map their packages to.
+OSV_DATA = Path(__file__).resolve().parent / "data" / "osv"
+OSV_RECORDS: dict[str, dict[str, Any]] = {
+    path.stem: json.loads(path.read_text(encoding="utf-8"))
+    for path in sorted(OSV_DATA.glob("*.json"))
+}
+OSV_COMPONENTS = {
+    "cryptography": "crypto",
+    "django": "web",
+    "ecdsa": "signing",
+    "flask": "app",
+    "jinja2": "templates",
+    "pillow": "images",
+    "pyyaml": "yaml",
+    "requests": "http",
+    "urllib3": "http-pool",
+    "werkzeug": "wsgi",
+}

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,23 +20,8 @@ from fleet.core.osv import (
     osv_package_names,
     severity_from_score,
 )
-
-DATA = Path(__file__).resolve().parent.parent / "data" / "osv"
-RECORDS: dict[str, dict[str, Any]] = {
-    path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted(DATA.glob("*.json"))
-}
-COMPONENTS = {
-    "cryptography": "crypto",
-    "django": "web",
-    "ecdsa": "signing",
-    "flask": "app",
-    "jinja2": "templates",
-    "pillow": "images",
-    "pyyaml": "yaml",
-    "requests": "http",
-    "urllib3": "http-pool",
-    "werkzeug": "wsgi",
-}
+from tests.factories import OSV_COMPONENTS as COMPONENTS
+from tests.factories import OSV_RECORDS as RECORDS
 
 
 def _read(record_id: str, default: Severity | None = Severity.LOW) -> Advisory:

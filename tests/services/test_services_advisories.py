@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,23 +20,8 @@ from fleet.services.advisories import accept_risk, import_osv
 from fleet.services.fleet import apply_fleet_file, load_state
 from tests.db.support import snapshot
 from tests.factories import NOW
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "osv"
-RECORDS: dict[str, dict[str, Any]] = {
-    p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(DATA.glob("*.json"))
-}
-COMPONENTS = {
-    "cryptography": "crypto",
-    "django": "web",
-    "ecdsa": "signing",
-    "flask": "app",
-    "jinja2": "templates",
-    "pillow": "images",
-    "pyyaml": "yaml",
-    "requests": "http",
-    "urllib3": "http-pool",
-    "werkzeug": "wsgi",
-}
+from tests.factories import OSV_COMPONENTS as COMPONENTS
+from tests.factories import OSV_RECORDS as RECORDS
 
 
 def _fleet(engine: Engine, *, instances: bool = False) -> None:
