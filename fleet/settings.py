@@ -17,7 +17,7 @@ __all__ = ["Settings", "get_settings"]
 
 
 class Settings(BaseSettings):
-    """Where Fleet keeps its data."""
+    """Where Fleet keeps its data, and how the API serves it."""
 
     model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
 
@@ -27,6 +27,16 @@ class Settings(BaseSettings):
         description=(
             "Any SQLAlchemy URL (FLEET_DATABASE_URL), e.g. "
             "postgresql+psycopg://user@host/fleet; default: a SQLite file under home."
+        ),
+    )
+
+    api_threads: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description=(
+            "Worker threads per API process for database and Prefect calls "
+            "(FLEET_API_THREADS); `fleet api serve --threads`."
         ),
     )
 

@@ -3,12 +3,17 @@ OpenAPI document where every route has a description and an example."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from fleet.api import errors
+from fleet.api.auth import SECURITY_SCHEME
+from fleet.api.deps import settings_of
 from fleet.api.models import Health
 from fleet.api.routes import (
     advisories,
@@ -25,7 +30,7 @@ from fleet.api.routes import (
     rollouts,
     tokens,
 )
-from fleet.settings import Settings, get_settings
+from fleet.settings import Settings
 
 __all__ = ["ROUTERS", "create_app"]
 
@@ -60,20 +65,25 @@ tokens and risk acceptances. Errors are `application/problem+json`
 """
 
 
-def _health() -> Health:
+async def _health() -> Health:
     """Report that the API is up (no token needed)."""
     return Health()
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Handlers and dependencies that touch the database run in worker
+    # threads. Python runs one thread at a time: beyond a few threads, more
+    # of them only switch more (`Settings.api_threads`).
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = settings_of(app).api_threads
+    yield
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API; `settings` replaces `get_settings()` (tests, other databases)."""
-    app = FastAPI(title="Fleet", version="1", description=DESCRIPTION)
-    if settings is not None:
-
-        async def fixed() -> Settings:
-            return settings
-
-        app.dependency_overrides[get_settings] = fixed
+    app = FastAPI(title="Fleet", version="1", description=DESCRIPTION, lifespan=_lifespan)
+    app.state.settings = settings
     errors.install(app)
     app.get("/health", response_model=Health, tags=["health"])(_health)
     for router in ROUTERS:
@@ -92,11 +102,15 @@ def _document(app: FastAPI) -> dict[str, Any]:
     doc = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
     schemas.update(errors.problem_schemas())
+    components["securitySchemes"] = {"bearer": SECURITY_SCHEME}
     problem = {errors.PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    for operations in doc.get("paths", {}).values():
+    for path, operations in doc.get("paths", {}).items():
         for operation in operations.values():
+            if path != "/health":
+                operation["security"] = [{"bearer": []}]
             if "requestBody" in operation:
                 operation["responses"].setdefault(
                     "400", {"description": "The body is not JSON", "content": dict(problem)}

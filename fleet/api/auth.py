@@ -8,18 +8,24 @@ whose role lacks the route's grant gets 403 (roles and grants:
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import HTTPException
-from fastapi.security import HTTPBearer
 from sqlalchemy import Engine
 
 from fleet.services import tokens
 from fleet.services.tokens import Principal, Role
 
-__all__ = ["bearer", "forbidden", "principal_of"]
+__all__ = ["SECURITY_SCHEME", "forbidden", "principal_of"]
 
-# Declares the scheme in OpenAPI; the header itself is parsed below so that
-# every failure is the same 401 with a challenge.
-bearer = HTTPBearer(auto_error=False, description="An API token from `fleet tokens create`.")
+# The scheme as the OpenAPI document declares it (`fleet.api.app`); the
+# header itself is parsed below so that every failure is the same 401 with a
+# challenge.
+SECURITY_SCHEME: dict[str, Any] = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API token from `fleet tokens create`.",
+}
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fleet"'}
 
 

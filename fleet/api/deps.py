@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import Engine
 
-from fleet.api.auth import bearer, forbidden, principal_of
+from fleet.api.auth import forbidden, principal_of
 from fleet.db.engine import get_engine
 from fleet.services.tokens import Principal, Role
 from fleet.settings import Settings, get_settings
@@ -30,28 +29,43 @@ __all__ = [
     "PrincipalDep",
     "SettingsDep",
     "ViewerDep",
+    "engine_of",
     "require",
+    "settings_of",
 ]
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+def settings_of(app: FastAPI) -> Settings:
+    """The app's settings: those given to `create_app`, else `get_settings()`."""
+    given: Settings | None = app.state.settings
+    return given if given is not None else get_settings()
+
+
+async def _settings(request: Request) -> Settings:
+    return settings_of(request.app)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+def engine_of(request: Request) -> Engine:
+    return get_engine(settings_of(request.app).url)
 
 
 # Cheap dependencies are `async` so that FastAPI does not hand each one to a
-# worker thread; those that touch the database stay sync (off the event loop).
-async def _engine(settings: SettingsDep) -> Engine:
-    return get_engine(settings.url)
+# worker thread, and the chain is short: FastAPI spends a few tens of
+# microseconds on every dependency of every request.
+async def _engine(request: Request) -> Engine:
+    return engine_of(request)
 
 
 EngineDep = Annotated[Engine, Depends(_engine)]
 
 
-def _principal(
-    request: Request,
-    engine: EngineDep,
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    principal = principal_of(request.headers.get("authorization"), engine)
+def _principal(request: Request) -> Principal:
+    # Sync: the token lookup reads the database (in a worker thread). The
+    # bearer scheme is declared in the OpenAPI document (`fleet.api.app`).
+    principal = principal_of(request.headers.get("authorization"), engine_of(request))
     request.state.principal = principal
     return principal
 

@@ -9,16 +9,38 @@ import sys
 import time
 
 import httpx
+import pytest
+from anyio import to_thread
+from fastapi.testclient import TestClient
 
+from fleet.api import create_app
 from fleet.cli.main import main
 from fleet.db.engine import dispose_engines, make_engine
 from fleet.db.migrate import upgrade
 from fleet.services import tokens
+from fleet.settings import Settings
 
 
-def test_serve_answers_with_tokens_and_refuses_a_bad_port(tmp_path, capsys):
-    assert main(["api", "serve", "--port", "70000"]) == 2
-    assert "70000" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--port", "70000"), ("--workers", "0"), ("--threads", "0")]
+)
+def test_serve_refuses_a_bad_flag_naming_it(flag, value, capsys):
+    assert main(["api", "serve", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and value in err
+
+
+def test_the_thread_limit_applies_while_the_app_runs(tmp_path):
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'fleet.db'}", api_threads=3))
+    with TestClient(app) as client:
+        limit = client.portal.call(lambda: to_thread.current_default_thread_limiter().total_tokens)
+    assert limit == 3
+
+
+FLAGS = ("--workers", "2", "--threads", "2")
+
+
+def test_serve_answers_with_tokens_on_two_workers(tmp_path):
     url = f"sqlite:///{tmp_path / 'fleet.db'}"
     upgrade(url)
     engine = make_engine(url)
@@ -28,7 +50,7 @@ def test_serve_answers_with_tokens_and_refuses_a_bad_port(tmp_path, capsys):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli.main", "api", "serve", "--port", str(port)],
+        [sys.executable, "-m", "fleet.cli.main", "api", "serve", "--port", str(port), *FLAGS],
         env={**os.environ, "FLEET_DATABASE_URL": url},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -44,8 +66,10 @@ def test_serve_answers_with_tokens_and_refuses_a_bad_port(tmp_path, capsys):
                 assert time.monotonic() < deadline, "the API did not start"
                 time.sleep(0.2)
         assert httpx.get(f"{base}/pins", timeout=5).status_code == 401
-        r = httpx.get(f"{base}/pins", headers={"Authorization": f"Bearer {secret}"}, timeout=5)
-        assert r.status_code == 200 and r.json()["items"] == []
+        with httpx.Client(headers={"Authorization": f"Bearer {secret}"}, timeout=5) as http:
+            for _ in range(8):  # new connections: both workers answer some
+                r = http.get(f"{base}/pins", headers={"Connection": "close"})
+                assert r.status_code == 200 and r.json()["items"] == []
     finally:
         server.terminate()
         server.wait(10)
