@@ -5,11 +5,14 @@ instance it computes the eligible versions, resolves pins and compatibility,
 applies security enforcement, compares with what runs now, and decides one of
 `noop`, `deploy`, `needs-approval`, `skip-frozen`, `enforce-security`,
 `error`. One instance's error never stops the others.
+
+A `PlanMemo` keeps what a compile works out independently of `now`, so that
+the next compile of the same state (another instance, a later time) skips it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -23,6 +26,7 @@ from fleet.core.channels import Channel, Policy, effective_policy
 from fleet.core.durations import format_duration, isoformat, require_aware
 from fleet.core.errors import (
     IncompatibleError,
+    InputError,
     PinConflictError,
     PlanError,
     SecurityFixError,
@@ -41,6 +45,7 @@ __all__ = [
     "InstancePlan",
     "Override",
     "Plan",
+    "PlanMemo",
     "compile_plan",
     "plan_summary",
 ]
@@ -197,23 +202,222 @@ def compile_plan(
     instances: Collection[str] | None = None,
     channels: Collection[str] | None = None,
     labels: Mapping[str, str] | None = None,
+    memo: PlanMemo | None = None,
 ) -> Plan:
     """Plan every instance selected (all when no selector is given), in file order.
+
+    `memo` carries the work that does not depend on `now` from one compile
+    of `state` to the next; without one, the compile makes its own.
 
     >>> plan = compile_plan(state, datetime(2026, 11, 26, 12, tzinfo=timezone.utc))
     >>> plan.instances[0].decision
     <Decision.DEPLOY: 'deploy'>
     """
     require_aware(now, what="plan time")
-    planner = _Planner(state, now)
+    candidates: Sequence[Instance] = state.instances
+    if memo is None:
+        memo = PlanMemo(state)
+    elif memo.state is not state:
+        raise InputError("Invalid plan memo: it was made for another fleet state")
+    elif instances:
+        # An index of names pays for itself only when the memo is used again.
+        candidates = memo.named(instances)
+    planner = _Planner(memo, now)
     selected = [
         inst
-        for inst in state.instances
+        for inst in candidates
         if (not instances or inst.name in instances)
         and (not channels or inst.channel in channels)
         and (not labels or all(inst.labels.get(k) == v for k, v in labels.items()))
     ]
     return Plan(now, tuple(planner.plan(inst) for inst in selected))
+
+
+class PlanMemo:
+    """What a compile of one `FleetState` can keep whatever the plan time.
+
+    Spec checks, compatibility, affecting advisories, pin clashes and the
+    channel rules that do not wait for time (constraint, pre-releases,
+    yanks) are the same at every `now`; a preview of one instance is mostly
+    this work, so a caller that compiles the same state again and again
+    (the API, per request) keeps a memo with the state and passes it in.
+    Everything that depends on `now` (soak, pin expiry, deadlines, risk
+    acceptances, windows, and the resolutions built on them) stays in
+    each compile.
+
+    A memo keeps its state alive, so the identity of the state's objects is
+    a safe key. Several threads may share one: every cache is filled by
+    single lookups and stores of values that are never changed afterwards
+    (two threads may compute the same value, which is harmless), and the
+    tables that are iterated are built here, once.
+
+    >>> memo = PlanMemo(state)
+    >>> compile_plan(state, now, instances=["acme-prod"], memo=memo).instances[0].instance
+    'acme-prod'
+    """
+
+    def __init__(self, state: FleetState) -> None:
+        self.state = state
+        self.order = state.components
+        self.pin_ids = {id(pin): i for i, pin in enumerate(state.pins)}
+        pins_by_scope: dict[tuple[str, str | None], list[Pin]] = {}
+        for pin in state.pins:
+            pins_by_scope.setdefault((pin.scope.kind, pin.scope.name), []).append(pin)
+        self.pins_by_scope = {k: tuple(v) for k, v in pins_by_scope.items()}
+        advisories_by_component: dict[str, list[Advisory]] = {}
+        for adv in state.advisories:
+            advisories_by_component.setdefault(adv.component, []).append(adv)
+        self.advisories_by_component = {k: tuple(v) for k, v in advisories_by_component.items()}
+        # Enforcement is decided per advisory id; should an id repeat, the last one listed decides.
+        self.advisories_by_id = {adv.id: adv for adv in state.advisories}
+        acceptances: dict[tuple[str, str], list[RiskAcceptance]] = {}
+        for ra in state.risk_acceptances:
+            acceptances.setdefault((ra.instance, ra.advisory), []).append(ra)
+        self.acceptances = {k: tuple(v) for k, v in acceptances.items()}
+        self.related = _related_pairs(state)
+        self._positions: dict[str, list[int]] | None = None
+        self._contains: dict[tuple[int, Version], bool] = {}
+        self._compat: dict[tuple[int, int], bool] = {}
+        self._affecting: dict[tuple[str, Version], tuple[Advisory, ...]] = {}
+        self._pin_clashes: dict[tuple[int, ...], list[Pin] | None] = {}
+        self._eligible: dict[tuple[str, str], tuple[ComponentVersion, ...]] = {}
+        self._rules: dict[tuple[str, int, tuple[int, ...]], str | None] = {}
+        self._domains: dict[_Key, tuple[ComponentVersion, ...]] = {}
+        self._notes: dict[int, str] = {}
+
+    def named(self, names: Collection[str]) -> list[Instance]:
+        """The instances called `names`, in file order, without a scan of the fleet."""
+        positions = self._positions
+        if positions is None:
+            positions = {}
+            for i, inst in enumerate(self.state.instances):
+                positions.setdefault(inst.name, []).append(i)
+            self._positions = positions
+        found = sorted({i for name in set(names) for i in positions.get(name, ())})
+        return [self.state.instances[i] for i in found]
+
+    def meets(self, spec: SpecifierSet, version: Version) -> bool:
+        # Specifier sets live as long as the state, so their identity is a
+        # safe and cheap key (spelling them out is what costs).
+        key = (id(spec), version)
+        hit = self._contains.get(key)
+        if hit is None:
+            hit = spec.contains(version, prereleases=True)
+            self._contains[key] = hit
+        return hit
+
+    def compatible(self, a: ComponentVersion, b: ComponentVersion) -> bool:
+        key = (id(a), id(b))
+        hit = self._compat.get(key)
+        if hit is None:
+            spec_ab = a.requires.get(b.component)
+            spec_ba = b.requires.get(a.component)
+            hit = (spec_ab is None or self.meets(spec_ab, b.version)) and (
+                spec_ba is None or self.meets(spec_ba, a.version)
+            )
+            self._compat[key] = hit
+            self._compat[(id(b), id(a))] = hit
+        return hit
+
+    def affecting(self, component: str, version: Version) -> tuple[Advisory, ...]:
+        key = (component, version)
+        hit = self._affecting.get(key)
+        if hit is None:
+            hit = tuple(
+                a for a in self.advisories_by_component.get(component, ()) if a.affects(version)
+            )
+            self._affecting[key] = hit
+        return hit
+
+    def pin_clash(
+        self, component: str, pins: Sequence[Pin], pin_ids: tuple[int, ...]
+    ) -> list[Pin] | None:
+        """The pins of one component that no version can meet together, or None."""
+        if pin_ids in self._pin_clashes:
+            return self._pin_clashes[pin_ids]
+        probes = [cv.version for cv in self.state.registry.versions(component)]
+        clash = self._pin_clashes[pin_ids] = conflicting_pins(pins, probes)
+        return clash
+
+    def rule(
+        self, channel: Channel, cv: ComponentVersion, pins: Sequence[Pin], pin_ids: tuple[int, ...]
+    ) -> str | None:
+        """The first rule other than soak that makes `cv` ineligible, in words.
+
+        The channel's constraint and the pins come first: they are the rules
+        an operator set on purpose, and the plan names them before the rest.
+        """
+        key = (channel.name, id(cv), pin_ids)
+        if key in self._rules:
+            return self._rules[key]
+        words: str | None = None
+        if len(channel.constraint) and not self.meets(channel.constraint, cv.version):
+            words = f"channel constraint {channel.constraint}"
+        else:
+            for pin in pins:
+                if not self.meets(pin.spec, cv.version):
+                    words = pin.short()
+                    break
+            else:
+                if cv.version.is_prerelease and not channel.allow_prereleases:
+                    words = f"final releases only ({channel.name} allows no pre-releases)"
+                elif cv.yanked:
+                    why = f": {cv.yanked_reason}" if cv.yanked_reason else ""
+                    words = f"not yanked ({cv.component} {cv.version} is yanked{why})"
+        self._rules[key] = words
+        return words
+
+    def eligible(self, channel: Channel, component: str) -> tuple[ComponentVersion, ...]:
+        """Channel-level eligibility before the soak (pins come later), newest first."""
+        key = (channel.name, component)
+        hit = self._eligible.get(key)
+        if hit is None:
+            hit = tuple(
+                cv
+                for cv in self.state.registry.versions(component)
+                if self.rule(channel, cv, (), ()) is None
+            )
+            self._eligible[key] = hit
+        return hit
+
+    def domain(
+        self,
+        channel: Channel,
+        component: str,
+        floor: ComponentVersion | None,
+        pins: Sequence[Pin],
+        pin_ids: tuple[int, ...],
+    ) -> tuple[ComponentVersion, ...]:
+        """`eligible` cut at the floor and to the pins, newest first (no soak, no floor)."""
+        key: _Key = (channel.name, component, id(floor), pin_ids)
+        hit = self._domains.get(key)
+        if hit is None:
+            kept: list[ComponentVersion] = []
+            for cv in self.eligible(channel, component):
+                if floor is not None and cv.version < floor.version:
+                    break  # newest first: everything after is lower still
+                if all(self.meets(p.spec, cv.version) for p in pins):
+                    kept.append(cv)
+            hit = self._domains[key] = tuple(kept)
+        return hit
+
+    def expired_note(self, pin: Pin) -> str:
+        note = self._notes.get(id(pin))
+        if note is None:
+            assert pin.expires_at is not None
+            note = f"expired pin ignored: {pin.describe()} expired {isoformat(pin.expires_at)}"
+            self._notes[id(pin)] = note
+        return note
+
+
+def _related_pairs(state: FleetState) -> frozenset[tuple[str, str]]:
+    """Pairs of components linked by at least one `requires`, both ways."""
+    pairs: set[tuple[str, str]] = set()
+    for cv in state.registry:
+        for other in cv.requires:
+            pairs.add((cv.component, other))
+            pairs.add((other, cv.component))
+    return frozenset(pairs)
 
 
 # --- resolution --------------------------------------------------------------
@@ -239,126 +443,79 @@ _Key = tuple[Any, ...]
 
 
 class _Planner:
-    """Plans instances one by one, sharing every cache across the fleet.
+    """Plans instances one by one at `now`, sharing every cache across the fleet.
 
     Instances that share a channel, a current manifest and the same pins get
     the same resolution, so a fleet of thousands resolves only its distinct
-    combinations.
+    combinations. What does not depend on `now` is asked of the memo, which
+    may outlive this compile; what does (soak, expiry, enforcement, and the
+    domains, resolutions and reasons built on them) is kept here.
     """
 
-    def __init__(self, state: FleetState, now: datetime) -> None:
-        self.state = state
+    def __init__(self, memo: PlanMemo, now: datetime) -> None:
+        self.memo = memo
+        self.state = memo.state
         self.now = now
-        self.order = state.components
-        self.position = {name: i for i, name in enumerate(self.order)}
-        self.pin_ids = {id(pin): i for i, pin in enumerate(state.pins)}
-        self.pins_by_scope: dict[tuple[str, str | None], list[Pin]] = {}
-        for pin in state.pins:
-            self.pins_by_scope.setdefault((pin.scope.kind, pin.scope.name), []).append(pin)
-        self.deadlines = state.deadlines
-        self.advisories_by_component: dict[str, list[Advisory]] = {}
-        for adv in state.advisories:
-            self.advisories_by_component.setdefault(adv.component, []).append(adv)
-        self.enforced = {a.id: is_enforced(a, now, self.deadlines) for a in state.advisories}
-        self.acceptances: dict[tuple[str, str], RiskAcceptance] = {}
-        for ra in state.risk_acceptances:
-            if ra.is_active(now):
-                self.acceptances[(ra.instance, ra.advisory)] = ra
-        self._contains: dict[tuple[int, Version], bool] = {}
-        self._compat: dict[tuple[int, int], bool] = {}
-        self._affecting: dict[tuple[str, Version], list[Advisory]] = {}
-        self._eligible: dict[tuple[str, str], list[ComponentVersion]] = {}
+        self.order = memo.order
+        self.pin_ids = memo.pin_ids
+        self.pins_by_scope = memo.pins_by_scope
+        self.deadlines = memo.state.deadlines
+        self._related = memo.related
+        self._meets: Callable[[SpecifierSet, Version], bool] = memo.meets
+        self._compatible: Callable[[ComponentVersion, ComponentVersion], bool] = memo.compatible
+        self.affecting: Callable[[str, Version], tuple[Advisory, ...]] = memo.affecting
+        self._enforced: dict[str, bool] = {}
+        self._accepted: dict[tuple[str, str], RiskAcceptance | None] = {}
         self._resolutions: dict[_Key, _Resolution | PlanError] = {}
         self._fixes: dict[_Key, _SecurityFix | PlanError] = {}
-        self._related = self._related_pairs()
         self._window_notes: dict[str, str] = {}
-        self._notes: dict[int, str] = {}
-        self._short: dict[int, str] = {}
         self._reasons: dict[_Key, str] = {}
         self._domains: dict[_Key, list[ComponentVersion]] = {}
-        self._pin_clashes: dict[tuple[int, ...], list[Pin] | None] = {}
 
     # -- small cached predicates --
 
-    def _meets(self, spec: SpecifierSet, version: Version) -> bool:
-        # Specifier sets live as long as the state, so their identity is a
-        # safe and cheap key (spelling them out is what costs).
-        key = (id(spec), version)
-        hit = self._contains.get(key)
+    def _is_enforced(self, adv: Advisory) -> bool:
+        hit = self._enforced.get(adv.id)
         if hit is None:
-            hit = spec.contains(version, prereleases=True)
-            self._contains[key] = hit
+            deciding = self.memo.advisories_by_id[adv.id]
+            hit = self._enforced[adv.id] = is_enforced(deciding, self.now, self.deadlines)
         return hit
 
-    def _compatible(self, a: ComponentVersion, b: ComponentVersion) -> bool:
-        key = (id(a), id(b))
-        hit = self._compat.get(key)
-        if hit is None:
-            spec_ab = a.requires.get(b.component)
-            spec_ba = b.requires.get(a.component)
-            hit = (spec_ab is None or self._meets(spec_ab, b.version)) and (
-                spec_ba is None or self._meets(spec_ba, a.version)
-            )
-            self._compat[key] = hit
-            self._compat[(id(b), id(a))] = hit
-        return hit
-
-    def _related_pairs(self) -> set[tuple[str, str]]:
-        """Pairs of components linked by at least one `requires`, both ways."""
-        pairs: set[tuple[str, str]] = set()
-        for cv in self.state.registry:
-            for other in cv.requires:
-                pairs.add((cv.component, other))
-                pairs.add((other, cv.component))
-        return pairs
-
-    def affecting(self, component: str, version: Version) -> list[Advisory]:
-        key = (component, version)
-        hit = self._affecting.get(key)
-        if hit is None:
-            hit = [a for a in self.advisories_by_component.get(component, []) if a.affects(version)]
-            self._affecting[key] = hit
-        return hit
+    def _acceptance(self, instance: str, advisory: str) -> RiskAcceptance | None:
+        """The active risk acceptance of `advisory` on `instance` (the last one listed)."""
+        key = (instance, advisory)
+        if key in self._accepted:
+            return self._accepted[key]
+        found = None
+        for ra in reversed(self.memo.acceptances.get(key, ())):
+            if ra.is_active(self.now):
+                found = ra
+                break
+        self._accepted[key] = found
+        return found
 
     def _soaked(self, channel: Channel, cv: ComponentVersion) -> bool:
         return cv.released_at + channel.soak <= self.now
 
-    def eligible(self, channel: Channel, component: str) -> list[ComponentVersion]:
-        """Channel-level eligibility (pins come later), newest first."""
-        key = (channel.name, component)
-        hit = self._eligible.get(key)
-        if hit is None:
-            hit = [
-                cv
-                for cv in self.state.registry.versions(component)
-                if self._blocker(channel, cv, ()) is None
-            ]
-            self._eligible[key] = hit
-        return hit
-
-    def _blocker(self, channel: Channel, cv: ComponentVersion, pins: Sequence[Pin]) -> str | None:
+    def _blocker(
+        self,
+        channel: Channel,
+        cv: ComponentVersion,
+        pins: Sequence[Pin],
+        pin_ids: tuple[int, ...],
+    ) -> str | None:
         """The first rule that makes `cv` ineligible, in words; None when eligible.
 
-        The channel's constraint and the pins come first: they are the rules
-        an operator set on purpose, and the plan names them before the rest.
+        The soak comes last: it is the only rule that passes with time.
         """
-        if len(channel.constraint) and not self._meets(channel.constraint, cv.version):
-            return f"channel constraint {channel.constraint}"
-        for pin in pins:
-            if not self._meets(pin.spec, cv.version):
-                return self._pin_words(pin)
-        if cv.version.is_prerelease and not channel.allow_prereleases:
-            return f"final releases only ({channel.name} allows no pre-releases)"
-        if cv.yanked:
-            why = f": {cv.yanked_reason}" if cv.yanked_reason else ""
-            return f"not yanked ({cv.component} {cv.version} is yanked{why})"
-        if not self._soaked(channel, cv):
+        words = self.memo.rule(channel, cv, pins, pin_ids)
+        if words is None and not self._soaked(channel, cv):
             ready = isoformat(cv.released_at + channel.soak)
-            return (
+            words = (
                 f"soak {format_duration(channel.soak)} "
                 f"({cv.component} {cv.version} is eligible from {ready})"
             )
-        return None
+        return words
 
     # -- per instance --
 
@@ -370,7 +527,7 @@ class _Planner:
         for scope in (("global", None), ("channel", inst.channel), ("instance", inst.name)):
             for p in self.pins_by_scope.get(scope, ()):
                 (active if p.is_active(self.now) else expired).append(p)
-        warnings = [self._expired_note(p) for p in expired]
+        warnings = [self.memo.expired_note(p) for p in expired]
         current = {c: inst.current.get(c) for c in self.order}
         pin_key = tuple(sorted(self.pin_ids[id(p)] for p in active))
         key: _Key = (inst.channel, tuple(current.values()), pin_key)
@@ -415,20 +572,6 @@ class _Planner:
             (),
             tuple(warnings),
         )
-
-    def _expired_note(self, pin: Pin) -> str:
-        note = self._notes.get(id(pin))
-        if note is None:
-            assert pin.expires_at is not None
-            note = f"expired pin ignored: {pin.describe()} expired {isoformat(pin.expires_at)}"
-            self._notes[id(pin)] = note
-        return note
-
-    def _pin_words(self, pin: Pin) -> str:
-        words = self._short.get(id(pin))
-        if words is None:
-            words = self._short[id(pin)] = pin.short()
-        return words
 
     def _window_note(self, channel: Channel) -> str:
         note = self._window_notes.get(channel.name)
@@ -491,8 +634,8 @@ class _Planner:
             if version is None:
                 continue
             for adv in self.affecting(component, version):
-                accepted = self.acceptances.get((inst.name, adv.id))
-                is_forced = self.enforced[adv.id] and accepted is None
+                accepted = self._acceptance(inst.name, adv.id)
+                is_forced = accepted is None and self._is_enforced(adv)
                 new = target.get(component)
                 fixed = new is not None and adv not in self.affecting(component, new)
                 flags.append(
@@ -527,10 +670,7 @@ class _Planner:
             comp_pins = pins_by_component.get(component, [])
             pin_ids = tuple(self.pin_ids[id(p)] for p in comp_pins)
             if len(comp_pins) > 1:
-                if pin_ids not in self._pin_clashes:
-                    probes = [cv.version for cv in registry.versions(component)]
-                    self._pin_clashes[pin_ids] = conflicting_pins(comp_pins, probes)
-                clash = self._pin_clashes[pin_ids]
+                clash = self.memo.pin_clash(component, comp_pins, pin_ids)
                 if clash:
                     names = "; ".join(p.describe() for p in clash)
                     raise PinConflictError(f"pin conflict on {component}: {names}")
@@ -559,13 +699,14 @@ class _Planner:
         for component in self.order:
             floor, chosen_cv = floors[component], by_component.get(component)
             comp_pins = pins_by_component.get(component, [])
+            comp_pin_ids = tuple(self.pin_ids[id(p)] for p in comp_pins)
             # The reason depends on the chosen versions of related components only.
             key: _Key = (
                 channel.name,
                 component,
                 id(floor),
                 id(chosen_cv),
-                tuple(self.pin_ids[id(p)] for p in comp_pins),
+                comp_pin_ids,
                 tuple(
                     id(cv)
                     for other, cv in by_component.items()
@@ -574,7 +715,9 @@ class _Planner:
             )
             text = self._reasons.get(key)
             if text is None:
-                text = self._reason(channel, component, floor, chosen_cv, comp_pins, by_component)
+                text = self._reason(
+                    channel, component, floor, chosen_cv, comp_pins, comp_pin_ids, by_component
+                )
                 self._reasons[key] = text
             reasons[component] = text
         return _Resolution(manifest, reasons, warnings)
@@ -588,16 +731,14 @@ class _Planner:
         pin_ids: tuple[int, ...],
     ) -> list[ComponentVersion]:
         """Eligible versions at or above the floor that meet the pins, newest
-        first, then the floor itself (compile keeps it when nothing is better)."""
+        first, then the floor itself (compile keeps it when nothing is better).
+
+        The memo's domain has every rule but the soak; the soak is applied here."""
         key: _Key = (channel.name, component, id(floor), pin_ids)
         hit = self._domains.get(key)
         if hit is None:
-            hit = []
-            for cv in self.eligible(channel, component):
-                if floor is not None and cv.version < floor.version:
-                    break  # newest first: everything after is lower still
-                if all(self._meets(p.spec, cv.version) for p in pins):
-                    hit.append(cv)
+            static = self.memo.domain(channel, component, floor, pins, pin_ids)
+            hit = [cv for cv in static if self._soaked(channel, cv)]
             if floor is not None and (not hit or hit[-1] is not floor):
                 hit.append(floor)
             self._domains[key] = hit
@@ -727,6 +868,7 @@ class _Planner:
         floor: ComponentVersion | None,
         chosen: ComponentVersion | None,
         pins: Sequence[Pin],
+        pin_ids: tuple[int, ...],
         manifest: Mapping[str, ComponentVersion],
     ) -> str:
         if chosen is None:
@@ -735,7 +877,7 @@ class _Planner:
         for cv in self.state.registry.versions(component):
             if cv.version <= chosen.version:
                 break
-            why = self._blocker(channel, cv, pins)
+            why = self._blocker(channel, cv, pins, pin_ids)
             if why is None:
                 clash = self._clash(cv, manifest)
                 if clash is not None:

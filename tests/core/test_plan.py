@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from packaging.version import Version
 
 from fleet.core.channels import MaintenanceWindow, Policy
-from fleet.core.plan import Decision, InstancePlan, compile_plan
+from fleet.core.fleetfile import parse_fleet_text
+from fleet.core.plan import Decision, InstancePlan, PlanMemo, compile_plan
 from tests.factories import (
     NOW,
     acceptance,
     advisory,
+    at,
     channel,
     cv,
     instance,
@@ -580,3 +584,120 @@ def test_fix_on_an_already_incompatible_manifest_is_an_error():
     assert p.decision is Decision.ERROR
     assert "the components that stay are incompatible" in p.errors[0]
     assert "web 2.3.0 requires worker>=2" in p.errors[0]
+
+
+# --- a memo kept across compiles -------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml"
+
+
+def timed_state():
+    """A fleet whose plan changes with time: a soak ends, a pin expires, a risk
+    acceptance ends, a medium advisory reaches its deadline, a window opens."""
+    window = MaintenanceWindow("0 2 * * *", timedelta(hours=4), "UTC")
+    medium = advisory(
+        "FLEET-2026-0002",
+        severity="medium",
+        published_at=NOW - timedelta(days=25),  # deadline NOW + 5d
+        events=[{"introduced": "0"}, {"fixed": "2.3.5"}],
+    )
+    critical = advisory(
+        "FLEET-2026-0003",
+        "web",
+        severity="critical",
+        events=[{"introduced": "2.3.1"}, {"fixed": "2.3.2"}],
+    )
+    return state(
+        registry=[
+            cv("api", "2.3.0"),
+            cv("api", "2.3.5", released_at=NOW - timedelta(hours=60)),
+            cv("api", "2.4.0", released_at=NOW - timedelta(hours=24)),
+            cv("api", "2.4.1", yanked=True, yanked_reason="bad"),
+            cv("api", "2.5.0rc1", released_at=NOW - timedelta(hours=6)),
+            cv("web", "2.3.0"),
+            cv("web", "2.3.1"),
+            cv("web", "2.3.2", released_at=NOW - timedelta(hours=12)),
+            cv("web", "2.4.0", requires={"api": ">=2.4"}, released_at=NOW - timedelta(hours=6)),
+        ],
+        channels=[
+            channel("stable", soak=timedelta(hours=48), window=window),
+            channel("beta", allow_prereleases=True),
+            channel("lts", Policy.MANUAL_APPROVAL, constraint="<2.4", soak=timedelta(hours=72)),
+        ],
+        instances=[
+            instance("acme-prod", current={"api": "2.3.0", "web": "2.3.0"}),
+            instance("globex-prod", channel="beta", current={"api": "2.3.0", "web": "2.3.1"}),
+            instance("initech-prod", channel="lts", current={"api": "2.3.0", "web": "2.3.0"}),
+            instance("umbrella-prod", current={"api": "2.3.0", "web": "2.3.1"}),
+            instance("hooli-prod", policy_override="frozen", current={"api": "2.3.0"}),
+        ],
+        pins=[
+            pin("instance:acme-prod", "api", "<2.4", expires_at=NOW + timedelta(days=3)),
+            pin("channel:beta", "web", "!=2.4.0"),
+        ],
+        advisories=[medium, critical],
+        risk_acceptances=[
+            acceptance("initech-prod", "FLEET-2026-0002", until=NOW + timedelta(days=3)),
+            acceptance("umbrella-prod", "FLEET-2026-0003", until=NOW + timedelta(hours=20)),
+        ],
+    )
+
+
+TIMED = [
+    NOW - timedelta(days=1),
+    NOW,
+    NOW + timedelta(hours=15),  # stable's window is open
+    NOW + timedelta(days=1, hours=1),  # api 2.4.0 has soaked on stable
+    NOW + timedelta(days=1, hours=15),  # web 2.3.2 has soaked on stable, web 2.4.0 not yet
+    # web 2.4.0 has soaked, but acme's pin keeps api below what it requires: the
+    # same choice as before for a reason that no longer names the soak.
+    NOW + timedelta(days=2, hours=3),
+    NOW + timedelta(days=3, minutes=1),  # acme's pin and initech's risk acceptance have ended
+    NOW + timedelta(days=5, hours=1),  # the medium advisory is past its deadline
+]
+EXAMPLE_TIMES = [
+    at("2026-11-20T10:00"),
+    at("2026-11-26T12:00"),
+    at("2026-11-27T03:00"),  # inside the stable window (02:00-06:00 Berlin)
+    at("2026-11-27T15:00"),  # the 2026-11-25 releases have soaked 48h
+    at("2026-12-11T00:00"),  # the medium advisory is past its deadline
+    at("2027-01-02T00:00"),  # the risk acceptance has ended
+    at("2027-04-01T00:00"),  # the LTS pin has expired
+]
+
+
+def example_state():
+    return parse_fleet_text(EXAMPLE.read_text()).to_state()
+
+
+@pytest.mark.parametrize(
+    ("make", "times"),
+    [(timed_state, TIMED), (example_state, EXAMPLE_TIMES)],
+    ids=["timed", "example"],
+)
+def test_a_memo_kept_across_times_changes_no_plan(make, times):
+    st = make()
+    fresh = {when: compile_plan(st, when).to_json() for when in times}
+    assert len({json.dumps(p["instances"], sort_keys=True) for p in fresh.values()}) > 3
+    memo = PlanMemo(st)
+    # Later times first as well: what one time fills in must not leak into another.
+    for when in [*times, *reversed(times)]:
+        assert compile_plan(st, when, memo=memo).to_json() == fresh[when]
+        for inst in st.instances:
+            one = compile_plan(st, when, instances=[inst.name], memo=memo).to_json()
+            assert one == compile_plan(st, when, instances=[inst.name]).to_json()
+
+
+def test_a_memo_selects_instances_in_file_order():
+    st = timed_state()
+    memo = PlanMemo(st)
+    names = ["hooli-prod", "acme-prod", "nobody", "acme-prod"]
+    plan = compile_plan(st, NOW, instances=names, channels={"stable"}, memo=memo)
+    assert [p.instance for p in plan.instances] == ["acme-prod", "hooli-prod"]
+    assert plan == compile_plan(st, NOW, instances=names, channels={"stable"})
+
+
+def test_a_memo_of_another_state_is_refused():
+    memo = PlanMemo(timed_state())
+    with pytest.raises(ValueError, match="plan memo: it was made for another fleet state"):
+        compile_plan(timed_state(), NOW, memo=memo)

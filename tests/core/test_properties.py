@@ -9,20 +9,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from fleet.core.channels import Policy
+from fleet.core.channels import MaintenanceWindow, Policy
 from fleet.core.errors import RollbackError
 from fleet.core.manifests import Manifest, ManifestStatus, Revision
-from fleet.core.plan import Decision, compile_plan
+from fleet.core.plan import Decision, PlanMemo, compile_plan
 from fleet.core.rollback import RollbackTarget, choose_rollback
-from tests.factories import NOW, advisory, channel, cv, instance, pin, state
+from tests.factories import LONG_AGO, NOW, acceptance, advisory, channel, cv, instance, pin, state
 
 COMPONENTS = ("api", "web", "worker")
 VERSIONS = [f"{major}.{minor}.{patch}" for major in (1, 2) for minor in (0, 1) for patch in (0, 1)]
 SPECS = ["<2", ">=1.1", "==1.*", "!=2.0.0", ">=2,<2.1", "<1.1", ">=1.0.1"]
 
 
+def hours(low: int, high: int) -> st.SearchStrategy[timedelta]:
+    return st.integers(low, high).map(lambda n: timedelta(hours=n))
+
+
 @st.composite
-def fleets(draw):
+def fleets(draw, *, timed: bool = False):
+    """Small fleets; `timed` ones also have recent releases, a soak, a window,
+    expiring pins and risk acceptances, so that their plan changes with time."""
     registry = []
     for comp in COMPONENTS:
         for v in draw(st.lists(st.sampled_from(VERSIONS), min_size=1, max_size=6, unique=True)):
@@ -33,11 +39,19 @@ def fleets(draw):
                     max_size=1,
                 )
             )
-            registry.append(
-                cv(comp, v, requires=requires, yanked=draw(st.booleans()) and draw(st.booleans()))
-            )
+            yanked = draw(st.booleans()) and draw(st.booleans())
+            released_at = NOW - draw(hours(0, 96)) if timed else LONG_AGO
+            registry.append(cv(comp, v, requires=requires, yanked=yanked, released_at=released_at))
     by_comp = {c: [x.version for x in registry if x.component == c] for c in COMPONENTS}
     policy = draw(st.sampled_from(list(Policy)))
+    timing = {}
+    if timed:
+        timing["soak"] = draw(
+            st.sampled_from([timedelta(0), timedelta(hours=24), timedelta(hours=72)])
+        )
+        timing["window"] = draw(
+            st.sampled_from([None, MaintenanceWindow("0 2 * * *", timedelta(hours=4), "UTC")])
+        )
     instances = [
         instance(
             f"i{n}",
@@ -51,6 +65,7 @@ def fleets(draw):
             draw(st.sampled_from(scopes)),
             draw(st.sampled_from(COMPONENTS)),
             draw(st.sampled_from(SPECS)),
+            expires_at=NOW + draw(hours(-24, 24 * 10)) if timed and draw(st.booleans()) else None,
         )
         for _ in range(draw(st.integers(0, 3)))
     ]
@@ -64,13 +79,22 @@ def fleets(draw):
         )
         for n in range(draw(st.integers(0, 2)))
     ]
+    acceptances = [
+        acceptance(
+            draw(st.sampled_from(instances)).name,
+            draw(st.sampled_from(advisories)).id,
+            until=NOW + draw(hours(-24, 24 * 40)),
+        )
+        for _ in range(draw(st.integers(0, 2)) if timed and advisories else 0)
+    ]
     return state(
         components=COMPONENTS,
         registry=registry,
-        channels=[channel(policy=policy)],
+        channels=[channel(policy=policy, **timing)],
         instances=instances,
         pins=pins,
         advisories=advisories,
+        risk_acceptances=acceptances,
     )
 
 
@@ -114,6 +138,18 @@ def test_compile_is_deterministic(fleet):
     first = json.dumps(compile_plan(fleet, NOW).to_json(), sort_keys=True)
     second = json.dumps(compile_plan(fleet, NOW).to_json(), sort_keys=True)
     assert first == second
+
+
+@PROPERTY
+@given(fleets(timed=True), st.lists(hours(-48, 24 * 40), min_size=2, max_size=5), st.data())
+def test_a_memo_kept_across_times_changes_no_plan(fleet, offsets, data):
+    memo = PlanMemo(fleet)
+    for offset in offsets:
+        when = NOW + offset
+        assert compile_plan(fleet, when, memo=memo).to_json() == compile_plan(fleet, when).to_json()
+        name = data.draw(st.sampled_from([i.name for i in fleet.instances]))
+        one = compile_plan(fleet, when, instances=[name], memo=memo)
+        assert one.to_json() == compile_plan(fleet, when, instances=[name]).to_json()
 
 
 @st.composite
