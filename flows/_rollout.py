@@ -21,6 +21,7 @@ from typing import Literal
 from prefect import get_run_logger, tags
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
+from prefect.futures import PrefectFuture, as_completed
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
 from pydantic import BaseModel, Field
@@ -45,7 +46,7 @@ from tasks.deploying import (
     locked,
     record_outcome,
 )
-from tasks.reporting import move_progress, start_progress
+from tasks.reporting import Progress
 
 __all__ = [
     "ApprovalInput",
@@ -246,7 +247,7 @@ def rollout(
     strategy: Strategy,
     *,
     actor: str,
-    progress: tuple[object, int],
+    progress: Progress,
     done: list[InstanceOutcome],
 ) -> bool:
     """Deploy `specs` in waves; returns True when the halt threshold stopped it."""
@@ -265,7 +266,7 @@ def rollout(
             logger.info("soaking %s s before wave %s", strategy.soak_seconds, number + 1)
             time.sleep(strategy.soak_seconds)
         with locked(wave, timeout=strategy.lock_timeout_seconds):
-            futures = []
+            submitted = {}
             for name in wave:
                 spec = by_name[name]
                 release = [f"release:{c}-{new}" for c, _, new, _ in spec.changes if new]
@@ -276,35 +277,39 @@ def rollout(
                     *release,
                 ):
                     target = blocks.get(spec.target) if spec.target else None
-                    futures.append((spec, deploy.submit(spec, target, actor=actor)))
-            for _, future in futures:
-                future.wait()
-        for spec, future in futures:
-            state = future.wait() or future.state
-            if future.state.is_completed():
-                outcome: InstanceOutcome = future.result()
-            else:
-                error = str(future.state.message or "deploy failed")
-                try:
-                    future.result(raise_on_failure=True)
-                except Exception as exc:  # the task's own error, after its retries
-                    error = f"{type(exc).__name__}: {exc}"
-                record_outcome(spec, "failed", actor=actor, error=error)
-                outcome = InstanceOutcome(spec.instance, spec.revision, "failed", error)
-            del state
-            done.append(outcome)
-            started += 1
-            if outcome.outcome != "succeeded":
-                failed += 1
-            move_progress(progress[0], len(done), progress[1])  # type: ignore[arg-type]
+                    submitted[deploy.submit(spec, target, actor=actor)] = spec
+            for future in as_completed(list(submitted)):
+                outcome = _outcome(submitted[future], future, actor=actor)
+                done.append(outcome)
+                started += 1
+                if outcome.outcome != "succeeded":
+                    failed += 1
+                progress.advance()
         if halted(failed, started, rules):
             rest = [by_name[n] for later in plan[number + 1 :] for n in later]
             logger.error("halting: %s of %s failed; %s not started", failed, started, len(rest))
             for spec in rest:
                 record_outcome(spec, "halted", actor=actor, error="rollout halted")
                 done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
+            progress.advance(len(rest))
             return True
     return False
+
+
+def _outcome(
+    spec: DeploySpec, future: PrefectFuture[InstanceOutcome], *, actor: str
+) -> InstanceOutcome:
+    """A finished deploy task's outcome; a task that gave up is recorded `failed`."""
+    future.wait()  # done: this only sets the future's final state (else read from the server)
+    if future.state.is_completed():
+        return future.result()
+    error = str(future.state.message or "deploy failed")
+    try:
+        future.result(raise_on_failure=True)
+    except Exception as exc:  # the task's own error, after its retries
+        error = f"{type(exc).__name__}: {exc}"
+    record_outcome(spec, "failed", actor=actor, error=error)
+    return InstanceOutcome(spec.instance, spec.revision, "failed", error)
 
 
 def deploy_then_ask(
@@ -320,12 +325,13 @@ def deploy_then_ask(
     and deploy what is approved. A halted rollout asks for nothing more."""
     done: list[InstanceOutcome] = []
     total = len(now) + len(waiting)
-    progress = (start_progress(total), total)
+    progress = Progress(total)
     stopped = rollout(now, strategy, actor=requested_by, progress=progress, done=done)
     if waiting and stopped:
         for spec in waiting:
             record_outcome(spec, "halted", actor=requested_by, error="rollout halted")
             done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
+        progress.advance(len(waiting))
     elif waiting:
         approved, closed = approval_gate(
             waiting,
@@ -337,5 +343,6 @@ def deploy_then_ask(
         for spec, outcome, why in closed:
             record_outcome(spec, outcome, actor=requested_by, error=why)
             done.append(InstanceOutcome(spec.instance, spec.revision, outcome, why))
+        progress.advance(len(closed))
         rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
     return done

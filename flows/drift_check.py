@@ -17,7 +17,7 @@ from fleet.core.drift import Drift
 from flows._rollout import Strategy, rollout
 from tasks.deploying import InstanceOutcome, ensure_instance_locks
 from tasks.drift import observe, read_recorded, store_repair
-from tasks.reporting import start_progress
+from tasks.reporting import Progress
 
 
 @flow(
@@ -135,7 +135,7 @@ def drift_check(
             specs,
             strategy,
             actor=requested_by,
-            progress=(start_progress(len(specs)), len(specs)),
+            progress=Progress(len(specs)),
             done=done,
         )
     report["repaired"] = {o.instance: o.outcome for o in done}

@@ -26,7 +26,7 @@ from fleet.core.rollback import RollbackTarget
 from fleet.services.rollouts import DeploySpec
 from flows._rollout import Strategy, approval_gate, rollout
 from tasks.deploying import InstanceOutcome, ensure_instance_locks, record_outcome
-from tasks.reporting import publish_outcomes, start_progress
+from tasks.reporting import Progress, publish_outcomes
 from tasks.rollback import (
     accept_risk,
     preview_rollback,
@@ -126,7 +126,7 @@ def rollback(
     done: list[InstanceOutcome] = []
     if specs:
         ensure_instance_locks([s.instance for s in specs])
-    progress = (start_progress(len(specs)), len(specs))
+    progress = Progress(len(specs))
     at_once = [s for s in specs if not s.approvals_required]
     waiting = [s for s in specs if s.approvals_required]
     rollout(at_once, strategy, actor=requested_by, progress=progress, done=done)
@@ -145,6 +145,7 @@ def rollback(
         for spec, outcome, why in closed:
             record_outcome(spec, outcome, actor=requested_by, error=why)
             done.append(InstanceOutcome(spec.instance, spec.revision, outcome, why))
+        progress.advance(len(closed))
         rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
 
     by_name = {s.instance: s for s in specs}

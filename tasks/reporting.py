@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from uuid import UUID
 
 from prefect import task
@@ -73,14 +74,34 @@ def publish_plan(plan: Plan, *, dry_run: bool) -> None:
     create_table_artifact(plan_rows(plan), key="fleet-plan-changes")
 
 
-def start_progress(total: int) -> UUID | None:
-    artifact_id = create_progress_artifact(0.0, key="fleet-rollout-progress")
-    return artifact_id if isinstance(artifact_id, UUID) else None
+class Progress:
+    """The rollout's progress artifact, moved as instances finish.
 
+    Every move is a request to the Prefect server, so it moves at most once
+    per `every` seconds, and always when the last instance is done.
+    """
 
-def move_progress(artifact_id: UUID | None, done: int, total: int) -> None:
-    if artifact_id is not None and total:
-        update_progress_artifact(artifact_id, progress=100.0 * done / total)
+    def __init__(
+        self, total: int, *, every: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        artifact_id = create_progress_artifact(0.0, key="fleet-rollout-progress")
+        self.artifact_id = artifact_id if isinstance(artifact_id, UUID) else None
+        self.total = total
+        self.done = 0
+        self.every = every
+        self.clock = clock
+        self.moved_at = clock()
+        self.shown = 0
+
+    def advance(self, by: int = 1) -> None:
+        self.done += by
+        now = self.clock()
+        if self.done == self.shown:
+            return
+        if self.done >= self.total or now - self.moved_at >= self.every:
+            self.moved_at, self.shown = now, self.done
+            if self.artifact_id is not None and self.total:
+                update_progress_artifact(self.artifact_id, progress=100.0 * self.done / self.total)
 
 
 def publish_outcomes(rows: Sequence[Mapping[str, str]], *, summary: str) -> None:
