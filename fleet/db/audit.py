@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlmodel import Session
+from sqlalchemy import Connection, func, select, text
 
 from fleet.core.audit import GENESIS, AuditEvent, canonical_json, seal
 from fleet.core.durations import require_aware
@@ -46,18 +45,18 @@ class Entry:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-def lock_writes(session: Session) -> None:
+def lock_writes(session: Connection) -> None:
     """Serialise this transaction with every other writer (a no-op on SQLite).
 
     Taken by every service that changes state, before it reads: the audit
     chain head, revision numbers and the fleet it diffs against cannot
     change under it. Released when the transaction ends.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if session.dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
 
 
-def chain_head(session: Session) -> tuple[int, str]:
+def chain_head(session: Connection) -> tuple[int, str]:
     """The last event's `seq` and `hash` (0 and GENESIS for an empty chain)."""
     row = session.execute(
         select(_AUDIT.c.seq, _AUDIT.c.hash).order_by(_AUDIT.c.seq.desc()).limit(1)
@@ -65,12 +64,12 @@ def chain_head(session: Session) -> tuple[int, str]:
     return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
 
 
-def count_events(session: Session) -> int:
+def count_events(session: Connection) -> int:
     return int(session.execute(select(func.count()).select_from(_AUDIT)).scalar_one())
 
 
 def append_events(
-    session: Session,
+    session: Connection,
     entries: Sequence[Entry],
     *,
     actor: str,
@@ -135,7 +134,7 @@ def _event(row: Sequence[Any]) -> AuditEvent:
 
 
 def iter_events(
-    session: Session,
+    session: Connection,
     *,
     subject: str | None = None,
     since: datetime | None = None,

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, insert
-from sqlmodel import Session
+from sqlalchemy import Connection, Table, insert
 
 __all__ = ["bulk_insert"]
 
 _PAGE = 5000
 
 
-def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def bulk_insert(session: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     for start in range(0, len(rows), _PAGE):
         session.execute(insert(table), rows[start : start + _PAGE])

@@ -11,14 +11,14 @@ PostgreSQL serialises audit appends with a transaction-level advisory lock
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlmodel import Session
 
 from fleet.core.errors import InputError
 from fleet.db.models import metadata
@@ -27,6 +27,7 @@ __all__ = ["create_all", "dispose_engines", "get_engine", "make_engine", "transa
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -90,12 +91,32 @@ def create_all(engine: Engine) -> None:
     metadata.create_all(engine)
 
 
+def _writer_lock(engine: Engine) -> threading.RLock | None:
+    """The lock a SQLite engine's writers take in this process before `BEGIN IMMEDIATE`."""
+    if engine.dialect.name != "sqlite":
+        return None
+    with _LOCK:
+        lock = _WRITERS.get(engine)
+        if lock is None:
+            lock = _WRITERS[engine] = threading.RLock()
+        return lock
+
+
 @contextmanager
-def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
+def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Connection]:
     """One database transaction: committed when the block ends, rolled back on error.
 
     `read_only` transactions on SQLite begin deferred instead of `IMMEDIATE`.
+    SQLite writers of one process also queue on a lock of their own first:
+    SQLite's busy handler polls with sleeps of up to 100 ms, so threads
+    contending for its write lock waited far longer than the writes took.
+    Writers in other processes still meet at SQLite's lock.
+
+    Fleet speaks SQL through SQLAlchemy Core only, so a transaction is a
+    plain `Connection`: an ORM session around it cost more than the query
+    on the API's one-row reads.
     """
     bind = engine.execution_options(fleet_read_only=True) if read_only else engine
-    with Session(bind, expire_on_commit=False) as session, session.begin():
-        yield session
+    lock = None if read_only else _writer_lock(engine)
+    with lock or nullcontext(), bind.begin() as connection:
+        yield connection

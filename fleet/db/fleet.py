@@ -17,8 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from packaging.version import Version
-from sqlalchemy import Row, select
-from sqlmodel import Session
+from sqlalchemy import Connection, Row, select
 
 from fleet.core.advisories import (
     DEFAULT_DEADLINES,
@@ -177,7 +176,7 @@ class StoredFleet:
     deployed: Mapping[str, int]
 
 
-def load_deadlines(session: Session) -> dict[Severity, timedelta | None]:
+def load_deadlines(session: Connection) -> dict[Severity, timedelta | None]:
     out = dict(DEFAULT_DEADLINES)
     for row in session.execute(select(DEADLINE)):
         out[Severity(row.severity)] = (
@@ -186,7 +185,7 @@ def load_deadlines(session: Session) -> dict[Severity, timedelta | None]:
     return out
 
 
-def load_stored(session: Session) -> StoredFleet:
+def load_stored(session: Connection) -> StoredFleet:
     """Everything a fleet file describes, as core values, plus the row ids by key."""
     components = tuple(
         session.execute(select(COMPONENT.c.name).order_by(COMPONENT.c.position)).scalars()
@@ -226,7 +225,7 @@ def load_stored(session: Session) -> StoredFleet:
     return StoredFleet(state, ids, retired, deployed)
 
 
-def load_state(session: Session) -> FleetState:
+def load_state(session: Connection) -> FleetState:
     """The fleet as the planner sees it."""
     return load_stored(session).state
 

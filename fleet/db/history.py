@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, func, select
-from sqlmodel import Session
+from sqlalchemy import Connection, Row, func, select
 
 from fleet.core.manifests import Manifest, ManifestStatus, Revision
 from fleet.db.models import ApprovalRow, DeploymentRow, ManifestRow, table_of
@@ -38,7 +37,7 @@ def revision_of(row: Row[Any]) -> Revision:
     )
 
 
-def manifest_rows(session: Session, *, instance: str) -> list[Row[Any]]:
+def manifest_rows(session: Connection, *, instance: str) -> list[Row[Any]]:
     """An instance's revisions, oldest first."""
     return list(
         session.execute(
@@ -47,12 +46,12 @@ def manifest_rows(session: Session, *, instance: str) -> list[Row[Any]]:
     )
 
 
-def load_revisions(session: Session, *, instance: str) -> list[Revision]:
+def load_revisions(session: Connection, *, instance: str) -> list[Revision]:
     """An instance's history as the core's `Revision`s, oldest first."""
     return [revision_of(r) for r in manifest_rows(session, instance=instance)]
 
 
-def latest_revisions(session: Session) -> dict[str, Row[Any]]:
+def latest_revisions(session: Connection) -> dict[str, Any]:
     """Each instance's newest revision (number, hash, status)."""
     newest = (
         select(MANIFEST.c.instance, func.max(MANIFEST.c.number).label("number"))

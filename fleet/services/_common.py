@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Connection, Engine
 
 from fleet.core.durations import require_aware
 from fleet.db.audit import lock_writes
@@ -25,7 +24,7 @@ def now_or_clock(now: datetime | None) -> datetime:
 
 
 @contextmanager
-def writing(engine: Engine | None) -> Iterator[Session]:
+def writing(engine: Engine | None) -> Iterator[Connection]:
     """One transaction that changes state, serialised with every other writer."""
     with transaction(engine_or_default(engine)) as session:
         lock_writes(session)
@@ -33,7 +32,7 @@ def writing(engine: Engine | None) -> Iterator[Session]:
 
 
 @contextmanager
-def reading(engine: Engine | None) -> Iterator[Session]:
+def reading(engine: Engine | None) -> Iterator[Connection]:
     """One transaction that only reads (it does not queue behind writers)."""
     with transaction(engine_or_default(engine), read_only=True) as session:
         yield session

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, insert, select, update
-from sqlmodel import Session
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from fleet.core.durations import isoformat
 from fleet.core.errors import ConflictError, InputError, NotFoundError, PermissionDenied
@@ -134,7 +133,7 @@ def start_deployment(
 
 
 def start_in(
-    session: Session,
+    session: Connection,
     instance: str,
     manifest_number: int,
     *,
@@ -164,7 +163,7 @@ def start_in(
     return [Entry("deployment.start", f"instance:{instance}", {"revision": manifest_number})]
 
 
-def outcome_in(session: Session, instance: str, flow_run_id: str) -> str | None:
+def outcome_in(session: Connection, instance: str, flow_run_id: str) -> str | None:
     """The outcome recorded for this run on this instance (`running` while under way)."""
     row = session.execute(
         select(DEPLOYMENT.c.outcome).where(
@@ -194,7 +193,7 @@ def finish_deployment(
 
 
 def finish_in(
-    session: Session,
+    session: Connection,
     instance: str,
     *,
     flow_run_id: str,

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, delete, insert, update
-from sqlmodel import Session
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, update
 
 from fleet.core.advisories import DEFAULT_DEADLINES
 from fleet.core.errors import FleetFileError
@@ -152,7 +151,7 @@ def _field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[
     }
 
 
-def _bulk_update(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def _bulk_update(session: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     columns = [c for c in rows[0] if c != "_id"]
@@ -246,7 +245,7 @@ def _merge(current: FleetFile, desired: FleetFile, given: FleetFile, *, prune: b
 
 
 def _write(
-    session: Session,
+    session: Connection,
     stored: repo.StoredFleet,
     current: FleetFile,
     merged: FleetFile,
@@ -325,7 +324,9 @@ def _write(
     return changes, entries
 
 
-def _delete(session: Session, table: Table, kind: str, ids: Iterable[int], now: datetime) -> None:
+def _delete(
+    session: Connection, table: Table, kind: str, ids: Iterable[int], now: datetime
+) -> None:
     ids = list(ids)
     if not ids:
         return

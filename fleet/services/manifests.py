@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
-from sqlmodel import Session
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from fleet.core.durations import isoformat
 from fleet.core.errors import ConflictError, InputError, NotFoundError
@@ -158,14 +157,14 @@ def compile_and_store(
         return StoredPlan(plan, revisions, tuple(new))
 
 
-def _deployed_numbers(session: Session) -> dict[str, int]:
+def _deployed_numbers(session: Connection) -> dict[str, int]:
     query = select(fleet_repo.INSTANCE.c.name, fleet_repo.INSTANCE.c.current_revision).where(
         fleet_repo.INSTANCE.c.current_revision.is_not(None)
     )
     return {row.name: row.current_revision for row in session.execute(query)}
 
 
-def _manifest_row(session: Session, instance: str, number: int) -> Any:
+def _manifest_row(session: Connection, instance: str, number: int) -> Any:
     row = session.execute(
         select(MANIFEST).where((MANIFEST.c.instance == instance) & (MANIFEST.c.number == number))
     ).first()
@@ -199,7 +198,7 @@ def mark_manifest(
 
 
 def mark_in(
-    session: Session,
+    session: Connection,
     instance: str,
     number: int,
     status: ManifestStatus | str,

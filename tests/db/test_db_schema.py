@@ -66,18 +66,9 @@ def test_times_are_stored_in_utc_and_read_back_aware(engine: Engine) -> None:
 
 
 def test_naive_times_are_refused(engine: Engine) -> None:
+    row = {"scope": "global", "component": "api", "spec": "<3", "reason": "r", "author": "a"}
     with pytest.raises(Exception, match="naive datetime"), transaction(engine) as session:
-        session.add(
-            PinRow(
-                scope="global",
-                component="api",
-                spec="<3",
-                reason="r",
-                author="a",
-                created_at=datetime(2026, 1, 1),
-            )
-        )
-        session.flush()
+        session.execute(insert(table_of(PinRow)), [{**row, "created_at": datetime(2026, 1, 1)}])
 
 
 def test_settings_default_to_a_sqlite_file_under_home(monkeypatch: pytest.MonkeyPatch) -> None:
