@@ -14,7 +14,7 @@ from fleet.core.durations import isoformat
 from fleet.core.errors import InputError
 from fleet.core.plan import compile_plan
 from fleet.services._common import now_or_clock
-from fleet.services.plans import current_state
+from fleet.services.plans import current_memo
 
 __all__ = ["Exposure", "exposures"]
 
@@ -63,9 +63,10 @@ def exposures(
             Severity(severity)
         except ValueError:
             raise InputError(f"Invalid severity: {severity!r}") from None
-    state = current_state(engine=engine)
+    memo = current_memo(engine=engine)
+    state = memo.state
     current = {i.name: i.current for i in state.instances}
-    plan = compile_plan(state, now)
+    plan = compile_plan(state, now, memo=memo)
     out = []
     for item in plan.instances:
         for flag in item.advisories:
