@@ -50,7 +50,7 @@ class InstanceOutcome:
 # other limits of the same request, and refuses events with more than 100
 # related resources (the run's own context adds a few): a wave's locks go in
 # requests of at most this many.
-LOCKS_PER_REQUEST = 50
+LOCKS_PER_REQUEST = 8
 
 
 @contextmanager
