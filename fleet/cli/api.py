@@ -38,26 +38,19 @@ def register(sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from fleet.api.server import serve
     from fleet.cli._db import database
 
     if not 0 <= args.port <= 65535:
         raise InputError(f"Invalid --port: {args.port!r} (0-65535)")
     if args.workers < 1:
         raise InputError(f"Invalid --workers: {args.workers!r} (at least 1)")
+    if args.workers > 1 and args.port == 0:
+        raise InputError(f"Invalid --port: 0 with --workers {args.workers} (name a port)")
     if args.threads is not None:
         if not 1 <= args.threads <= 256:
             raise InputError(f"Invalid --threads: {args.threads!r} (1-256)")
         os.environ["FLEET_API_THREADS"] = str(args.threads)  # read by every worker
         get_settings.cache_clear()
     database()  # the database must be set up and current before serving
-    uvicorn.run(
-        "fleet.api:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level="info",
-    )
-    return 0
+    return serve(args.host, args.port, workers=args.workers)

@@ -74,3 +74,11 @@ def test_serve_answers_with_tokens_on_two_workers(tmp_path):
         server.terminate()
         server.wait(10)
         dispose_engines()
+    with socket.socket() as s:  # every worker is gone: nothing listens on the port
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, not a listener
+        s.bind(("127.0.0.1", port))
+
+
+def test_two_workers_need_a_named_port(capsys):
+    assert main(["api", "serve", "--port", "0", "--workers", "2"]) == 2
+    assert "--port: 0 with --workers 2" in capsys.readouterr().err
