@@ -358,6 +358,10 @@ def main() -> int:
                 f"{result['deploy_task_runs_completed']} of them Completed).",
                 f"- Starting {args.instances} agents took {result['agent_startup_s']:.0f} s "
                 "(not timed in either figure).",
+                f"- Prefect server database: {args.prefect_db}. On its default SQLite the "
+                "server serialises every write, and lock requests and task-run records "
+                "queue behind each other: the same rollout takes several times longer.",
+                "- Reproduce: `.venv/bin/python bench/rollout.py --write-docs`.",
                 "",
                 "CPU seconds used during each phase (2 cores: the wall time times 2 is what "
                 "there was):",
@@ -383,10 +387,6 @@ def main() -> int:
                 "shares 2 cores with the 200 agents; where agents run on their own machines, "
                 "as instances do, the flow's overhead no longer competes with the target "
                 "calls.",
-                f"- Prefect server database: {args.prefect_db}. On its default SQLite the "
-                "server serialises every write, and lock requests and task-run records "
-                "queue behind each other: the same rollout takes several times longer.",
-                "- Reproduce: `.venv/bin/python bench/rollout.py --write-docs`.",
             ],
         )
     return 0 if ok else 1
