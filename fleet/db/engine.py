@@ -10,10 +10,12 @@ PostgreSQL serialises audit appends with a transaction-level advisory lock
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ __all__ = ["create_all", "dispose_engines", "get_engine", "make_engine", "transa
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
-_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_WRITERS: weakref.WeakKeyDictionary[Engine, _Writers] = weakref.WeakKeyDictionary()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -91,32 +93,72 @@ def create_all(engine: Engine) -> None:
     metadata.create_all(engine)
 
 
-def _writer_lock(engine: Engine) -> threading.RLock | None:
-    """The lock a SQLite engine's writers take in this process before `BEGIN IMMEDIATE`."""
+class _Writers:
+    """Queues a SQLite database's writers ahead of `BEGIN IMMEDIATE`.
+
+    Threads of this process queue on a lock; processes queue on an
+    exclusive `flock` of a file beside the database, which the kernel hands
+    over the moment it is released. SQLite's own busy handler polls with
+    sleeps of up to 100 ms, so writers contending for its lock waited far
+    longer than their writes took. Where the file cannot be opened (a
+    read-only directory), processes meet at SQLite's lock as before.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self._threads = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        if database and database != ":memory:" and not database.startswith("file:"):
+            with suppress(OSError):
+                self._fd = os.open(f"{database}-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        self._depth += 1
+        if self._depth == 1 and self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._depth -= 1
+                self._threads.release()
+                raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _writers(engine: Engine) -> _Writers | None:
+    """The writer queue of a SQLite engine; None for other databases."""
     if engine.dialect.name != "sqlite":
         return None
     with _LOCK:
-        lock = _WRITERS.get(engine)
-        if lock is None:
-            lock = _WRITERS[engine] = threading.RLock()
-        return lock
+        writers = _WRITERS.get(engine)
+        if writers is None:
+            writers = _WRITERS[engine] = _Writers(engine.url.database)
+            weakref.finalize(engine, writers.close)
+        return writers
 
 
 @contextmanager
 def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Connection]:
     """One database transaction: committed when the block ends, rolled back on error.
 
-    `read_only` transactions on SQLite begin deferred instead of `IMMEDIATE`.
-    SQLite writers of one process also queue on a lock of their own first:
-    SQLite's busy handler polls with sleeps of up to 100 ms, so threads
-    contending for its write lock waited far longer than the writes took.
-    Writers in other processes still meet at SQLite's lock.
+    `read_only` transactions on SQLite begin deferred instead of `IMMEDIATE`;
+    writing ones queue first (`_Writers`).
 
     Fleet speaks SQL through SQLAlchemy Core only, so a transaction is a
     plain `Connection`: an ORM session around it cost more than the query
     on the API's one-row reads.
     """
     bind = engine.execution_options(fleet_read_only=True) if read_only else engine
-    lock = None if read_only else _writer_lock(engine)
+    lock = None if read_only else _writers(engine)
     with lock or nullcontext(), bind.begin() as connection:
         yield connection
