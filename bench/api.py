@@ -326,9 +326,9 @@ def main() -> int:
             "(the compile work that does not depend on the time) while the audit chain head "
             "is unchanged, so it costs one small query plus the time-dependent part of one "
             "instance's compile. `POST /pins` is a write: SQLite serialises writers, and "
-            "writers of one process queue on an in-process lock before SQLite's; with two "
-            "worker processes they also meet at SQLite's own lock, whose busy handler "
-            "retries with sleeps (hence the longer tail there).",
+            "Fleet's writers queue ahead of SQLite's lock (threads on a lock, processes on "
+            "a file lock beside the database), which hands over at once where SQLite's busy "
+            "handler retries with sleeps of up to 100 ms.",
         ]
         write_section("API (bench/api.py)", lines)
     return 0 if goal else 1
