@@ -18,3 +18,18 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def fleet_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh SQLite Fleet database, made the default for the services."""
+    from fleet.db.engine import create_all, dispose_engines, get_engine
+    from fleet.settings import get_settings
+
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    monkeypatch.setenv("FLEET_DATABASE_URL", url)
+    get_settings.cache_clear()
+    create_all(get_engine(url))
+    yield url
+    dispose_engines()
+    get_settings.cache_clear()

@@ -19,8 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from fleet.db.engine import create_all, dispose_engines, get_engine
-from fleet.settings import get_settings
 from tests.agent.conftest import start_agent  # noqa: F401  (fixture)
 from tests.e2e.stack import free_port
 
@@ -121,17 +119,6 @@ def _drain_prefect_workers() -> None:
                 worker.drain_all()
 
     in_thread(drain)  # not in the main thread, where Playwright may run an event loop
-
-
-@pytest.fixture
-def fleet_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'fleet.db'}"
-    monkeypatch.setenv("FLEET_DATABASE_URL", url)
-    get_settings.cache_clear()
-    create_all(get_engine(url))
-    yield url
-    dispose_engines()
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,10 @@ from prefect.client.orchestration import get_client
 from fleet.services import approvals
 from flows.compile_and_deploy import compile_and_deploy
 from tests.browser.conftest import in_thread, run_in_thread
-from tests.flows.runs import FAST
+from tests.flows.runs import FAST, paused_run
 from tests.flows.support import build_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("prefect_ui", "fleet_db")]
-
-
-def paused_run(timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            for run in client.read_flow_runs(limit=50):
-                if run.state and run.state.is_paused():
-                    return str(run.id)
-            time.sleep(0.2)
-    raise AssertionError("no paused run")
 
 
 def test_approve_a_paused_rollout_in_the_resume_form(
@@ -36,7 +25,7 @@ def test_approve_a_paused_rollout_in_the_resume_form(
         build_world, tmp_path, start_agent, [("m1", "manual", None)], approvals_required=1
     )
     thread, box = run_in_thread(compile_and_deploy, requested_by="ops", strategy=FAST)
-    run_id = paused_run()
+    run_id = paused_run("compile-and-deploy")
 
     page.goto(f"{prefect_ui}/runs/flow-run/{run_id}")
     page.get_by_role("button", name="Resume", exact=True).click()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import threading
 import time
-from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -13,11 +11,10 @@ from prefect.flow_runs import resume_flow_run
 
 from fleet.services import audit, deployments, manifests
 from flows.compile_and_deploy import Strategy, compile_and_deploy
+from tests.flows.runs import FAST, paused_run, run_in_thread
 from tests.flows.support import build_world
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "fleet_db")
-
-FAST = Strategy(retries=8, retry_delay_seconds=0.05, approval_poll_seconds=1, halt_after="100%")
 
 
 def outcome_of(instance: str) -> list[str]:
@@ -26,32 +23,6 @@ def outcome_of(instance: str) -> list[str]:
 
 def statuses(instance: str) -> list[str]:
     return [h.revision.status.value for h in manifests.history(instance)]
-
-
-def run_in_thread(**params: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = compile_and_deploy(**params)
-        except BaseException as exc:  # the test reads it
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, box
-
-
-def paused_run(timeout: float = 60) -> str:
-    """The id of the (one) paused compile-and-deploy run."""
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            for run in client.read_flow_runs(limit=50):
-                if run.state and run.state.is_paused():
-                    return str(run.id)
-            time.sleep(0.2)
-    raise AssertionError("no paused run")
 
 
 def wait_paused_again(run_id: str, key_number: int, timeout: float = 30) -> None:
@@ -90,8 +61,8 @@ def test_auto_deploys_frozen_stays_dry_run_changes_nothing(tmp_path, start_agent
 
 def test_manual_instances_wait_then_deploy_after_two_distinct_approvals(tmp_path, start_agent):
     world = build_world(tmp_path, start_agent, [("m1", "manual", None), ("m2", "manual", None)])
-    thread, box = run_in_thread(requested_by="alice", strategy=FAST)
-    run_id = paused_run()
+    thread, box = run_in_thread(compile_and_deploy, requested_by="alice", strategy=FAST)
+    run_id = paused_run("compile-and-deploy")
     assert world.applies("m1") == []
 
     resume_flow_run(run_id, run_input={"decision": "approve", "approver": "alice", "comment": "me"})
@@ -123,8 +94,8 @@ def test_rejection_deploys_nothing_and_records_who_and_why(tmp_path, start_agent
         [("m1", "manual", None), ("m2", "manual", None)],
         approvals_required=1,
     )
-    thread, box = run_in_thread(requested_by="alice", strategy=FAST)
-    run_id = paused_run()
+    thread, box = run_in_thread(compile_and_deploy, requested_by="alice", strategy=FAST)
+    run_id = paused_run("compile-and-deploy")
     resume_flow_run(
         run_id,
         run_input={
@@ -147,7 +118,7 @@ def test_approval_timeout_deploys_nothing_and_records_the_expiry(tmp_path, start
     world = build_world(
         tmp_path, start_agent, [("m1", "manual", None)], approvals_required=1, approval_timeout="3s"
     )
-    thread, box = run_in_thread(requested_by="alice", strategy=FAST)
+    thread, box = run_in_thread(compile_and_deploy, requested_by="alice", strategy=FAST)
     thread.join(60)
     assert not thread.is_alive()
     assert box["result"]["outcomes"] == {"m1": "expired"}
@@ -213,8 +184,8 @@ def test_two_runs_on_the_same_instances_never_overlap(tmp_path, start_agent):
     world = build_world(tmp_path, start_agent, names)
     for name, _, _ in names:
         world.set_faults(name, latency_ms=300)
-    first, box1 = run_in_thread(requested_by="ops", strategy=FAST)
-    second, box2 = run_in_thread(requested_by="ops2", strategy=FAST)
+    first, box1 = run_in_thread(compile_and_deploy, requested_by="ops", strategy=FAST)
+    second, box2 = run_in_thread(compile_and_deploy, requested_by="ops2", strategy=FAST)
     first.join(120)
     second.join(120)
     assert "error" not in box1 and "error" not in box2, (box1, box2)
