@@ -340,9 +340,20 @@ def deploy_then_ask(
             poll=strategy.approval_poll_seconds,
             notes=notes,
         )
-        for spec, outcome, why in closed:
-            record_outcome(spec, outcome, actor=requested_by, error=why)
-            done.append(InstanceOutcome(spec.instance, spec.revision, outcome, why))
-        progress.advance(len(closed))
+        record_closed(closed, actor=requested_by, progress=progress, done=done)
         rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
     return done
+
+
+def record_closed(
+    closed: list[tuple[DeploySpec, str, str]],
+    *,
+    actor: str,
+    progress: Progress,
+    done: list[InstanceOutcome],
+) -> None:
+    """Record the instances the approval gate closed (rejected, expired) as done."""
+    for spec, outcome, why in closed:
+        record_outcome(spec, outcome, actor=actor, error=why)
+        done.append(InstanceOutcome(spec.instance, spec.revision, outcome, why))
+    progress.advance(len(closed))

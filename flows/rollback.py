@@ -24,8 +24,8 @@ from fleet.core.durations import isoformat
 from fleet.core.errors import FleetError, InputError, NoRollbackTarget, RollbackRefused
 from fleet.core.rollback import RollbackTarget
 from fleet.services.rollouts import DeploySpec
-from flows._rollout import Strategy, approval_gate, rollout
-from tasks.deploying import InstanceOutcome, ensure_instance_locks, record_outcome
+from flows._rollout import Strategy, approval_gate, record_closed, rollout
+from tasks.deploying import InstanceOutcome, ensure_instance_locks
 from tasks.reporting import Progress, publish_outcomes
 from tasks.rollback import (
     accept_risk,
@@ -142,10 +142,7 @@ def rollback(
             poll=strategy.approval_poll_seconds,
             notes=notes,
         )
-        for spec, outcome, why in closed:
-            record_outcome(spec, outcome, actor=requested_by, error=why)
-            done.append(InstanceOutcome(spec.instance, spec.revision, outcome, why))
-        progress.advance(len(closed))
+        record_closed(closed, actor=requested_by, progress=progress, done=done)
         rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
 
     by_name = {s.instance: s for s in specs}
