@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench._docs import write_section  # noqa: E402
 from bench.store import NOW, fleet_data  # noqa: E402
+from fleet.settings import Settings  # noqa: E402
 
 GOAL_P99_MS = 100.0
-GOAL_THREADS = 4  # Settings.api_threads' default
 
 
 @dataclass
@@ -291,9 +291,9 @@ def main() -> int:
             f"`.venv/bin/python bench/api.py --write-docs`: {args.instances:,} instances "
             f"(8 components, 60 versions each, one stored plan) on SQLite, served by "
             f"`fleet api serve --workers N` (uvicorn with httptools and uvloop, "
-            f"{GOAL_THREADS} worker threads per process). {args.clients} concurrent clients, "
-            f"each on its own keep-alive connection and sending its next request as soon as "
-            f"the last is answered, every request with a bearer token, for "
+            f"{Settings().api_threads} worker threads per process). {args.clients} concurrent "
+            "clients, each on its own keep-alive connection and sending its next request as "
+            "soon as the last is answered, every request with a bearer token, for "
             f"{args.seconds:.0f} s per route after a 2 s warm-up. The load generator is one "
             "asyncio loop speaking HTTP/1.1 itself, so that it takes little of the 2 cores "
             "the server runs on (about 0.15 ms of CPU per request).",

@@ -27,7 +27,6 @@ __all__ = [
     "PageDep",
     "Paging",
     "PrincipalDep",
-    "SettingsDep",
     "ViewerDep",
     "engine_of",
     "require",
@@ -39,13 +38,6 @@ def settings_of(app: FastAPI) -> Settings:
     """The app's settings: those given to `create_app`, else `get_settings()`."""
     given: Settings | None = app.state.settings
     return given if given is not None else get_settings()
-
-
-async def _settings(request: Request) -> Settings:
-    return settings_of(request.app)
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
 def engine_of(request: Request) -> Engine:
