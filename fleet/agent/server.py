@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from pathlib import Path
@@ -14,7 +15,29 @@ from fleet.agent.faults import Faults, ResettableH11Protocol
 from fleet.agent.installation import DEFAULT_KEEP, Installation
 from fleet.agent.service import AgentState, create_app
 
-__all__ = ["read_token", "serve"]
+__all__ = ["QuietServer", "read_token", "serve"]
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn's server, waking once a second when idle instead of ten times.
+
+    uvicorn's main loop wakes every 0.1 s to refresh its `Date` header (once a
+    second) and to notice a shutdown request. An agent is idle nearly all the
+    time, and a host may run many: 200 idle agents used about a quarter of a
+    core for those wake-ups alone. Waking once a second keeps the header as
+    fresh and answers a shutdown request within a second.
+    """
+
+    tick_seconds = 1.0
+
+    async def main_loop(self) -> None:
+        # uvicorn refreshes the header when counter % 10 == 0: every tick here.
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 10) % 864000
+            await asyncio.sleep(self.tick_seconds)
+            should_exit = await self.on_tick(counter)
 
 
 def read_token(path: Path) -> str:
@@ -72,4 +95,4 @@ def serve(
     logging.getLogger("fleet.agent").info(
         "agent serving %s on %s:%s", installation.root, host, sock.getsockname()[1]
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    QuietServer(config).run(sockets=[sock])

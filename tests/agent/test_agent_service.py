@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
 from fleet.agent.client import AgentClient
 from fleet.agent.errors import (
@@ -21,6 +23,9 @@ from fleet.agent.errors import (
     TargetBusy,
     Unauthorized,
 )
+from fleet.agent.installation import Installation
+from fleet.agent.server import QuietServer
+from fleet.agent.service import AgentState, create_app
 from fleet.artifacts import ArtifactRef
 from fleet.cli.main import main
 from tests.agent.support import TOKEN, AgentProcess, make_manifest
@@ -253,3 +258,45 @@ def test_serve_refuses_bad_options_with_exit_2(
     argv += ["--token-file", str(token_file), *extra]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_idle_agent_wakes_once_a_second_and_keeps_its_date_header_fresh(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = uvicorn.Config(create_app(AgentState(Installation(tmp_path), "t")))
+    config.load()
+    server = QuietServer(config)
+    server.server_state = uvicorn.server.ServerState()
+    slept: list[float] = []
+    clock = iter(range(1_000_000_000, 1_000_000_100))
+    monkeypatch.setattr(uvicorn.server.time, "time", lambda: float(next(clock)))
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            server.should_exit = True
+
+    dates = []
+    real_on_tick = server.on_tick
+
+    async def on_tick(counter: int) -> bool:
+        done = await real_on_tick(counter)
+        dates.append(dict(server.server_state.default_headers)[b"date"])
+        return done
+
+    monkeypatch.setattr(server, "on_tick", on_tick)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    asyncio.run(server.main_loop())
+    assert slept == [1.0, 1.0, 1.0]
+    assert len(dates) == 4 and len(set(dates)) == 4  # a fresh Date at every wake-up
+
+
+def test_an_agent_stops_within_a_few_seconds_of_sigterm(agent: AgentProcess) -> None:
+    assert agent.proc is not None
+    started = time.monotonic()
+    agent.proc.terminate()
+    agent.proc.wait(10)
+    assert time.monotonic() - started < 3
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert agent.proc.returncode == -15
+    assert "Traceback" not in agent.stderr()
