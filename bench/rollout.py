@@ -112,7 +112,9 @@ def fresh_postgres_database() -> str:
 
 def start_prefect(home: Path, database: str = "sqlite") -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    from deployments.prefect_server import server_env
+
+    env = {**server_env(), "PREFECT_HOME": str(home)}
     if database == "postgres":
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = fresh_postgres_database()
     proc = subprocess.Popen(

@@ -39,6 +39,8 @@ from typing import Any
 
 import httpx
 
+from deployments.prefect_server import server_env
+
 __all__ = ["Demo", "DemoConfig", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +95,7 @@ class Demo:
 
     def env(self) -> dict[str, str]:
         c = self.config
-        env = dict(os.environ)
+        env = server_env()
         env.update(
             FLEET_HOME=str(c.home),
             PREFECT_HOME=str(c.home / "prefect"),
@@ -101,7 +103,6 @@ class Demo:
             PREFECT_UI_URL=c.prefect_url,
             PREFECT_SERVER_API_HOST=c.host,
             PREFECT_SERVER_API_PORT=str(c.prefect_port),
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_LOGGING_LEVEL=env.get("PREFECT_LOGGING_LEVEL", "INFO"),
             PYTHONUNBUFFERED="1",
         )
