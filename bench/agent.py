@@ -112,11 +112,18 @@ class Agent:
         return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
+        stop_all([self])
+
+
+def stop_all(agents: list[Agent]) -> None:
+    """Signal every agent, then wait for each: they shut down side by side."""
+    for agent in agents:
+        agent.proc.send_signal(signal.SIGTERM)
+    for agent in agents:
         try:
-            self.proc.wait(10)
+            agent.proc.wait(10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            agent.proc.kill()
 
 
 def manifest(refs: dict[str, ArtifactRef], base: str, version: str, n: int) -> Manifest:
@@ -217,8 +224,7 @@ def bench_many_agents(
             client.close()
         rss = [agent.rss_mb() for agent in fleet]
     finally:
-        for agent in fleet:
-            agent.stop()
+        stop_all(fleet)
     return {
         "agents": agents,
         "concurrency": concurrency,
