@@ -29,7 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +184,52 @@ def apply_all(clients: list[Any], manifests: list[Any]) -> None:
         list(pool.map(one, range(len(clients))))
 
 
+class Breakdown:
+    """Where each deploy task's time goes, timed inside this (the flow's) process:
+    its whole run in a task-runner slot, Prefect's tag concurrency check (made
+    for every tagged task run, before it starts) and Fleet's deploy body."""
+
+    def __init__(self) -> None:
+        import prefect.task_engine as engine
+
+        import tasks.deploying as deploying
+
+        self.times: dict[str, list[float]] = {"slot": [], "tag check": [], "deploy body": []}
+        self._timed(engine, "run_task_sync", self.times["slot"])
+        self._timed(deploying, "deploy", self.times["deploy body"])
+        check = engine._concurrency
+        checks = self.times["tag check"]
+
+        @contextmanager
+        def timed_check(*args: Any, **kwargs: Any) -> Iterator[None]:
+            started = time.perf_counter()
+            with check(*args, **kwargs):
+                checks.append(time.perf_counter() - started)
+                yield
+
+        engine._concurrency = timed_check  # type: ignore[assignment]
+
+    @staticmethod
+    def _timed(module: Any, name: str, into: list[float]) -> None:
+        call = getattr(module, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                into.append(time.perf_counter() - started)
+
+        setattr(module, name, timed)
+
+    def take(self) -> dict[str, float]:
+        """Mean seconds per task since the last call."""
+        means = {k: sum(v) / len(v) if v else 0.0 for k, v in self.times.items()}
+        for times in self.times.values():
+            times.clear()
+        return means
+
+
 def versions_for(rounds: int) -> list[str]:
     """1.0.0 (installed before timing), then per round the flow's and the loop's release."""
     return ["1.0.0", *(f"1.{n}.0" for n in range(1, 2 * rounds + 1))]
@@ -296,6 +344,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
         setup(instances=names)
         strategy = Strategy(canary="0", batch="100%", halt_after="100%")
+        breakdown = Breakdown()
         agent_pids = {a.proc.pid for a in agents}
         rounds = []
         for number in range(args.rounds):
@@ -312,6 +361,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             )
             flow_wall = time.perf_counter() - t0
             flow_cpu = cpu_between(cpu0, cpu_by_party(server.pid, agent_pids))
+            per_task = breakdown.take()
             report = state.result()
             outcomes = report["outcomes"]
             assert isinstance(outcomes, dict)
@@ -336,6 +386,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     "deploy_task_runs_completed": completed,
                     "flow_cpu": flow_cpu,
                     "loop_cpu": loop_cpu,
+                    "per_task": per_task,
                 }
             )
             print(f"round {number + 1}: {rounds[-1]}", flush=True)
@@ -429,21 +480,23 @@ def main() -> int:
                     if party != "PostgreSQL"  # its backends come and go: not countable
                 ),
                 "",
-                "Where a deploy task's time goes (measured by timing Prefect's and Fleet's "
-                "calls inside one 200-instance run on this machine): of about 1.5 s in a "
-                "worker slot, the deploy body (Fleet's records, apply, health) took about "
-                "0.5 s, and Prefect's tag concurrency check about 0.9 s. Prefect makes that "
+                "Where a deploy task's time goes in the median round (means, timed inside "
+                f"the flow's process): {median['per_task']['slot']:.2f} s in a task-runner "
+                "slot, of which the deploy body (Fleet's records, apply, health) took "
+                f"{median['per_task']['deploy body']:.2f} s and Prefect's tag concurrency "
+                f"check {median['per_task']['tag check']:.2f} s. Prefect makes that "
                 "check for every tagged task run, through one acquisition service per set of "
                 "tag names, and every deploy's tags name its instance: each check is a new "
                 "client on a new connection, a CSRF token request and the acquisition "
                 "request. An idle Prefect server answers about 100 of those requests a "
                 "second; during the rollout they queue behind the server's recording of "
-                "task-run, lock and block events (about 50 ms of server CPU per instance). "
-                "More task-runner threads do not help: with 48 threads and deploys still "
-                "bounded at 16, the check took 3 s. Fixed on the way: a TLS context built "
-                "for every Prefect client (a third of the flow process's CPU), idle agents "
-                "waking ten times a second, and the server writing each task-run event in "
-                "its own transaction.",
+                "task-run, lock and block events ("
+                f"{1000 * median['flow_cpu']['Prefect server'] / args.instances:.0f} ms of "
+                "server CPU per instance). More task-runner threads did not help: in a trial "
+                "with 48 threads and deploys still bounded at 16, the check took 3 s. Fixed "
+                "on the way: a TLS context built for every Prefect client (a third of the "
+                "flow process's CPU), idle agents waking ten times a second, and the server "
+                "writing each task-run event in its own transaction.",
             ],
         )
     return 0 if ok else 1
