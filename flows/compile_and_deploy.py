@@ -24,7 +24,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleet.services.rollouts import describe
-from flows._rollout import ApprovalInput, Selector, Strategy, deploy_then_ask
+from flows._rollout import DEPLOY_CONCURRENCY, ApprovalInput, Selector, Strategy, deploy_then_ask
 from tasks.deploying import ensure_instance_locks
 from tasks.planning import plan_rollout
 from tasks.reporting import publish_outcomes, publish_plan
@@ -37,7 +37,7 @@ __all__ = ["ApprovalInput", "Selector", "Strategy", "compile_and_deploy"]
     name="compile-and-deploy",
     flow_run_name="compile-and-deploy by {requested_by}",
     # Prefect's annotation of `task_runner` does not accept the generic runner as written.
-    task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=DEPLOY_CONCURRENCY),  # type: ignore[arg-type]
     log_prints=True,
 )
 def compile_and_deploy(

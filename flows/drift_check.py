@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleet.core.drift import Drift
-from flows._rollout import Strategy, rollout
+from flows._rollout import DEPLOY_CONCURRENCY, Strategy, rollout
 from tasks.deploying import InstanceOutcome, ensure_instance_locks
 from tasks.drift import observe, read_recorded, store_repair
 from tasks.reporting import Progress
@@ -23,7 +23,7 @@ from tasks.reporting import Progress
 @flow(
     name="drift-check",
     # Prefect's annotation of `task_runner` does not accept the generic runner as written.
-    task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=DEPLOY_CONCURRENCY),  # type: ignore[arg-type]
     log_prints=True,
 )
 def drift_check(

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleet.core.durations import isoformat
-from flows._rollout import Strategy, deploy_then_ask
+from flows._rollout import DEPLOY_CONCURRENCY, Strategy, deploy_then_ask
 from tasks.deploying import ensure_instance_locks
 from tasks.planning import plan_rollout
 from tasks.reporting import publish_outcomes, publish_plan
@@ -38,7 +38,7 @@ from tasks.security import (
     name="patch-rollout",
     flow_run_name="patch-rollout {advisory} by {requested_by}",
     # Prefect's annotation of `task_runner` does not accept the generic runner as written.
-    task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=DEPLOY_CONCURRENCY),  # type: ignore[arg-type]
     log_prints=True,
 )
 def patch_rollout(

@@ -24,7 +24,7 @@ from fleet.core.durations import isoformat
 from fleet.core.errors import FleetError, InputError, NoRollbackTarget, RollbackRefused
 from fleet.core.rollback import RollbackTarget
 from fleet.services.rollouts import DeploySpec
-from flows._rollout import Strategy, approval_gate, record_closed, rollout
+from flows._rollout import DEPLOY_CONCURRENCY, Strategy, approval_gate, record_closed, rollout
 from tasks.deploying import InstanceOutcome, ensure_instance_locks
 from tasks.reporting import Progress, publish_outcomes
 from tasks.rollback import (
@@ -52,7 +52,7 @@ class RiskAcceptanceInput(BaseModel):
     name="rollback",
     flow_run_name="rollback to {target} by {requested_by}",
     # Prefect's annotation of `task_runner` does not accept the generic runner as written.
-    task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=DEPLOY_CONCURRENCY),  # type: ignore[arg-type]
     log_prints=True,
 )
 def rollback(

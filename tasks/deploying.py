@@ -10,16 +10,23 @@ check rolls the instance back to its last good manifest and is recorded
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.concurrency.sync import concurrency
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency._events import _emit_concurrency_event
+from prefect.concurrency._leases import maintain_concurrency_lease
+from prefect.concurrency._sync import (
+    acquire_concurrency_slots_with_lease,
+    release_concurrency_slots_with_lease,
+)
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.runtime import flow_run
 
@@ -30,6 +37,7 @@ from fleet.agent.target import Target
 from fleet.core.errors import FleetError
 from fleet.services import rollouts
 from fleet.services.rollouts import DeploySpec
+from tasks._tagcheck import all_concurrency_limits
 
 LOCK_PREFIX = "fleet-instance-"
 
@@ -46,33 +54,61 @@ class InstanceOutcome:
     detail: str = ""
 
 
-# Prefect emits one event per limit acquired or released, relating it to the
-# other limits of the same request, and refuses events with more than 100
-# related resources (the run's own context adds a few): a wave's locks go in
-# requests of at most this many.
-LOCKS_PER_REQUEST = 8
+# A lock lease is renewed at three quarters of this, while the wave runs.
+LOCK_LEASE_SECONDS = 300
 
 
 @contextmanager
 def locked(instances: list[str], *, timeout: float) -> Iterator[None]:
-    """Hold the locks of `instances` (a wave), acquired a few requests at a time.
+    """Hold the locks of `instances` (a wave) while the wave runs.
 
-    Each instance has its own global concurrency limit of 1, acquired
-    strictly (a missing limit is an error, not a silent no-lock). Taking a
-    wave's locks in a few requests instead of one per instance keeps the
-    Prefect server from becoming the bottleneck. Every run takes them in
-    name order, so two runs wanting overlapping sets cannot deadlock: the
-    one holding the lowest contended lock goes first. `timeout` bounds the
-    whole acquisition.
+    Each instance has its own global concurrency limit of 1. The wave takes
+    them all in one request, which the server grants whole or not at all, so
+    two runs wanting overlapping sets cannot deadlock, and a wave of 200 costs
+    one request, not one per instance. The acquisition is strict: a limit
+    missing on the server is an error, never a silent no-lock. `timeout`
+    bounds the wait for another run's locks.
+
+    This is what `prefect.concurrency.sync.concurrency(names, strict=True)`
+    does, with two differences: it checks that *every* limit exists (Prefect
+    only errors when none does), and each lock's acquired/released event
+    names that lock alone. Prefect relates every lock of a request to all
+    the others, and refuses an event with more than 100 related resources:
+    a wave of 200 lost all its events.
     """
     names = sorted(lock_name(n) for n in set(instances))
-    deadline = time.monotonic() + timeout
-    with ExitStack() as held:
-        for start in range(0, len(names), LOCKS_PER_REQUEST):
-            chunk = names[start : start + LOCKS_PER_REQUEST]
-            left = max(deadline - time.monotonic(), 0.001)
-            held.enter_context(concurrency(chunk, occupy=1, strict=True, timeout_seconds=left))
+    if not names:
         yield
+        return
+    run_id = flow_run.id
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
+    lease = acquire_concurrency_slots_with_lease(
+        names,
+        1,
+        timeout_seconds=timeout,
+        lease_duration=LOCK_LEASE_SECONDS,
+        strict=True,
+        holder=holder,
+    )
+    try:
+        missing = sorted(set(names) - {limit.name for limit in lease.limits})
+        if missing:
+            raise ConcurrencySlotAcquisitionError(
+                f"No concurrency limit for {', '.join(missing)}: run `fleet setup` "
+                "or the rollout's `ensure instance locks` task first"
+            )
+        acquired = {
+            limit.id: _emit_concurrency_event("acquired", limit, [limit], 1)
+            for limit in lease.limits
+        }
+        with maintain_concurrency_lease(
+            lease.lease_id, LOCK_LEASE_SECONDS, raise_on_lease_renewal_failure=True
+        ):
+            yield
+    finally:
+        release_concurrency_slots_with_lease(lease.lease_id)
+    for limit in lease.limits:
+        _emit_concurrency_event("released", limit, [limit], 1, follows=acquired[limit.id])
 
 
 @task(name="ensure instance locks", cache_policy=NO_CACHE)
@@ -83,12 +119,7 @@ def ensure_instance_locks(instances: list[str]) -> None:
     only those missing (an instance added since).
     """
     with get_client(sync_client=True) as client:
-        existing: dict[str, int] = {}
-        while True:
-            page = client.read_global_concurrency_limits(limit=200, offset=len(existing))
-            existing.update({gcl.name: gcl.limit for gcl in page})
-            if len(page) < 200:
-                break
+        existing = all_concurrency_limits(client)
         for name in instances:
             if existing.get(lock_name(name)) != 1:
                 # Two runs starting at once may both find it missing; the second's
