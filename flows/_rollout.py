@@ -350,9 +350,9 @@ def _settle(
         future.wait()  # done: this only sets the future's final state
         if future.state.is_completed():
             outcome = future.result()
-    except Exception:
+    except Exception:  # `_outcome` reads it again, in the loop
         pass
-    finally:
+    finally:  # even on a signal such as a suspension: the loop must never wait forever
         into.put((future, outcome))
 
 

@@ -179,6 +179,27 @@ def test_transient_errors_still_converge(tmp_path, start_agent):
         assert world.running(name) == {"api": "1.1.0", "web": "1.1.0"}
 
 
+def test_a_wave_larger_than_the_loop_keeps_in_flight_is_fed_as_deploys_end(
+    tmp_path, start_agent, monkeypatch
+):
+    import flows._rollout
+
+    monkeypatch.setattr(flows._rollout, "DEPLOY_CONCURRENCY", 1)  # 2 in flight at most
+    names = [(f"a{i}", "auto", None) for i in range(5)]
+    world = build_world(tmp_path, start_agent, names)
+    for name, _, _ in names:
+        world.set_faults(name, latency_ms=200)
+    strategy = FAST.model_copy(update={"batch": "100%"})  # the canary, then a wave of 4
+    report = compile_and_deploy(requested_by="ops", strategy=strategy)
+    assert report["outcomes"] == {name: "succeeded" for name, _, _ in names}
+    applies = [e for name, _, _ in names for e in world.applies(name)]
+    edges = sorted(
+        [(e["started_at"], 1) for e in applies] + [(e["finished_at"], -1) for e in applies]
+    )
+    in_flight = list(itertools.accumulate(step for _, step in edges))
+    assert max(in_flight) <= 2, edges
+
+
 def test_two_runs_on_the_same_instances_never_overlap(tmp_path, start_agent):
     names = [("a1", "auto", None), ("a2", "auto", None)]
     world = build_world(tmp_path, start_agent, names)
