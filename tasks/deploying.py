@@ -27,6 +27,7 @@ from prefect.concurrency._sync import (
     acquire_concurrency_slots_with_lease,
     release_concurrency_slots_with_lease,
 )
+from prefect.events import Event
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.runtime import flow_run
 
@@ -90,6 +91,7 @@ def locked(instances: list[str], *, timeout: float) -> Iterator[None]:
         strict=True,
         holder=holder,
     )
+    acquired: dict[UUID, Event | None] = {}
     try:
         missing = sorted(set(names) - {limit.name for limit in lease.limits})
         if missing:
@@ -105,10 +107,11 @@ def locked(instances: list[str], *, timeout: float) -> Iterator[None]:
             lease.lease_id, LOCK_LEASE_SECONDS, raise_on_lease_renewal_failure=True
         ):
             yield
-    finally:
+    finally:  # a wave that failed releases its locks, and says so, too
         release_concurrency_slots_with_lease(lease.lease_id)
-    for limit in lease.limits:
-        _emit_concurrency_event("released", limit, [limit], 1, follows=acquired[limit.id])
+        for limit in lease.limits:
+            if limit.id in acquired:
+                _emit_concurrency_event("released", limit, [limit], 1, follows=acquired[limit.id])
 
 
 @task(name="ensure instance locks", cache_policy=NO_CACHE)

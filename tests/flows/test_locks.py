@@ -127,3 +127,23 @@ def test_an_instance_without_a_limit_is_an_error_and_the_wave_takes_none(names):
 def test_an_empty_wave_takes_nothing():
     with locked([], timeout=1):
         pass
+
+
+def test_a_wave_that_fails_releases_every_lock_and_says_so(names, monkeypatch):
+    import tasks.deploying
+
+    emitted: list[tuple[str, str]] = []
+    emit = tasks.deploying._emit_concurrency_event
+
+    def spy(phase, limit, *args, **kwargs):
+        emitted.append((phase, limit.name))
+        return emit(phase, limit, *args, **kwargs)
+
+    monkeypatch.setattr(tasks.deploying, "_emit_concurrency_event", spy)
+    wave = names[:3]
+    with pytest.raises(RuntimeError, match="deploy went wrong"), locked(wave, timeout=10):
+        raise RuntimeError("deploy went wrong")
+    assert active(names) == [0] * len(names)
+    locks = sorted(lock_name(n) for n in wave)
+    assert sorted(n for p, n in emitted if p == "acquired") == locks
+    assert sorted(n for p, n in emitted if p == "released") == locks
