@@ -63,6 +63,9 @@ __all__ = [
 ]
 
 
+# A finished deploy handed to the rollout loop, with its outcome if it completed.
+Finished = tuple[PrefectFuture[InstanceOutcome], InstanceOutcome | None]
+
 # Deploys a rollout runs at once: the rollout flows' task runners have as many threads.
 DEPLOY_CONCURRENCY = 16
 
@@ -278,8 +281,7 @@ def rollout(
         with locked(wave, timeout=strategy.lock_timeout_seconds), TagChecks() as checks:
             waiting = [by_name[name] for name in reversed(wave)]
             running: dict[PrefectFuture[InstanceOutcome], DeploySpec] = {}
-            finished: Queue[tuple[PrefectFuture[InstanceOutcome], InstanceOutcome | None]]
-            finished = Queue()
+            finished: Queue[Finished] = Queue()
             while waiting or running:
                 # Twice as many deploys as the task runner runs at once, the next
                 # one submitted as one ends: the runner never waits for this loop,
@@ -335,7 +337,7 @@ def _submit(
 def _settle(
     future: PrefectFuture[InstanceOutcome],
     *,
-    into: Queue[tuple[PrefectFuture[InstanceOutcome], InstanceOutcome | None]],
+    into: Queue[Finished],
 ) -> None:
     """Hand a finished deploy to the rollout loop, with its outcome if it completed.
 
