@@ -9,7 +9,7 @@ A version is affected when any range covers it or it is listed in `versions`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -23,9 +23,12 @@ from fleet.core.versions import parse_version
 __all__ = [
     "DEFAULT_DEADLINES",
     "Advisory",
+    "AdvisoryKey",
     "AffectedRange",
+    "Finding",
     "RangeEvent",
     "RiskAcceptance",
+    "Security",
     "Severity",
     "affecting",
     "deadline_of",
@@ -39,6 +42,18 @@ class Severity(StrEnum):
     HIGH = "high"
     MEDIUM = "medium"
     LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """Low 0, medium 1, high 2, critical 3: `a.rank >= Severity.MEDIUM.rank`."""
+        return _RANKS[self]
+
+
+_RANKS = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+
+# An advisory is identified by its id and the component it names: one OSV
+# record that names several packages is one advisory per component.
+AdvisoryKey = tuple[str, str]
 
 
 DEFAULT_DEADLINES: Mapping[Severity, timedelta | None] = {
@@ -145,6 +160,15 @@ class Advisory:
     aliases: tuple[str, ...] = ()
     summary: str | None = None
 
+    @property
+    def key(self) -> AdvisoryKey:
+        """`(id, component)`: what identifies an advisory."""
+        return (self.id, self.component)
+
+    def label(self) -> str:
+        """`FLEET-2026-0001 (critical) on api`, for reasons and reports."""
+        return f"{self.id} ({self.severity}) on {self.component}"
+
     def affects(self, version: Version) -> bool:
         """Whether `version` is in a range or in the explicit list."""
         if version in self.versions:
@@ -213,3 +237,130 @@ def parse_versions(values: Iterable[str]) -> frozenset[Version]:
 
 def affecting(advisories: Sequence[Advisory], component: str, version: Version) -> list[Advisory]:
     return [a for a in advisories if a.component == component and a.affects(version)]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One advisory affecting one version that one instance runs (or would run).
+
+    `enforced`: critical, or past its deadline, and not risk-accepted on the
+    instance. `excludes`: the version is a known hole that a normal compile
+    never chooses (open, and medium or above, or enforced).
+    """
+
+    advisory: Advisory
+    version: Version
+    deadline: datetime | None
+    overdue: bool
+    enforced: bool
+    acceptance: RiskAcceptance | None = None
+
+    @property
+    def open(self) -> bool:
+        """Not risk-accepted on the instance."""
+        return self.acceptance is None
+
+    @property
+    def excludes(self) -> bool:
+        return self.open and (self.enforced or self.advisory.severity.rank >= Severity.MEDIUM.rank)
+
+
+class Security:
+    """The one place that decides which advisories affect a version and which of
+    them are enforced on an instance at `now`. The plan, the compliance scan,
+    patch rollouts, the rollback floor, stale-approval checks and the API all
+    ask it.
+
+    Risk acceptances are per instance and advisory id (every component the id
+    names); the active one listed last counts.
+
+    >>> sec = Security([critical], now=now)
+    >>> [f.enforced for f in sec.findings("acme-prod", "api", Version("2.3.0"))]
+    [True]
+    """
+
+    def __init__(
+        self,
+        advisories: Sequence[Advisory],
+        risk_acceptances: Sequence[RiskAcceptance] = (),
+        *,
+        now: datetime,
+        deadlines: Mapping[Severity, timedelta | None] = DEFAULT_DEADLINES,
+        affecting: Callable[[str, Version], tuple[Advisory, ...]] | None = None,
+    ) -> None:
+        self.now = now
+        self.deadlines = deadlines
+        by_component: dict[str, list[Advisory]] = {}
+        for adv in advisories:
+            by_component.setdefault(adv.component, []).append(adv)
+        self._by_component = {k: tuple(v) for k, v in by_component.items()}
+        acceptances: dict[tuple[str, str], RiskAcceptance] = {}
+        for ra in risk_acceptances:
+            if ra.is_active(now):
+                acceptances[(ra.instance, ra.advisory)] = ra
+        self._acceptances = acceptances
+        self._accepting = frozenset(ra.instance for ra in acceptances.values())
+        self._affecting_cache: dict[tuple[str, Version], tuple[Advisory, ...]] = {}
+        self._affecting = affecting or self._affecting_here
+        self._facts: dict[AdvisoryKey, tuple[datetime | None, bool, bool]] = {}
+
+    def _affecting_here(self, component: str, version: Version) -> tuple[Advisory, ...]:
+        key = (component, version)
+        hit = self._affecting_cache.get(key)
+        if hit is None:
+            hit = tuple(a for a in self._by_component.get(component, ()) if a.affects(version))
+            self._affecting_cache[key] = hit
+        return hit
+
+    def affecting(self, component: str, version: Version) -> tuple[Advisory, ...]:
+        """Every advisory whose ranges or versions cover `component` `version`."""
+        return self._affecting(component, version)
+
+    def acceptance(self, instance: str, advisory: str) -> RiskAcceptance | None:
+        """The active risk acceptance of advisory id `advisory` on `instance`, if any."""
+        if instance not in self._accepting:
+            return None
+        return self._acceptances.get((instance, advisory))
+
+    def accepted_ids(self, instance: str) -> frozenset[str]:
+        """The advisory ids risk-accepted on `instance` now."""
+        if instance not in self._accepting:
+            return frozenset()
+        return frozenset(a for (i, a) in self._acceptances if i == instance)
+
+    def _facts_of(self, adv: Advisory) -> tuple[datetime | None, bool, bool]:
+        hit = self._facts.get(adv.key)
+        if hit is None:
+            deadline = deadline_of(adv, self.deadlines)
+            overdue = deadline is not None and self.now >= deadline
+            hit = (deadline, overdue, is_enforced(adv, self.now, self.deadlines))
+            self._facts[adv.key] = hit
+        return hit
+
+    def finding(self, instance: str, adv: Advisory, version: Version) -> Finding:
+        deadline, overdue, enforced = self._facts_of(adv)
+        acceptance = self.acceptance(instance, adv.id)
+        return Finding(adv, version, deadline, overdue, enforced and acceptance is None, acceptance)
+
+    def findings(self, instance: str, component: str, version: Version) -> tuple[Finding, ...]:
+        """Every advisory affecting `component` `version` on `instance`, judged at `now`."""
+        return tuple(
+            self.finding(instance, adv, version) for adv in self.affecting(component, version)
+        )
+
+    def holes(self, instance: str, component: str, version: Version) -> tuple[Finding, ...]:
+        """The findings that make `version` a known hole on `instance` (never chosen)."""
+        return tuple(f for f in self.findings(instance, component, version) if f.excludes)
+
+    def enforced(self, instance: str, components: Mapping[str, Version | None]) -> list[Finding]:
+        """The enforced advisories affecting a manifest of `instance`.
+
+        >>> [f.advisory.id for f in Security([critical], now=now).enforced(
+        ...     "acme-prod", {"api": Version("2.3.0")})]
+        ['FLEET-2026-0001']
+        """
+        out: list[Finding] = []
+        for component, version in components.items():
+            if version is not None:
+                out.extend(f for f in self.findings(instance, component, version) if f.enforced)
+        return out
