@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from fleet.core.advisories import DEFAULT_DEADLINES, Severity
+from fleet.core.advisories import DEFAULT_DEADLINES, Security, Severity
 from fleet.core.channels import Policy
-from fleet.core.plan import compile_plan
+from fleet.core.plan import Decision, compile_plan
 from fleet.core.state import FleetState
 from tests.core.reference_planner import reference_plan
 from tests.factories import LONG_AGO, NOW, acceptance, advisory, channel, cv, instance, pin, state
@@ -231,3 +231,46 @@ def security_fleets(draw) -> FleetState:
 @given(security_fleets())
 def test_security_fixes_agree_with_the_reference_planner(fleet: FleetState) -> None:
     test_compile_agrees_with_the_reference_planner.hypothesis.inner_test(fleet)  # type: ignore[attr-defined]
+
+
+# Invariants that must hold for any input, on both generators.
+
+ANY_FLEET = st.one_of(fleets(), security_fleets())
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ANY_FLEET)
+def test_no_chosen_version_carries_an_enforced_advisory_unless_no_fix_is_said(
+    fleet: FleetState,
+) -> None:
+    plan = compile_plan(fleet, NOW)
+    security = Security(
+        fleet.advisories, fleet.risk_acceptances, now=NOW, deadlines=fleet.deadlines
+    )
+    for item in plan.instances:
+        if item.decision is Decision.ERROR:
+            continue
+        no_fix = {f.advisory.key for f in item.advisories if f.no_fix}
+        for c in item.components:
+            if c.to_version is None:
+                continue
+            for finding in security.findings(item.instance, c.component, c.to_version):
+                if finding.enforced:
+                    assert finding.advisory.key in no_fix, (item.instance, item.to_json())
+                    assert c.to_version == c.from_version  # it stays where it is
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ANY_FLEET)
+def test_every_requires_holds_and_nothing_goes_down(fleet: FleetState) -> None:
+    for item in compile_plan(fleet, NOW).instances:
+        if item.decision is Decision.ERROR:
+            continue
+        target = {c.component: c.to_version for c in item.components if c.to_version}
+        for c in item.components:
+            if c.from_version is not None:
+                assert c.to_version is not None and c.to_version >= c.from_version
+        for comp, version in target.items():
+            for other, spec in fleet.registry.get(comp, version).requires.items():
+                assert other in target, (item.instance, comp, other)
+                assert spec.contains(target[other], prereleases=True), (item.instance, comp)
