@@ -938,8 +938,9 @@ class _References:
         """Report every item whose `keys` repeat an earlier item's (what identifies it)."""
         seen: dict[tuple[str, ...], str] = {}
         for where, item in items:
-            values = tuple(item.get(key) for key in keys)
-            if not all(isinstance(v, str) for v in values):
+            raw = [item.get(key) for key in keys]
+            values = tuple(v for v in raw if isinstance(v, str))
+            if len(values) != len(keys):
                 continue
             if values in seen:
                 shown = " ".join(repr(v) for v in values)
