@@ -113,7 +113,7 @@ def status_of(flag: AdvisoryFlag) -> ComplianceStatus:
     """The compliance status of one of the plan's advisory flags.
 
     >>> [str(status_of(f)) for f in compile_plan(state, now).instances[0].advisories]
-    ['enforced']
+    ['overdue']
     """
     if flag.risk_acceptance is not None:
         return ComplianceStatus.RISK_ACCEPTED
@@ -139,8 +139,8 @@ def compliance_rows(
     """Every (instance, component, advisory) that affects what instances run now,
     in fleet order; `advisories` (ids) and `instances` narrow it.
 
-    >>> [r.status for r in compliance_rows(state, now)]
-    [<ComplianceStatus.ENFORCED: 'enforced'>]
+    >>> [str(r.status) for r in compliance_rows(state, now, instances=["acme-prod"])]
+    ['overdue']
     """
     require_aware(now, what="compliance time")
     plan = compile_plan(state, now, instances=instances or None, memo=memo)
@@ -196,7 +196,7 @@ def patch_selection(rows: Iterable[ComplianceRow], advisory: str | None = None) 
     `deadlines` holds per instance a sentence naming each advisory's deadline.
 
     >>> patch_selection(compliance_rows(state, now)).enforce
-    ('acme-prod',)
+    ('acme-prod', 'globex-us', 'hooli-prod', 'initech-prod')
     """
     rows = list(rows)
     if advisory is None:

@@ -494,7 +494,7 @@ class Security(_Model):
 class FleetFile(_Model):
     """A parsed, validated fleet file (format 1).
 
-    >>> parse_fleet_text(open("examples/fleet.yaml").read()).components
+    >>> parse_fleet_text(text).components
     ['api', 'web', 'worker', 'migrations']
     """
 

@@ -226,7 +226,7 @@ def compile_plan(
 
     >>> plan = compile_plan(state, datetime(2026, 11, 26, 12, tzinfo=timezone.utc))
     >>> plan.instances[0].decision
-    <Decision.DEPLOY: 'deploy'>
+    <Decision.ENFORCE_SECURITY: 'enforce-security'>
     """
     require_aware(now, what="plan time")
     candidates: Sequence[Instance] = state.instances
@@ -1463,7 +1463,7 @@ def plan_summary(plan: Plan) -> str:
     """One line of counts per decision, for humans.
 
     >>> plan_summary(plan)
-    '12 instances: 3 deploy, 2 needs-approval, 1 skip-frozen, 2 enforce-security, 4 noop'
+    '12 instances: 2 noop, 2 deploy, 3 needs-approval, 1 skip-frozen, 4 enforce-security'
     """
     counts = plan.counts()
     parts = [f"{n} {d}" for d, n in counts.items() if n]
