@@ -21,7 +21,14 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from fleet.core.advisories import Advisory, AdvisoryKey, Finding, RiskAcceptance, Security
+from fleet.core.advisories import (
+    Advisory,
+    AdvisoryIndex,
+    AdvisoryKey,
+    Finding,
+    RiskAcceptance,
+    Security,
+)
 from fleet.core.channels import Channel, Policy, effective_policy
 from fleet.core.durations import format_duration, isoformat, require_aware
 from fleet.core.errors import (
@@ -279,10 +286,7 @@ class PlanMemo:
         for pin in state.pins:
             pins_by_scope.setdefault((pin.scope.kind, pin.scope.name), []).append(pin)
         self.pins_by_scope = {k: tuple(v) for k, v in pins_by_scope.items()}
-        advisories_by_component: dict[str, list[Advisory]] = {}
-        for adv in state.advisories:
-            advisories_by_component.setdefault(adv.component, []).append(adv)
-        self.advisories_by_component = {k: tuple(v) for k, v in advisories_by_component.items()}
+        self.advisories = AdvisoryIndex(state.advisories)
         acceptances: dict[str, list[RiskAcceptance]] = {}
         for ra in state.risk_acceptances:
             acceptances.setdefault(ra.instance, []).append(ra)
@@ -292,7 +296,6 @@ class PlanMemo:
         self._positions: dict[str, list[int]] | None = None
         self._contains: dict[tuple[int, Version], bool] = {}
         self._compat: dict[tuple[int, int], bool] = {}
-        self._affecting: dict[tuple[str, Version], tuple[Advisory, ...]] = {}
         self._pin_clashes: dict[tuple[int, ...], list[Pin] | None] = {}
         self._eligible: dict[tuple[str, str], tuple[ComponentVersion, ...]] = {}
         self._rules: dict[tuple[str, int, tuple[int, ...]], str | None] = {}
@@ -331,16 +334,6 @@ class PlanMemo:
             )
             self._compat[key] = hit
             self._compat[(id(b), id(a))] = hit
-        return hit
-
-    def affecting(self, component: str, version: Version) -> tuple[Advisory, ...]:
-        key = (component, version)
-        hit = self._affecting.get(key)
-        if hit is None:
-            hit = tuple(
-                a for a in self.advisories_by_component.get(component, ()) if a.affects(version)
-            )
-            self._affecting[key] = hit
         return hit
 
     def pin_clash(
@@ -504,7 +497,7 @@ class _Planner:
             self.state.risk_acceptances,
             now=now,
             deadlines=self.deadlines,
-            affecting=memo.affecting,
+            index=memo.advisories,
         )
         self._holes: dict[tuple[frozenset[str], int], tuple[Finding, ...]] = {}
         self._options: dict[_Key, _FixOptions] = {}

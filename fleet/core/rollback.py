@@ -19,7 +19,6 @@ from fleet.core.advisories import (
     RiskAcceptance,
     Security,
     Severity,
-    is_enforced,
 )
 from fleet.core.durations import isoformat
 from fleet.core.errors import InputError, NoRollbackTarget, RollbackRefused
@@ -153,7 +152,7 @@ def choose_rollback(
             adv, ra = finding.advisory, finding.acceptance
             if finding.enforced:
                 refused.append(f"{adv.id} ({adv.severity}) affects {adv.component} {version}")
-            elif ra is not None and is_enforced(adv, now, deadlines):
+            elif ra is not None and finding.severe:
                 if not ra.reason.strip():
                     refused.append(
                         f"{adv.id} ({adv.severity}) affects {adv.component} {version} "
