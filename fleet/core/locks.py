@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from fleet.core.durations import isoformat
 
-__all__ = ["DEFAULT_LEASE", "Lease", "may_take"]
+__all__ = ["DEFAULT_LEASE", "Lease", "holds", "may_take"]
 
 # How long a lock outlives a holder that stopped renewing it (docs/operations.md).
 DEFAULT_LEASE = timedelta(seconds=60)
@@ -56,3 +56,12 @@ def may_take(lease: Lease | None, run: str, now: datetime) -> bool:
     True
     """
     return lease is None or lease.run == run or not lease.live(now)
+
+
+def holds(lease: Lease | None, run: str, now: datetime) -> bool:
+    """Whether `run` holds a live lease: what a deploy needs while its record is open.
+
+    >>> holds(Lease("a", "r1", "h", now, now + DEFAULT_LEASE), "r1", now + DEFAULT_LEASE)
+    False
+    """
+    return lease is not None and lease.run == run and lease.live(now)

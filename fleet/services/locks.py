@@ -35,6 +35,7 @@ __all__ = [
     "LockTimeout",
     "held",
     "keeper",
+    "lease_of",
     "release",
     "release_run",
     "renew",
@@ -58,7 +59,7 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _lease(row: object) -> Lease:
+def lease_of(row: object) -> Lease:
     return Lease(
         row.instance,  # type: ignore[attr-defined]
         row.run,  # type: ignore[attr-defined]
@@ -83,7 +84,7 @@ def take(
     holder = holder or this_process()
     with writing(engine) as session:
         row = session.execute(select(LOCK).where(LOCK.c.instance == instance)).first()
-        current = None if row is None else _lease(row)
+        current = None if row is None else lease_of(row)
         if not may_take(current, run, now):
             assert current is not None
             return current
@@ -151,7 +152,7 @@ def release_run(
     now = now_or_clock(now)
     with writing(engine) as session:
         rows = session.execute(select(LOCK).where(LOCK.c.run == run)).all()
-        leases = [_lease(r) for r in rows]
+        leases = [lease_of(r) for r in rows]
         if leases:
             session.execute(delete(LOCK).where(LOCK.c.run == run))
             append_events(
@@ -177,7 +178,7 @@ def held(instances: Collection[str] | None = None, *, engine: Engine | None = No
         query = select(LOCK).order_by(LOCK.c.instance)
         if instances is not None:
             query = query.where(LOCK.c.instance.in_(list(instances)))
-        return [_lease(r) for r in session.execute(query)]
+        return [lease_of(r) for r in session.execute(query)]
 
 
 class LockKeeper:
