@@ -42,6 +42,8 @@ class Child:
     backoff: float = FIRST_BACKOFF
     restart_at: float | None = None
     restarts: int = 0
+    cwd: Path | None = None  # None: the supervisor's
+    env: Mapping[str, str] | None = None  # added to the supervisor's
 
 
 @dataclass
@@ -54,7 +56,13 @@ class Supervisor:
     say: Callable[[str], None] = print
     children: list[Child] = field(default_factory=list)
 
-    def _spawn(self, argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self,
+        argv: Sequence[str],
+        log: Path,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             return subprocess.Popen(
@@ -62,16 +70,32 @@ class Supervisor:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=dict(self.env),
-                cwd=self.cwd,
+                env={**self.env, **(env or {})},
+                cwd=cwd or self.cwd,
                 start_new_session=True,
             )
 
-    def start(self, name: str, argv: Sequence[str]) -> Child:
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Child:
+        """Start a child; `cwd` and `env` (added to the supervisor's) apply to its
+        restarts too."""
         log = self.logs / f"{name}.log"
-        child = Child(name, list(argv), log, self._spawn(argv, log))
+        child = Child(name, list(argv), log, self._spawn(argv, log, cwd, env), cwd=cwd, env=env)
         self.children.append(child)
         return child
+
+    def child(self, name: str) -> Child:
+        """The child started under `name`."""
+        for c in self.children:
+            if c.name == name:
+                return c
+        raise KeyError(name)
 
     def dead(self) -> list[tuple[Child, int]]:
         """Children that have exited and wait for their restart: (child, exit code)."""
@@ -98,7 +122,7 @@ class Supervisor:
             child.backoff = min(MAX_BACKOFF, child.backoff * 2)
         for child in self.children:
             if child.restart_at is not None and now >= child.restart_at:
-                child.proc = self._spawn(child.argv, child.log)
+                child.proc = self._spawn(child.argv, child.log, child.cwd, child.env)
                 child.started, child.restart_at = now, None
                 child.restarts += 1
                 self.say(f"{child.name} restarted (restart {child.restarts})")

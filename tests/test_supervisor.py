@@ -97,3 +97,32 @@ def test_stop_ends_every_child_and_its_grandchildren(tmp_path: Path) -> None:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
     wait_until(gone)
+
+
+def test_a_child_keeps_its_own_directory_and_environment_across_restarts(tmp_path: Path) -> None:
+    said: list[str] = []
+    sup = supervisor(tmp_path, said)
+    own = tmp_path / "own"
+    own.mkdir()
+    where = [
+        sys.executable,
+        "-c",
+        "import os, time; print(os.getcwd(), os.environ['WHO'], flush=True); time.sleep(600)",
+    ]
+    try:
+        child = sup.start("worker-1", where, cwd=own, env={"WHO": "one"})
+        other = sup.start("worker-2", where, env={"WHO": "two"})
+        assert sup.child("worker-2") is other
+        wait_until(lambda: child.log.exists() and "one" in child.log.read_text())
+        wait_until(lambda: other.log.exists() and "two" in other.log.read_text())
+        assert child.log.read_text().split() == [str(own), "one"]
+        assert other.log.read_text().split() == [str(tmp_path), "two"]
+        os.kill(child.proc.pid, signal.SIGKILL)
+        wait_until(lambda: child.proc.poll() is not None)
+        now = time.monotonic()
+        sup.tick(now)
+        sup.tick(now + FIRST_BACKOFF)
+        wait_until(lambda: child.log.read_text().count("one") == 2)
+        assert child.log.read_text().split() == [str(own), "one"] * 2
+    finally:
+        sup.stop()
