@@ -31,6 +31,11 @@ NAMES = {
 }
 
 
+PULL_STEP = {
+    "prefect.deployments.steps.set_working_directory": {"directory": "{{ $FLEET_CODE_DIR }}"}
+}
+
+
 def project() -> dict:
     return yaml.safe_load((ROOT / "prefect.yaml").read_text())
 
@@ -63,6 +68,8 @@ def test_every_deployment_is_loaded_and_its_entrypoint_imported():
         except ParameterTypeError as exc:  # a parameter each run must give (rollback's reason)
             assert "Field required" in str(exc), exc
     assert seen == NAMES
+    # Workers reach the code through the pull step, in whatever directory they run.
+    assert data["pull"] == [PULL_STEP]
     schedules = {d["entrypoint"].split(":")[1]: d["schedules"] for d in deployments}
     assert schedules["compliance_scan"][0]["cron"] == "0 * * * *"
     assert schedules["auto_update"][0]["cron"] == "*/15 * * * *"
@@ -132,6 +139,8 @@ def test_prefect_deploy_all_works_from_the_repository_root():
         for name in NAMES:
             deployment = client.read_deployment_by_name(f"{name}/fleet")
             assert deployment.work_pool_name == WORK_POOL
+            # resolved on the worker when a run starts, not when deploying
+            assert deployment.pull_steps == [PULL_STEP]
         scan = client.read_deployment_by_name("compliance-scan/fleet")
         assert [s.schedule.cron for s in scan.schedules] == ["0 * * * *"]  # type: ignore[union-attr]
         assert scan.parameters == {"enforce": True}
