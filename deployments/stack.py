@@ -172,6 +172,10 @@ def stack_env(config: StackConfig, base: dict[str, str] | None = None) -> dict[s
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PYTHONUNBUFFERED="1",
     )
+    # While Redis restarts (a second or two), the API answers 500 to what needs it: the
+    # lease reads of a lock's release, the workers' polls. Those calls fail before they
+    # change anything, and Prefect's clients retry them with backoff when told to.
+    env.setdefault("PREFECT_CLIENT_RETRY_EXTRA_CODES", "500")
     env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "5")
     env[MARKER] = str(c.work)

@@ -1,0 +1,157 @@
+"""The scale-out stack, with real processes: rollouts run by both workers and recorded in
+Fleet's PostgreSQL; an API server killed, Redis restarted and a worker killed while
+rollouts go on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deployments.stack import haproxy_servers
+from tests.e2e.stack import ROOT
+from tests.stack.conftest import FINAL, INSTANCES, RunningStack
+
+pytestmark = pytest.mark.slow
+
+
+def wait_until(check, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.2)
+
+
+def test_one_command_brings_up_every_part(stack: RunningStack) -> None:
+    c = stack.config
+    children = stack.children()
+    expected = {"redis", "haproxy", "prefect-api-1", "prefect-api-2", "prefect-services"}
+    expected |= {"worker-1", "worker-2", "fleet-api"} | {f"agent-{n}" for n in INSTANCES}
+    assert set(children) == expected
+    # Each worker runs in its own directory; the flows' code comes through the pull step.
+    for name in ("worker-1", "worker-2"):
+        assert Path(f"/proc/{children[name]}/cwd").resolve() == c.work / "workers" / name
+    assert haproxy_servers(c) == {"api-1": "UP", "api-2": "UP"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEET_"))}
+    env["FLEET_HOME"] = str(stack.home)
+    status = subprocess.run(
+        [sys.executable, "-m", "deployments.stack", "status"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "Prefect API (load balancer)    ok" in status.stdout
+    assert "DOWN" not in status.stdout and "NOT ANSWERING" not in status.stdout
+    line = stack.wait_for_output("start-up:")
+    print(f"\nstack up in {stack.up_seconds:.1f} s; {line}")
+
+
+def test_rollouts_are_run_by_both_workers_and_recorded_in_fleets_postgres(
+    stack: RunningStack,
+) -> None:
+    version = stack.release("api")
+    stack.slow_agents(300)  # each run lasts a few seconds: the runs overlap
+    try:
+        pairs = [INSTANCES[i : i + 2] for i in range(0, len(INSTANCES), 2)]
+        runs = {stack.rollout(pair): pair for pair in pairs}
+        for run_id in runs:
+            assert stack.wait_state(run_id, FINAL)["state_type"] == "COMPLETED"
+    finally:
+        stack.slow_agents(0)
+    assert {stack.worker_of(r) for r in runs} == {"worker-1", "worker-2"}
+    for run_id, pair in runs.items():
+        assert stack.deployments_of(run_id) == {n: "succeeded" for n in pair}
+        assert stack.deploy_task_runs(run_id) == {n: "COMPLETED" for n in pair}
+        for name in pair:
+            assert stack.running_instances(name)["api"] == version
+    # The manifests the runs deployed are recorded as deployed in Fleet's database.
+    rows = stack.fleet_sql(
+        "SELECT DISTINCT instance FROM manifest"
+        " WHERE status = 'deployed' AND flow_run_id = ANY(%s)",
+        list(runs),
+    )
+    assert sorted(r[0] for r in rows) == INSTANCES
+
+
+def test_a_rollout_completes_through_the_other_api_server_when_one_is_killed(
+    stack: RunningStack,
+) -> None:
+    version = stack.release("api")
+    stack.slow_agents(700)
+    try:
+        run_id = stack.rollout(INSTANCES)
+        stack.wait_state(run_id, {"RUNNING"}, timeout=120)
+        wait_until(lambda: stack.deploy_task_runs(run_id), "a deploy task run", 60)
+        victim = stack.children()["prefect-api-1"]
+        os.kill(victim, signal.SIGKILL)
+        # The load balancer notices and sends everything to the other server.
+        wait_until(lambda: haproxy_servers(stack.config).get("api-1") == "DOWN", "api-1 down", 10)
+        assert haproxy_servers(stack.config)["api-2"] == "UP"
+        final = stack.wait_state(run_id, FINAL, timeout=240)
+    finally:
+        stack.slow_agents(0)
+    assert final["state_type"] == "COMPLETED", final
+    assert stack.deployments_of(run_id) == {n: "succeeded" for n in INSTANCES}
+    assert stack.deploy_task_runs(run_id) == {n: "COMPLETED" for n in INSTANCES}
+    assert all(stack.running_instances(n)["api"] == version for n in INSTANCES)
+    # The supervisor restarted the killed server; the load balancer takes it back.
+    stack.wait_for_output("prefect-api-1 exited with code -9")
+    stack.wait_for_output("prefect-api-1 restarted")
+    wait_until(lambda: haproxy_servers(stack.config).get("api-1") == "UP", "api-1 back", 90)
+
+
+def test_redis_restarted_mid_rollout_loses_no_task_run_and_leaks_no_lease(
+    stack: RunningStack,
+) -> None:
+    version = stack.release("api")
+    stack.slow_agents(700)
+    try:
+        run_id = stack.rollout(INSTANCES)
+        stack.wait_state(run_id, {"RUNNING"}, timeout=120)
+        wait_until(lambda: stack.deploy_task_runs(run_id), "a deploy task run", 60)
+        os.kill(stack.children()["redis"], signal.SIGKILL)
+        stack.wait_for_output("redis restarted", timeout=30)
+        final = stack.wait_state(run_id, FINAL, timeout=240)
+    finally:
+        stack.slow_agents(0)
+    assert final["state_type"] == "COMPLETED", final
+    assert stack.deployments_of(run_id) == {n: "succeeded" for n in INSTANCES}
+    assert all(stack.running_instances(n)["api"] == version for n in INSTANCES)
+    # Every task run of the rollout reached Prefect's database, in its final state.
+    wait_until(
+        lambda: stack.deploy_task_runs(run_id) == {n: "COMPLETED" for n in INSTANCES},
+        f"the deploy task runs of {run_id}: {stack.deploy_task_runs(run_id)}",
+        30,
+    )
+    states = {t["name"]: t["state_type"] for t in stack.task_runs(run_id)}
+    assert set(states.values()) == {"COMPLETED"}, states
+    # No concurrency slot stays taken, and no lease is left in Redis.
+    limits = stack.concurrency_limits()
+    assert limits and set(limits.values()) == {0}, limits
+    assert stack.redis_leases() == []
+
+
+def test_a_worker_killed_mid_rollout(stack: RunningStack) -> None:
+    stack.release("api")
+    stack.slow_agents(700)
+    try:
+        run_id = stack.rollout(INSTANCES)
+        stack.wait_state(run_id, {"RUNNING"}, timeout=120)
+        wait_until(lambda: stack.deploy_task_runs(run_id), "a deploy task run", 60)
+        worker = stack.worker_of(run_id)
+        assert worker is not None
+        os.kill(stack.children()[worker], signal.SIGKILL)
+        stack.wait_for_output(f"{worker} exited with code -9", timeout=30)
+        time.sleep(20)
+        print(stack.run(run_id)["state_type"], stack.deployments_of(run_id))
+        print(stack.deploy_task_runs(run_id))
+    finally:
+        stack.slow_agents(0)
