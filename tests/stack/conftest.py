@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,9 +33,35 @@ import yaml
 
 from deployments.stack import BANNER_READY, STOPPED, StackConfig, drop_databases, processes_of
 from fleet.artifacts import build_demo_artifact
-from tests.e2e.stack import ROOT, free_port, free_port_range
+from tests.e2e.stack import ROOT
 
 INSTANCES = [f"s{i}" for i in range(1, 7)]
+# Listening ports come from below the kernel's range for outgoing connections
+# (32768 and up here): a port found free there is not taken by a client meanwhile.
+PORTS = range(20_000, 32_000)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_ports(count: int, taken: set[int]) -> int:
+    """The first of `count` consecutive free ports, none of them in `taken`."""
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(PORTS.start, PORTS.stop - count)
+        wanted = set(range(base, base + count))
+        if not wanted & taken and all(_free(p) for p in wanted):
+            taken |= wanted
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -75,16 +103,16 @@ class RunningStack:
     def __init__(self, tmp: Path) -> None:
         self.home = tmp / "home"
         self.name = f"fleet_stack_t{uuid.uuid4().hex[:10]}"
-        server_ports = (free_port(), free_port())
+        taken: set[int] = set()
         self.config = StackConfig(
             home=self.home.resolve(),
             fleet_file=fleet_file(tmp / "fleet.yaml"),
             name=self.name,
-            prefect_port=free_port(),
-            server_ports=server_ports,
-            api_port=free_port(),
-            agent_port_base=free_port_range(len(INSTANCES)),
-            redis_port=free_port(),
+            prefect_port=pick_ports(1, taken),
+            server_ports=(pick_ports(1, taken), pick_ports(1, taken)),
+            api_port=pick_ports(1, taken),
+            agent_port_base=pick_ports(len(INSTANCES), taken),
+            redis_port=pick_ports(1, taken),
             workers=2,
             worker_limit=2,
         )
@@ -287,11 +315,13 @@ class RunningStack:
         return {str(i): str(o) for i, o in rows}
 
     def worker_of(self, run_id: str) -> str | None:
-        """The worker that submitted a flow run, from the workers' logs."""
+        """The worker that took a flow run, from the workers' logs (a worker that tried to
+        as well was told by the server that another one had it)."""
         for i in range(self.config.workers):
             log = self.config.work / "logs" / f"worker-{i + 1}.log"
-            if log.exists() and f"submitting flow run '{run_id}'" in log.read_text(
-                errors="replace"
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if f"submitting flow run '{run_id}'" in text and (
+                f"Aborted submission of flow run '{run_id}'" not in text
             ):
                 return f"worker-{i + 1}"
         return None
