@@ -35,7 +35,9 @@ from deployments.stack import BANNER_READY, STOPPED, StackConfig, drop_databases
 from fleet.artifacts import build_demo_artifact
 from tests.e2e.stack import ROOT
 
-INSTANCES = [f"s{i}" for i in range(1, 7)]
+INSTANCES = [f"s{i}" for i in range(1, 7)]  # auto-update
+MANUAL = "m1"  # manual approval, by one approver
+AGENTS = [*INSTANCES, MANUAL]
 # Listening ports come from below the kernel's range for outgoing connections
 # (32768 and up here): a port found free there is not taken by a client meanwhile.
 PORTS = range(20_000, 32_000)
@@ -81,16 +83,22 @@ def fleet_file(path: Path) -> Path:
                 "name": "auto",
                 "policy": "auto-update",
                 "maintenance_window": {"cron": f"0 {window} * * *", "duration": "1h"},
-            }
+            },
+            {
+                "name": "manual",
+                "policy": "manual-approval",
+                "approvals_required": 1,
+                "approval_timeout": "1h",
+            },
         ],
         "instances": [
             {
                 "name": name,
                 "customer": name.upper(),
-                "channel": "auto",
+                "channel": "manual" if name == MANUAL else "auto",
                 "current": {"api": "1.0.0", "web": "1.0.0"},
             }
-            for name in INSTANCES
+            for name in AGENTS
         ],
     }
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -111,7 +119,7 @@ class RunningStack:
             prefect_port=pick_ports(1, taken),
             server_ports=(pick_ports(1, taken), pick_ports(1, taken)),
             api_port=pick_ports(1, taken),
-            agent_port_base=pick_ports(len(INSTANCES), taken),
+            agent_port_base=pick_ports(len(AGENTS), taken),
             redis_port=pick_ports(1, taken),
             workers=2,
             worker_limit=2,
@@ -241,14 +249,14 @@ class RunningStack:
                 return parts[1]
         raise AssertionError(f"no {role} token in:\n{self.output}")
 
-    def call(self, method: str, path: str, **kw: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.token('operator')}"}
+    def call(self, method: str, path: str, *, as_: str = "operator", **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.token(as_)}"}
         r = self.api.request(method, path, headers=headers, **kw)
         assert r.is_success, f"{method} {path}: {r.status_code} {r.text}"
         return r.json()
 
     def agent(self, instance: str, path: str, method: str = "GET", **kw: Any) -> Any:
-        port = self.config.agent_port_base + INSTANCES.index(instance)
+        port = self.config.agent_port_base + AGENTS.index(instance)
         token_file = self.config.work / "agents" / instance / "token"
         headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
         r = httpx.request(method, f"http://127.0.0.1:{port}{path}", headers=headers, **kw)
@@ -257,7 +265,7 @@ class RunningStack:
 
     def slow_agents(self, latency_ms: float) -> None:
         """Every agent request waits this long: a rollout lasts long enough to break things."""
-        for name in INSTANCES:
+        for name in AGENTS:
             self.agent(name, "/v1/faults", method="PUT", json={"latency_ms": latency_ms})
 
     def release(self, component: str = "api") -> str:
@@ -314,17 +322,22 @@ class RunningStack:
         )
         return {str(i): str(o) for i, o in rows}
 
-    def worker_of(self, run_id: str) -> str | None:
-        """The worker that took a flow run, from the workers' logs (a worker that tried to
-        as well was told by the server that another one had it)."""
+    def workers_of(self, run_id: str) -> list[str]:
+        """The workers that took a flow run (once, or again after a resume), from their
+        logs: a worker that tried to as well was told by the server that another had it."""
+        took = []
         for i in range(self.config.workers):
             log = self.config.work / "logs" / f"worker-{i + 1}.log"
             text = log.read_text(errors="replace") if log.exists() else ""
-            if f"submitting flow run '{run_id}'" in text and (
-                f"Aborted submission of flow run '{run_id}'" not in text
-            ):
-                return f"worker-{i + 1}"
-        return None
+            tries = text.count(f"submitting flow run '{run_id}'")
+            if tries > text.count(f"Aborted submission of flow run '{run_id}'"):
+                took.append(f"worker-{i + 1}")
+        return took
+
+    def worker_of(self, run_id: str) -> str | None:
+        took = self.workers_of(run_id)
+        assert len(took) <= 1, f"run {run_id} taken by {took}"
+        return took[0] if took else None
 
     def running_instances(self, instance: str) -> dict[str, str]:
         return dict(self.agent(instance, "/v1/state")["components"])

@@ -15,7 +15,7 @@ import pytest
 
 from deployments.stack import haproxy_servers
 from tests.e2e.stack import ROOT
-from tests.stack.conftest import FINAL, INSTANCES, RunningStack
+from tests.stack.conftest import AGENTS, FINAL, INSTANCES, MANUAL, RunningStack
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def test_one_command_brings_up_every_part(stack: RunningStack) -> None:
     c = stack.config
     children = stack.children()
     expected = {"redis", "haproxy", "prefect-api-1", "prefect-api-2", "prefect-services"}
-    expected |= {"worker-1", "worker-2", "fleet-api"} | {f"agent-{n}" for n in INSTANCES}
+    expected |= {"worker-1", "worker-2", "fleet-api"} | {f"agent-{n}" for n in AGENTS}
     assert set(children) == expected
     # Each worker runs in its own directory; the flows' code comes through the pull step.
     for name in ("worker-1", "worker-2"):
@@ -172,3 +172,36 @@ def test_a_worker_killed_mid_rollout_crashes_its_run_and_a_new_rollout_converges
     assert set(redeployed.values()) <= {"succeeded"}
     done_before = {n for n, o in interrupted.items() if o == "succeeded"}
     assert set(redeployed) == set(INSTANCES) - done_before
+
+
+def test_a_run_suspended_for_approval_is_resumed_on_the_other_worker(
+    stack: RunningStack,
+) -> None:
+    version = stack.release("api")
+    run_id = stack.rollout([MANUAL])
+    stack.wait_state(run_id, {"PAUSED"}, timeout=120)
+    first = stack.worker_of(run_id)
+    assert first is not None
+    (planned,) = stack.fleet_sql(
+        "SELECT number FROM manifest WHERE instance = %s AND flow_run_id = %s", MANUAL, run_id
+    )
+    # The worker that ran it stops taking runs: the resumed run goes to the other one.
+    paused = stack.children()[first]
+    os.kill(paused, signal.SIGSTOP)
+    try:
+        decided = stack.call("POST", f"/approvals/{run_id}", as_="approver", json={"comment": "ok"})
+        assert decided["instances"] == [MANUAL] and decided["verified"] is True
+        final = stack.wait_state(run_id, FINAL, timeout=180)
+    finally:
+        os.kill(paused, signal.SIGCONT)
+    assert final["state_type"] == "COMPLETED", final
+    assert sorted(stack.workers_of(run_id)) == ["worker-1", "worker-2"]
+    # It deployed the revision that was planned and approved, read back from the results
+    # the first worker stored: the resumed run did not plan again.
+    assert stack.fleet_sql(
+        "SELECT manifest_number, outcome FROM deployment WHERE flow_run_id = %s", run_id
+    ) == [(planned[0], "succeeded")]
+    assert stack.fleet_sql(
+        "SELECT count(*) FROM manifest WHERE instance = %s AND flow_run_id = %s", MANUAL, run_id
+    ) == [(1,)]
+    assert stack.running_instances(MANUAL)["api"] == version
