@@ -396,18 +396,20 @@ class PlanMemo:
         pins: Sequence[Pin],
         pin_ids: tuple[int, ...],
     ) -> tuple[ComponentVersion, ...]:
-        """`eligible` cut at the floor and to the pins, newest first (no soak, no floor)."""
-        key: _Key = (channel.name, component, id(floor), pin_ids)
-        hit = self._domains.get(key)
-        if hit is None:
-            kept: list[ComponentVersion] = []
-            for cv in self.eligible(channel, component):
-                if floor is not None and cv.version < floor.version:
-                    break  # newest first: everything after is lower still
-                if all(self.meets(p.spec, cv.version) for p in pins):
-                    kept.append(cv)
-            hit = self._domains[key] = tuple(kept)
-        return hit
+        """`eligible` cut to the pins and at the floor, newest first (no soak, no floor).
+
+        The list for the pins is made once; each floor takes a prefix of it."""
+        key: _Key = (channel.name, component, pin_ids)
+        full = self._domains.get(key)
+        if full is None:
+            full = self._domains[key] = tuple(
+                cv
+                for cv in self.eligible(channel, component)
+                if all(self.meets(p.spec, cv.version) for p in pins)
+            )
+        if floor is None:
+            return full
+        return full[: _count_at_or_above(full, floor.version)]
 
     def expired_note(self, pin: Pin) -> str:
         note = self._notes.get(id(pin))
@@ -416,6 +418,18 @@ class PlanMemo:
             note = f"expired pin ignored: {pin.describe()} expired {isoformat(pin.expires_at)}"
             self._notes[id(pin)] = note
         return note
+
+
+def _count_at_or_above(newest_first: Sequence[ComponentVersion], floor: Version) -> int:
+    """How many of `newest_first` are at or above `floor` (a binary search)."""
+    lo, hi = 0, len(newest_first)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if newest_first[mid].version >= floor:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 def _groups(
@@ -537,6 +551,8 @@ class _Planner:
         self._found: dict[_Key, list[Finding]] = {}
         self._group_resolutions: dict[_Key, _Resolution | PlanError] = {}
         self._narrowed: dict[_Key, Sequence[_Choice]] = {}
+        self._scopes: dict[tuple[str, str | None], tuple[tuple[Pin, ...], list[str]]] = {}
+        self._wide: dict[_Key, list[ComponentVersion]] = {}
         self._reasons: dict[_Key, str] = {}
         self._flag_sets: dict[_Key, tuple[AdvisoryFlag, ...]] = {}
         self._yanked: dict[_Key, list[str]] = {}
@@ -594,12 +610,13 @@ class _Planner:
         channel = self.state.channels[inst.channel]
         policy = effective_policy(channel, inst.policy_override)
         active: list[Pin] = []
-        expired: list[Pin] = []
+        warnings: list[str] = []
         for scope in (("global", None), ("channel", inst.channel), ("instance", inst.name)):
-            for p in self.pins_by_scope.get(scope, ()):
-                (active if p.is_active(self.now) else expired).append(p)
-        warnings = [self.memo.expired_note(p) for p in expired]
-        warnings.extend(self._expired_acceptances(inst.name))
+            live, notes = self._scope_pins(scope)
+            active.extend(live)
+            warnings.extend(notes)
+        if inst.name in self.memo.acceptances:
+            warnings.extend(self._expired_acceptances(inst.name))
         current = {c: inst.current.get(c) for c in self.order}
         warnings.extend(self._yanked_notes(current))
         accepted = self.security.accepted_ids(inst.name)
@@ -670,6 +687,17 @@ class _Planner:
             (),
             tuple(warnings),
         )
+
+    def _scope_pins(self, scope: tuple[str, str | None]) -> tuple[tuple[Pin, ...], list[str]]:
+        """A scope's active pins, and the notes of its expired ones, at `now`."""
+        hit = self._scopes.get(scope)
+        if hit is None:
+            pins = self.pins_by_scope.get(scope, ())
+            hit = self._scopes[scope] = (
+                tuple(p for p in pins if p.is_active(self.now)),
+                [self.memo.expired_note(p) for p in pins if not p.is_active(self.now)],
+            )
+        return hit
 
     def _expired_acceptances(self, instance: str) -> list[str]:
         """Expired risk acceptances of `instance` that no active one replaces."""
@@ -848,23 +876,22 @@ class _Planner:
         and each group's answer shared by every instance with the same floors,
         pins and risk acceptances for it (a fleet where no two instances share a
         whole manifest still shares most groups)."""
-        registry = self.state.registry
-        pins_by_component: dict[str, list[Pin]] = {}
-        for pin in pins:
-            pins_by_component.setdefault(pin.component, []).append(pin)
+        find = self.state.registry.find
         floors: dict[str, ComponentVersion | None] = {}
-        pin_ids: dict[str, tuple[int, ...]] = {}
-        for component in self.order:
-            version = current[component]
+        for component, version in current.items():
             floor = None
             if version is not None:
-                floor = registry.find(component, version)
+                floor = find(component, version)
                 if floor is None:
                     raise UnknownVersionError(
                         f"{component} {version} is not in the version registry"
                     )
             floors[component] = floor
-            comp_pins = pins_by_component.get(component, ())
+        pins_by_component: dict[str, list[Pin]] = {}
+        for pin in pins:
+            pins_by_component.setdefault(pin.component, []).append(pin)
+        pin_ids: dict[str, tuple[int, ...]] = dict.fromkeys(self.order, ())
+        for component, comp_pins in pins_by_component.items():
             ids = pin_ids[component] = tuple(self.pin_ids[id(p)] for p in comp_pins)
             if len(comp_pins) > 1:
                 clash = self.memo.pin_clash(component, comp_pins, ids)
@@ -880,7 +907,8 @@ class _Planner:
                 channel.name,
                 accepted,
                 group,
-                tuple((id(floors[c]), pin_ids[c]) for c in group),
+                tuple([id(floors[c]) for c in group]),
+                tuple([pin_ids[c] for c in group]) if pins else (),
             )
             part = self._group_resolutions.get(key)
             if part is None:
@@ -987,15 +1015,21 @@ class _Planner:
         key: _Key = (channel.name, component, id(floor), pin_ids, accepted)
         hit = self._domains.get(key)
         if hit is None:
-            static = self.memo.domain(channel, component, floor, pins, pin_ids)
-            hit = [
-                cv
-                for cv in static
-                if self._soaked(channel, cv) and not self._hole(instance, accepted, cv)
-            ]
-            if floor is not None and (not hit or hit[-1] is not floor):
+            wide_key: _Key = (channel.name, component, pin_ids, accepted)
+            wide = self._wide.get(wide_key)
+            if wide is None:
+                static = self.memo.domain(channel, component, None, pins, pin_ids)
+                wide = self._wide[wide_key] = [
+                    cv
+                    for cv in static
+                    if self._soaked(channel, cv)
+                    and not self._hole(instance, accepted, cv)
+                    and self._standalone(cv)
+                ]
+            kept = wide if floor is None else wide[: _count_at_or_above(wide, floor.version)]
+            hit = list[_Choice](kept)
+            if floor is not None and (not hit or hit[-1] is not floor) and self._standalone(floor):
                 hit.append(floor)
-            hit = [cv for cv in hit if self._standalone(cv)]
             if floor is None:
                 hit.append(None)
             self._domains[key] = hit
