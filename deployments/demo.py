@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 
 from deployments.prefect_server import server_env
+from deployments.setup import HEARTBEAT_SECONDS
 from deployments.supervisor import Child, Supervisor
 
 __all__ = ["Demo", "DemoConfig", "main"]
@@ -116,6 +117,8 @@ class Demo:
             PREFECT_SERVER_API_HOST=c.host,
             PREFECT_SERVER_API_PORT=str(c.prefect_port),
             PREFECT_LOGGING_LEVEL=env.get("PREFECT_LOGGING_LEVEL", "INFO"),
+            # Flow runs beat so that a run whose process dies is marked Crashed (fleet setup).
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT_SECONDS),
             PYTHONUNBUFFERED="1",
         )
         env.pop("FLEET_DATABASE_URL", None)  # the demo's data is under FLEET_HOME only
@@ -351,6 +354,10 @@ def bring_up(demo: Demo) -> dict[str, str]:
     demo.start("fleet-serve", [*fleet_cli, "serve"])
     demo.wait_for("the Fleet API", lambda: _http_ok(f"{c.api_url}/health"), timeout=60)
     demo.wait_for("the served flows", _served_since(started), timeout=120)
+    # Now that recover/fleet exists, setup can point the crash automation at it.
+    with contextlib.redirect_stdout(io.StringIO()):
+        if fleet(["setup"]) != 0:
+            raise DemoError("fleet setup (after the flows were served) failed")
     return issued
 
 
