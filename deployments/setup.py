@@ -204,7 +204,12 @@ def recovery_automation(deployment_id: Any, block_document_id: Any | None = None
         RunDeployment(
             source="selected",
             deployment_id=deployment_id,
-            parameters={"flow_run_id": "{{ flow_run.id }}", "wait_for_leases": True},
+            # A plain "{{ flow_run.id }}" is rendered through `tojson`, which fails on a
+            # UUID and the action with it ("InvalidJinja"): a jinja template is a string.
+            parameters={
+                "flow_run_id": {"__prefect_kind": "jinja", "template": "{{ flow_run.id }}"},
+                "wait_for_leases": True,
+            },
         )
     ]
     if block_document_id is not None:

@@ -55,6 +55,7 @@ import httpx
 from deployments import demo
 from deployments.catalog import WORK_POOL
 from deployments.prefect_server import server_env
+from deployments.setup import HEARTBEAT_SECONDS
 from deployments.supervisor import Child, Supervisor
 
 __all__ = ["StackConfig", "StackError", "main"]
@@ -170,6 +171,8 @@ def stack_env(config: StackConfig, base: dict[str, str] | None = None) -> dict[s
         PREFECT_RESULTS_PERSIST_BY_DEFAULT="true",
         PREFECT_LOCAL_STORAGE_PATH=str(c.work / "results"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        # Flow runs beat so that a run whose process dies is marked Crashed (fleet setup).
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT_SECONDS),
         PYTHONUNBUFFERED="1",
     )
     # While Redis restarts (a second or two), the API answers 500 to what needs it: the
@@ -683,9 +686,23 @@ def bring_up(stack: Stack) -> dict[str, str]:
     if deploy.returncode != 0:
         tail = deploy_log.read_text(errors="replace")[-3000:]
         raise StackError(f"prefect deploy --all failed; {deploy_log}:\n{tail}")
+    # Now that recover/fleet is deployed, setup points the crash automation at it.
+    with contextlib.redirect_stdout(io.StringIO()) as again:
+        if fleet(["setup"]) != 0:
+            raise StackError("fleet setup (after prefect deploy) failed")
+    say("Prefect workspace: fleet setup again (" + _setup_summary(again.getvalue()) + ")")
     stack.timings["up"] = time.monotonic() - t0
     stack.cpu = cpu_seconds(c.work)
     return issued
+
+
+def _setup_summary(output: str) -> str:
+    """`fleet setup`'s steps that changed something (its automations, once the flows are
+    deployed)."""
+    changed = [
+        line for line in output.splitlines() if line.strip() and not line.endswith(": unchanged")
+    ]
+    return "; ".join(changed) or "nothing changed"
 
 
 def _start_agents_nowait(stack: Stack, names: Sequence[str]) -> dict[str, tuple[str, str]]:

@@ -198,5 +198,8 @@ def test_setup_installs_zombie_detection_and_recovery_once_the_recover_flow_is_d
         assert recovery.trigger.expect == {"prefect.flow-run.Crashed"}  # type: ignore[union-attr]
         run, notify = recovery.actions
         assert run.type == "run-deployment" and str(run.deployment_id) == str(deployment_id)  # type: ignore[union-attr]
-        assert run.parameters["flow_run_id"] == "{{ flow_run.id }}"  # type: ignore[union-attr]
+        assert run.parameters["flow_run_id"] == {  # type: ignore[union-attr]
+            "__prefect_kind": "jinja",
+            "template": "{{ flow_run.id }}",
+        }
         assert notify.type == "send-notification"

@@ -295,6 +295,28 @@ class RunningStack:
             time.sleep(0.3)
         raise AssertionError(f"run {run_id} not in {types} after {timeout} s: {self.run(run_id)}")
 
+    def wait_for_run(self, deployment: str, parameters: dict[str, Any], timeout: float = 60) -> str:
+        """The id of the first run of `deployment` whose parameters include `parameters`."""
+        found = self.prefect.get(f"/deployments/name/{deployment}")
+        found.raise_for_status()
+        body = {"deployments": {"id": {"any_": [found.json()["id"]]}}, "limit": 200}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.prefect.post("/flow_runs/filter", json=body)
+            r.raise_for_status()
+            for run in r.json():
+                if parameters.items() <= run["parameters"].items():
+                    return str(run["id"])
+            time.sleep(0.5)
+        automations = self.prefect.post("/automations/filter", json={}).json()
+        runs = self.prefect.post("/flow_runs/filter", json={"limit": 50}).json()
+        raise AssertionError(
+            f"no run of {deployment} with {parameters} within {timeout} s; automations "
+            f"{[a['name'] for a in automations]}; runs "
+            f"{[(r['name'], r['state_type']) for r in runs if r['state_type'] != 'SCHEDULED']}"
+            f"\n{self.output}"
+        )
+
     def task_runs(self, run_id: str) -> list[dict[str, Any]]:
         body = {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 200}
         r = self.prefect.post("/task_runs/filter", json=body)

@@ -139,7 +139,7 @@ def test_redis_restarted_mid_rollout_loses_no_task_run_and_leaks_no_lease(
     assert stack.redis_leases() == []
 
 
-def test_a_worker_killed_mid_rollout_crashes_its_run_and_a_new_rollout_converges(
+def test_a_worker_killed_mid_rollout_crashes_its_run_recovery_runs_and_a_rollout_converges(
     stack: RunningStack,
 ) -> None:
     version = stack.release("api")
@@ -162,6 +162,11 @@ def test_a_worker_killed_mid_rollout_crashes_its_run_and_a_new_rollout_converges
     interrupted = stack.deployments_of(run_id)
     print(f"\nkilled {worker}: run {crashed['state']['message']!r}; Fleet's records {interrupted}")
     assert len(interrupted) < len(INSTANCES)  # it died before the end
+    # fleet setup's automation starts the recover flow for the crashed run; it leaves no
+    # deploy of the dead run open in Fleet's records.
+    recover = stack.wait_for_run("recover/fleet", {"flow_run_id": run_id}, timeout=90)
+    assert stack.wait_state(recover, FINAL, timeout=150)["state_type"] == "COMPLETED"
+    assert "running" not in stack.deployments_of(run_id).values()
     # Its instance locks come back (released on the way out, or when their leases end).
     wait_until(lambda: set(stack.concurrency_limits().values()) == {0}, "locks released", 120)
     # A new rollout of the same instances, taken by a worker, deploys what is missing.
