@@ -40,6 +40,21 @@ class Settings(BaseSettings):
         ),
     )
 
+    console_session_hours: float = Field(
+        default=8,
+        gt=0,
+        le=24 * 30,
+        description="How long a console sign-in lasts (FLEET_CONSOLE_SESSION_HOURS).",
+    )
+    console_url: str | None = Field(
+        default=None,
+        max_length=500,
+        description=(
+            "Where people reach Fleet's console, e.g. https://fleet.internal "
+            "(FLEET_CONSOLE_URL): the approval form and notifications link there."
+        ),
+    )
+
     @property
     def url(self) -> str:
         """The database URL in effect."""
