@@ -184,10 +184,7 @@ def test_a_viewer_is_offered_no_action_and_is_refused_every_one(api: Api) -> Non
     csrf = sign_in(api.client, api.secrets["viewer"])
     page = api.client.get("/console/instances/acme-prod")
     assert "Starting a rollback needs the operator role" in page.text
-    assert (
-        'action="/console/instances/acme-prod/rollback"' not in page.text.split("rollback-start")[0]
-        or True
-    )
+    assert "rollback-target" not in page.text and "rollback-start" not in page.text
     run = "0f8b1c7e-3d2a-4c55-9d43-6f7a2b1e9c10"
     for path, body in (
         (f"/console/approvals/{run}", {"decision": "approve"}),
