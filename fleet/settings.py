@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         ),
     )
 
+    def console_link(self, path: str) -> str | None:
+        """The console's address of `path` (e.g. `/console/approvals/ID`), if it is known."""
+        if not self.console_url:
+            return None
+        return self.console_url.rstrip("/") + "/" + path.lstrip("/")
+
     @property
     def url(self) -> str:
         """The database URL in effect."""
