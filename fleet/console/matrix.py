@@ -24,7 +24,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from fleet.core.compliance import time_left
 from fleet.services.overview import Overview
 
 __all__ = [
@@ -38,7 +37,22 @@ __all__ = [
     "choices",
     "filter_rows",
     "state_counts",
+    "time_left",
 ]
+
+
+def time_left(deadline: datetime | None, now: datetime) -> str:
+    """`13d 6h`, `overdue 4h 10m`, `45m`: the two largest units, rounded down (for
+    people: the deadline itself is the advisory's, `fleet.core.advisories.deadline_of`)."""
+    if deadline is None:
+        return ""
+    seconds = int((deadline - now).total_seconds())
+    late = seconds < 0
+    minutes = abs(seconds) // 60
+    parts = [(minutes // 1440, "d"), (minutes // 60 % 24, "h"), (minutes % 60, "m")]
+    first = next((i for i, (n, _) in enumerate(parts) if n), len(parts) - 1)
+    words = " ".join(f"{n}{u}" for n, u in parts[first : first + 2] if n) or "0m"
+    return f"overdue {words}" if late else words
 
 
 class CellState(StrEnum):
@@ -159,7 +173,7 @@ def _badge(flag: Mapping[str, Any], now: datetime) -> Badge:
         time_left=time_left(moment, now),
         overdue=moment is not None and moment <= now,
         enforced=bool(flag.get("enforced")),
-        accepted=None if not accepted else str(accepted.get("until", "")),
+        accepted=None if not accepted else str(accepted.get("until", ""))[:10],
         status=None if status is None else str(status),
     )
 

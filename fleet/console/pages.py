@@ -274,18 +274,16 @@ def _instance_context(request: Request, name: str) -> dict[str, Any]:
 
 
 def _badge_fields(flag: Any, now: datetime) -> dict[str, Any]:
-    from fleet.core.compliance import time_left
-
     ra = flag.risk_acceptance
     return {
         "advisory": flag.advisory.id,
         "component": flag.advisory.component,
         "severity": str(flag.advisory.severity),
         "deadline": None if flag.deadline is None else isoformat(flag.deadline),
-        "time_left": time_left(flag.deadline, now),
+        "time_left": matrix.time_left(flag.deadline, now),
         "overdue": flag.deadline is not None and flag.deadline <= now,
         "enforced": flag.enforced,
-        "accepted": None if ra is None else isoformat(ra.until),
+        "accepted": None if ra is None else isoformat(ra.until)[:10],
     }
 
 
@@ -487,21 +485,20 @@ def security_page(
             affected = [r for r in by_id[adv.id] if r.component == adv.component]
             if not affected:
                 continue
-            fixes = {}
+            fixes: dict[str, str] = {}
             for r in affected:
                 item = plan.get(r.instance)
-                to = None
-                if item is not None:
-                    to = next(
-                        (str(c.to_version) for c in item.components if c.component == r.component),
-                        None,
-                    )
-                fixes[r.instance] = to if to != str(r.version) else None
+                if item is None:
+                    continue
+                to = next(
+                    (str(c.to_version) for c in item.components if c.component == r.component),
+                    None,
+                )
+                if to is not None and to != str(r.version):
+                    fixes[r.instance] = f"{to} ({item.decision})"
             found.append({"advisory": adv, "rows": affected, "fixes": fixes})
         groups.append({"severity": severity.value, "advisories": found})
     series = exposure.daily_exposure(days=days, now=now, engine=engine)
-    from fleet.core.compliance import time_left
-
     return render(
         request,
         "security.html",
@@ -514,7 +511,7 @@ def security_page(
         severities=[s.value for s in SEVERITY_ORDER],
         days=days,
         now=now,
-        time_left=time_left,
+        time_left=matrix.time_left,
         duration=format_duration,
         deadlines=state.deadlines,
     )

@@ -10,7 +10,8 @@
   A POST whose `Origin` is another site is refused too.
 - Pages are sent with a strict Content-Security-Policy (scripts and styles
   only from the console itself, no inline script, no framing), `nosniff`,
-  no referrer, and `no-store` caching.
+  no referrer to other sites, and `no-store` caching (a POST keeps its
+  `Origin` header: under `no-referrer` browsers send `Origin: null`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ CSP = (
 _HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),

@@ -92,7 +92,8 @@ def test_up_stop_and_up_again_on_the_same_data(tmp_path: Path) -> None:
         assert instances["total"] == 12
         assert f"Fleet console {stack.api_url}/" in stack.output
         for role in ("operator", "approver"):
-            assert signed_in_console(stack.api_url, stack.token(role)).count("<tr><th") == 12
+            matrix = signed_in_console(stack.api_url, stack.token(role))
+            assert matrix.count('<th scope="row">') == 12
         first_id = found["compile-and-deploy/fleet"]["id"]
         children = processes_with_home(home)
         assert len(children) >= 15  # server, 12 agents, API, serve
