@@ -19,7 +19,7 @@ in this order (the one that asks most of an operator first):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -84,6 +84,19 @@ class Cell:
     state: CellState
     note: str = ""
     flagged: bool = False  # an open advisory affects what runs here
+    # Worked out once: the matrix draws thousands of cells.
+    css: str = field(init=False, default="")
+    tip: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        css = f"st-{self.state.value}" + (" flag" if self.flagged else "")
+        object.__setattr__(self, "css", css)
+        object.__setattr__(self, "tip", self.title if self._tells_more else "")
+
+    @property
+    def _tells_more(self) -> bool:
+        """Whether a tooltip says more than the cell's colour, version and target."""
+        return bool(self.note) or self.state not in (CellState.CURRENT, CellState.UPDATE)
 
     @property
     def title(self) -> str:
@@ -191,7 +204,7 @@ def _cell(
     flagged: bool,
 ) -> Cell:
     target = None if plan is None else plan.get("to")
-    reason = "" if plan is None else str(plan.get("reason", ""))
+    # The reasons are on the instance page: here they would triple the page's size.
     changes = target is not None and target != running
     decision = item.get("decision")
     if decision == "error":
@@ -206,13 +219,13 @@ def _cell(
         note = f"recorded {recorded or '(none)'}, running {seen or '(none)'}"
         return Cell(component, seen or running, target, CellState.DRIFTED, note, flagged)
     if changes and decision == "enforce-security" and enforced:
-        return Cell(component, running, target, CellState.ENFORCED, reason, flagged)
+        return Cell(component, running, target, CellState.ENFORCED, "", flagged)
     if changes and waiting:
-        return Cell(component, running, target, CellState.WAITING, reason, flagged)
+        return Cell(component, running, target, CellState.WAITING, "", flagged)
     if changes and decision == "skip-frozen":
-        return Cell(component, running, target, CellState.FROZEN, reason, flagged)
+        return Cell(component, running, target, CellState.FROZEN, "", flagged)
     if changes:
-        return Cell(component, running, target, CellState.UPDATE, reason, flagged)
+        return Cell(component, running, target, CellState.UPDATE, "", flagged)
     return Cell(component, running, target, CellState.CURRENT, "", flagged)
 
 
