@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -351,3 +352,60 @@ def test_the_security_page_lists_open_advisories_and_charts_exposure(api: Api) -
     assert "risk-accepted" in critical  # globex-eu
     assert "<svg" in page.text and "polyline" in page.text
     assert api.client.get("/console/security", params={"days": 3}).status_code == 422
+
+
+@pytest.fixture
+def rollback_deployment() -> Iterator[None]:
+    """rollback/fleet exists (no worker: a run started stays scheduled)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.rollback import rollback
+
+    deployment_id = rollback.to_deployment("fleet").apply()
+    yield
+    with get_client(sync_client=True) as client:
+        client.delete_deployment(deployment_id)
+
+
+@pytest.mark.usefixtures("rollback_deployment")
+def test_a_previewed_rollback_starts_the_flow_as_the_signed_in_principal(api: Api) -> None:
+    from fleet.services import runs
+
+    assert deploy_plan(api, "acme-prod") == 1
+    data = yaml.safe_load(Path(EXAMPLE).read_text())
+    data["versions"].append(
+        {
+            **next(v for v in data["versions"] if v["version"] == "2.5.0"),
+            "version": "2.5.1",
+            "released_at": "2026-11-20T09:00:00Z",
+        }
+    )
+    apply_fleet_file(parse_fleet_data(data), actor="tests", engine=api.engine)
+    assert deploy_plan(api, "acme-prod") == 2
+    csrf = sign_in(api.client, api.secrets["operator"])
+    form = api.client.get("/console/instances/acme-prod", params={"target": "previous"})
+    assert "Target: r1" in form.text and "the floor holds" in form.text
+    body = {"csrf": csrf, "target": "previous", "revision": "1", "reason": f"slow {HOSTILE}"}
+    # A risk acceptance is the admin's to give.
+    risky = {**body, "risk_reason": "certified build", "risk_until": "2027-01-31T00:00"}
+    r = api.client.post("/console/instances/acme-prod/rollback", data=risky)
+    assert r.status_code == 403 and "admin" in r.text
+    r = api.client.post("/console/instances/acme-prod/rollback", data=body)
+    assert r.status_code == 200, r.text
+    assert "Rollback of acme-prod started" in r.text and HOSTILE not in r.text
+    started, _total = runs.list_runs([runs.ROLLBACK], limit=10, offset=0)
+    assert [(s["parameters"]["requested_by"], s["parameters"]["instances"]) for s in started] == [
+        ("operator", ["acme-prod"])
+    ]
+    assert started[0]["parameters"]["reason"] == f"slow {HOSTILE}"
+    assert "risk_acceptance" not in started[0]["parameters"]
+    api.client.cookies.clear()
+    csrf = sign_in(api.client, api.secrets["admin"])
+    r = api.client.post("/console/instances/acme-prod/rollback", data={**risky, "csrf": csrf})
+    assert r.status_code == 200, r.text
+    newest = runs.list_runs([runs.ROLLBACK], limit=1, offset=0)[0][0]["parameters"]
+    assert newest["risk_acceptance"] == {
+        "by": "admin",
+        "reason": "certified build",
+        "until": "2027-01-31T00:00:00Z",
+    }
