@@ -18,6 +18,7 @@ in this order (the one that asks most of an operator first):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,7 @@ __all__ = [
     "build_rows",
     "choices",
     "filter_rows",
+    "rows_of",
     "state_counts",
     "time_left",
 ]
@@ -227,6 +229,36 @@ def _cell(
     if changes:
         return Cell(component, running, target, CellState.UPDATE, "", flagged)
     return Cell(component, running, target, CellState.CURRENT, "", flagged)
+
+
+# The key names the plan and state by identity: the entry keeps them alive.
+_ROWS: dict[str, tuple[tuple[Any, ...], list[Row], Overview]] = {}
+_ROWS_LOCK = threading.Lock()
+
+
+def _facts_key(overview: Overview) -> tuple[Any, ...]:
+    return (
+        id(overview.plan),
+        id(overview.state),
+        overview.at.replace(second=0, microsecond=0),
+        None if overview.waiting is None else tuple(sorted(overview.waiting.items())),
+        tuple(sorted((n, d.observed_at, d.summary) for n, d in overview.drifted.items())),
+        tuple(sorted((n, f.revision, f.outcome) for n, f in overview.failed.items())),
+    )
+
+
+def rows_of(overview: Overview) -> list[Row]:
+    """`build_rows`, kept while the facts are the same (the plan is kept for its
+    minute): paging through a large fleet does not build every row again."""
+    key = _facts_key(overview)
+    with _ROWS_LOCK:
+        hit = _ROWS.get("rows")
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    rows = build_rows(overview)
+    with _ROWS_LOCK:
+        _ROWS["rows"] = (key, rows, overview)
+    return rows
 
 
 def build_rows(overview: Overview, components: Sequence[str] | None = None) -> list[Row]:

@@ -20,7 +20,7 @@ from fleet.api.errors import status_of
 from fleet.console import matrix, panels, security
 from fleet.console.charts import SEVERITY_ORDER, exposure_chart
 from fleet.console.forms import Form, read_form
-from fleet.console.render import render
+from fleet.console.render import render, render_stream
 from fleet.console.security import PREFIX, CsrfRefused, SignInRequired
 from fleet.console.timeline import timeline
 from fleet.core.durations import format_duration, isoformat
@@ -186,7 +186,7 @@ def fleet_matrix(
 ) -> Response:
     engine = engine_of(request)
     facts = overview.overview(engine=engine)
-    rows = matrix.build_rows(facts)
+    rows = matrix.rows_of(facts)
     filters = matrix.Filters(
         channel=_text(channel),
         customer=_text(customer),
@@ -201,7 +201,7 @@ def fleet_matrix(
     pages = max(1, math.ceil(len(chosen) / size))
     page = min(page, pages)
     shown = chosen[(page - 1) * size : page * size]
-    return render(
+    return render_stream(
         request,
         "matrix.html",
         session=session,

@@ -4,13 +4,14 @@ Prefect UI is)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from fleet.console.security import PREFIX
@@ -18,7 +19,14 @@ from fleet.core.durations import isoformat
 from fleet.services.sessions import Session
 from fleet.services.tokens import Role
 
-__all__ = ["HTMX", "HTMX_INTEGRITY", "prefect_ui_url", "render", "templates"]
+__all__ = [
+    "HTMX",
+    "HTMX_INTEGRITY",
+    "prefect_ui_url",
+    "render",
+    "render_stream",
+    "templates",
+]
 
 # The vendored htmx (static/, with its licence), pinned by version and hash: the
 # page refuses a file that is not exactly this one (Subresource Integrity).
@@ -65,6 +73,23 @@ def prefect_ui_url() -> str | None:
     return str(url).rstrip("/") if url else None
 
 
+def _context(request: Request, session: Session | None, nav: str) -> dict[str, Any]:
+    principal = None if session is None else session.principal
+    return {
+        "request_path": request.url.path,
+        "session": session,
+        "principal": principal,
+        "csrf": "" if session is None else session.csrf,
+        "can": {
+            "operate": principal is not None and principal.can(Role.OPERATOR),
+            "approve": principal is not None and principal.can(Role.APPROVER),
+            "admin": principal is not None and principal.can(Role.ADMIN),
+        },
+        "nav": nav,
+        "prefect_ui": prefect_ui_url(),
+    }
+
+
 def render(
     request: Request,
     template: str,
@@ -74,24 +99,34 @@ def render(
     nav: str = "",
     **context: Any,
 ) -> HTMLResponse:
-    principal = None if session is None else session.principal
-    can = {
-        "operate": principal is not None and principal.can(Role.OPERATOR),
-        "approve": principal is not None and principal.can(Role.APPROVER),
-        "admin": principal is not None and principal.can(Role.ADMIN),
-    }
-    html = (
-        templates()
-        .get_template(template)
-        .render(
-            request_path=request.url.path,
-            session=session,
-            principal=principal,
-            csrf="" if session is None else session.csrf,
-            can=can,
-            nav=nav,
-            prefect_ui=prefect_ui_url(),
-            **context,
-        )
-    )
+    page = templates().get_template(template)
+    html = page.render(**_context(request, session, nav), **context)
     return HTMLResponse(html, status_code=status)
+
+
+def _chunks(parts: Iterator[str], size: int = 32 * 1024) -> Iterator[bytes]:
+    buffer: list[str] = []
+    held = 0
+    for part in parts:
+        buffer.append(part)
+        held += len(part)
+        if held >= size:
+            yield "".join(buffer).encode()
+            buffer, held = [], 0
+    if buffer:
+        yield "".join(buffer).encode()
+
+
+def render_stream(
+    request: Request,
+    template: str,
+    *,
+    session: Session | None,
+    nav: str = "",
+    **context: Any,
+) -> StreamingResponse:
+    """A long page sent as it is rendered: the browser paints its top while the
+    server writes the rest (everything it shows is worked out before the first byte)."""
+    page = templates().get_template(template)
+    parts = page.generate(**_context(request, session, nav), **context)
+    return StreamingResponse(_chunks(parts), media_type="text/html; charset=utf-8")

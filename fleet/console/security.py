@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Protocol
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -110,7 +111,7 @@ def _secure(request: Request) -> bool:
 
 
 def set_session_cookie(response: Response, request: Request, session: Session) -> None:
-    seconds = max(1, int((session.expires_at - _now()).total_seconds()))
+    seconds = max(1, int((session.expires_at - datetime.now(UTC)).total_seconds()))
     response.set_cookie(
         COOKIE,
         session.secret,
@@ -142,12 +143,6 @@ def set_sign_in_cookie(response: Response, request: Request, secret: str) -> Non
         httponly=True,
         samesite="strict",
     )
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 def current_session(request: Request) -> Session | None:
