@@ -77,11 +77,11 @@ def _time(value: str, what: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InputError(f"Invalid {what}: {value!r} (expected an ISO 8601 time)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
 
 
 def _forbidden(session: Session, grant: Role) -> PermissionDenied:

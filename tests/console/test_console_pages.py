@@ -409,3 +409,27 @@ def test_a_previewed_rollback_starts_the_flow_as_the_signed_in_principal(api: Ap
         "reason": "certified build",
         "until": "2027-01-31T00:00:00Z",
     }
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "yesterday",
+        "2026-13-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",  # before the first representable UTC instant
+        "9999-12-31T23:59:59-01:00",  # after the last
+        "2026-11-26T12:00:00\u200bZ",
+        "NaN",
+        "x" * 300,
+    ],
+)
+def test_times_that_are_no_times_are_refused(api: Api, moment: str) -> None:
+    sign_in(api.client, api.secrets["viewer"])
+    for params in ({"since": moment}, {"until": moment}):
+        r = api.client.get("/console/audit", params=params)
+        assert r.status_code == 422, (params, r.text)
+        assert api.client.get("/console/audit/export", params=params).status_code == 422
+    r = api.client.get(
+        "/console/instances/acme-prod/rollback", params={"target": "time", "at": moment[:64]}
+    )
+    assert r.status_code == 422
