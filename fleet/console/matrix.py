@@ -115,20 +115,22 @@ class Badge:
     advisory: str
     component: str
     severity: str
-    deadline: str | None
-    time_left: str
-    overdue: bool
+    deadline: datetime | None
     enforced: bool
     accepted: str | None = None
     status: str | None = None  # e.g. `no-fix`, when the plan says so
 
-    @property
-    def words(self) -> str:
+    def overdue(self, now: datetime) -> bool:
+        return self.deadline is not None and self.deadline <= now
+
+    def words(self, now: datetime) -> str:
+        """`FLEET-2026-0007 · critical · 5h 10m left` (the time left is read at `now`)."""
         parts = [self.advisory, self.severity]
+        left = time_left(self.deadline, now)
         if self.accepted:
             parts.append(f"accepted until {self.accepted}")
-        elif self.time_left:
-            parts.append(self.time_left if self.overdue else f"{self.time_left} left")
+        elif left:
+            parts.append(left if self.overdue(now) else f"{left} left")
         if self.status:
             parts.append(self.status)
         return " · ".join(parts)
@@ -175,7 +177,7 @@ class Filters:
         return {k: v for k, v in pairs.items() if v}
 
 
-def _badge(flag: Mapping[str, Any], now: datetime) -> Badge:
+def _badge(flag: Mapping[str, Any]) -> Badge:
     deadline = flag.get("deadline")
     moment = datetime.fromisoformat(deadline.replace("Z", "+00:00")) if deadline else None
     accepted = flag.get("risk_accepted") or None
@@ -184,9 +186,7 @@ def _badge(flag: Mapping[str, Any], now: datetime) -> Badge:
         advisory=str(flag.get("id", "")),
         component=str(flag.get("component", "")),
         severity=str(flag.get("severity", "")),
-        deadline=deadline,
-        time_left=time_left(moment, now),
-        overdue=moment is not None and moment <= now,
+        deadline=moment,
         enforced=bool(flag.get("enforced")),
         accepted=None if not accepted else str(accepted.get("until", ""))[:10],
         status=None if status is None else str(status),
@@ -240,7 +240,7 @@ def _facts_key(overview: Overview) -> tuple[Any, ...]:
     return (
         id(overview.plan),
         id(overview.state),
-        overview.at.replace(second=0, microsecond=0),
+        overview.planned_at,
         None if overview.waiting is None else tuple(sorted(overview.waiting.items())),
         tuple(sorted((n, d.observed_at, d.summary) for n, d in overview.drifted.items())),
         tuple(sorted((n, f.revision, f.outcome) for n, f in overview.failed.items())),
@@ -266,14 +266,13 @@ def build_rows(overview: Overview, components: Sequence[str] | None = None) -> l
     state = overview.state
     order = tuple(components or state.components)
     instances = {i.name: i for i in state.instances}
-    now = overview.at
     rows = []
     for item in overview.plan.get("instances", ()):
         name = str(item.get("instance"))
         inst = instances.get(name)
         planned: Mapping[str, Any] = item.get("components") or {}
         flags = [f for f in item.get("advisories", ()) if isinstance(f, Mapping)]
-        badges = tuple(_badge(f, now) for f in flags)
+        badges = tuple(_badge(f) for f in flags)
         enforced_components = {
             str(f.get("component"))
             for f in flags

@@ -221,7 +221,8 @@ def fleet_matrix(
         size=size,
         sizes=PAGE_SIZES,
         notes=facts.notes,
-        at=facts.at,
+        at=facts.planned_at,
+        now=facts.at,
     )
 
 
@@ -255,7 +256,7 @@ def _instance_context(request: Request, name: str) -> dict[str, Any]:
     return {
         "inst": inst,
         "plan": plan,
-        "badges": [matrix.Badge(**_badge_fields(f, now)) for f in plan.advisories],
+        "badges": [matrix.Badge(**_badge_fields(f)) for f in plan.advisories],
         "history": history,
         "ran": ran,
         "entries": timeline(
@@ -273,15 +274,13 @@ def _instance_context(request: Request, name: str) -> dict[str, Any]:
     }
 
 
-def _badge_fields(flag: Any, now: datetime) -> dict[str, Any]:
+def _badge_fields(flag: Any) -> dict[str, Any]:
     ra = flag.risk_acceptance
     return {
         "advisory": flag.advisory.id,
         "component": flag.advisory.component,
         "severity": str(flag.advisory.severity),
-        "deadline": None if flag.deadline is None else isoformat(flag.deadline),
-        "time_left": matrix.time_left(flag.deadline, now),
-        "overdue": flag.deadline is not None and flag.deadline <= now,
+        "deadline": flag.deadline,
         "enforced": flag.enforced,
         "accepted": None if ra is None else isoformat(ra.until)[:10],
     }

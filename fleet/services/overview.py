@@ -8,15 +8,18 @@ its cells with, gathered from the services that own them.
 - drift (`drift.drifted`);
 - the last deployment of each instance, when it failed.
 
-The plan of the whole fleet is kept for the minute while the audit chain's
-head is the same, so paging through a large fleet does not plan it again.
+The plan of the whole fleet is kept for up to `PLAN_TTL` while the audit
+chain's head is the same (any change of state replans at once), so paging
+through a large fleet does not plan it again: what moves with time alone (a
+deadline passing, a version soaking) shows within that time. The page says
+when its plan was made.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -31,6 +34,8 @@ from fleet.services.drift import DriftFinding
 __all__ = ["FailedDeploy", "Overview", "failed_deployments", "overview"]
 
 FAILED_OUTCOMES = ("failed", "rolled-back")
+
+PLAN_TTL = timedelta(minutes=5)
 
 _CACHE: dict[str, tuple[int, datetime, dict[str, Any]]] = {}
 _LOCK = threading.Lock()
@@ -52,6 +57,7 @@ class FailedDeploy:
 @dataclass(frozen=True, slots=True)
 class Overview:
     at: datetime
+    planned_at: datetime
     state: FleetState
     plan: dict[str, Any]
     waiting: dict[str, tuple[str, int]] | None
@@ -104,25 +110,27 @@ def failed_deployments(*, engine: Engine | None = None) -> dict[str, FailedDeplo
     return out
 
 
-def _plan_json(now: datetime, engine: Engine) -> dict[str, Any]:
+def _plan_json(now: datetime, engine: Engine) -> tuple[datetime, dict[str, Any]]:
+    """The plan of the whole fleet and the time it was made for."""
     memo = plans.current_memo(engine=engine)
     key = engine.url.render_as_string(hide_password=False)
-    minute = now.replace(second=0, microsecond=0)
     with _LOCK:
         hit = _CACHE.get(key)
-    if hit is not None and hit[0] == id(memo) and hit[1] == minute:
-        return hit[2]
-    plan = plans.preview(now=minute, engine=engine).to_json()
+    if hit is not None and hit[0] == id(memo) and hit[1] <= now < hit[1] + PLAN_TTL:
+        return hit[1], hit[2]
+    at = now.replace(microsecond=0)
+    plan = plans.preview(now=at, engine=engine).to_json()
     with _LOCK:
-        _CACHE[key] = (id(memo), minute, plan)
-    return plan
+        _CACHE[key] = (id(memo), at, plan)
+    return at, plan
 
 
 def overview(*, now: datetime | None = None, engine: Engine | None = None) -> Overview:
-    """Everything the matrix shows, as of `now` (the plan as of its minute)."""
+    """Everything the matrix shows, as of `now` (the plan as of `planned_at`, at most
+    `PLAN_TTL` before)."""
     now = now_or_clock(now)
     engine = engine_or_default(engine)
-    plan = _plan_json(now, engine)
+    planned_at, plan = _plan_json(now, engine)
     notes: list[str] = []
     waiting: dict[str, tuple[str, int]] | None
     try:
@@ -132,6 +140,7 @@ def overview(*, now: datetime | None = None, engine: Engine | None = None) -> Ov
         notes.append(f"Runs waiting for approval are unknown: {exc}")
     return Overview(
         now,
+        planned_at,
         plans.current_state(engine=engine),
         plan,
         waiting,

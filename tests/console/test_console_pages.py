@@ -53,10 +53,10 @@ def test_the_matrix_colours_each_cell_by_state(api: Api) -> None:
     assert any(b.advisory == "FLEET-2026-0007" and b.accepted for b in globex.badges)
     # The badge says how long is left before the deadline (or how long it is overdue).
     badge = next(b for b in rows["acme-prod"].badges if b.advisory == "FLEET-2026-0007")
-    assert (badge.severity, badge.overdue) == ("critical", True)
-    assert badge.words == "FLEET-2026-0007 · critical · overdue 4h"
+    assert (badge.severity, badge.overdue(STORY)) == ("critical", True)
+    assert badge.words(STORY) == "FLEET-2026-0007 · critical · overdue 4h"
     medium = next(b for b in rows["initech-prod"].badges if b.advisory == "FLEET-2026-0004")
-    assert medium.words == "FLEET-2026-0004 · medium · 14d left"
+    assert medium.words(STORY) == "FLEET-2026-0004 · medium · 14d left"
     # An instance that needs nothing shows its cells as current.
     current = [r for r in rows.values() if r.states == {CellState.CURRENT}]
     assert all(r.decision == "noop" for r in current)
