@@ -181,7 +181,7 @@ def _badge(flag: Mapping[str, Any]) -> Badge:
     deadline = flag.get("deadline")
     moment = datetime.fromisoformat(deadline.replace("Z", "+00:00")) if deadline else None
     accepted = flag.get("risk_accepted") or None
-    status = flag.get("status")
+    status = "no fix available" if flag.get("no_fix") else flag.get("status")
     return Badge(
         advisory=str(flag.get("id", "")),
         component=str(flag.get("component", "")),
@@ -271,7 +271,13 @@ def build_rows(overview: Overview, components: Sequence[str] | None = None) -> l
         name = str(item.get("instance"))
         inst = instances.get(name)
         planned: Mapping[str, Any] = item.get("components") or {}
-        flags = [f for f in item.get("advisories", ()) if isinstance(f, Mapping)]
+        # The advisories that affect what runs now (the plan also names those that
+        # would affect only the version it plans).
+        flags = [
+            f
+            for f in item.get("advisories", ())
+            if isinstance(f, Mapping) and f.get("running", True)
+        ]
         badges = tuple(_badge(f) for f in flags)
         enforced_components = {
             str(f.get("component"))

@@ -256,7 +256,11 @@ def _instance_context(request: Request, name: str) -> dict[str, Any]:
     return {
         "inst": inst,
         "plan": plan,
-        "badges": [matrix.Badge(**_badge_fields(f)) for f in plan.advisories],
+        "badges": [
+            matrix.Badge(**_badge_fields(f))
+            for f in plan.advisories
+            if f.running
+        ],
         "history": history,
         "ran": ran,
         "entries": timeline(
@@ -283,6 +287,7 @@ def _badge_fields(flag: Any) -> dict[str, Any]:
         "deadline": flag.deadline,
         "enforced": flag.enforced,
         "accepted": None if ra is None else isoformat(ra.until)[:10],
+        "status": "no fix available" if flag.no_fix else None,
     }
 
 

@@ -38,7 +38,20 @@ __all__ = [
 ]
 
 APPROVAL_DECISIONS = ("approve", "reject", "waived")
-OUTCOMES = ("succeeded", "failed", "rolled-back", "skipped", "expired", "halted")
+# `interrupted`: the run stopped while deploying (closed by recovery);
+# `already-deployed`: another run had deployed the revision (nothing done);
+# `locked`: another run held the instance for longer than the rollout waits.
+OUTCOMES = (
+    "succeeded",
+    "failed",
+    "rolled-back",
+    "skipped",
+    "expired",
+    "halted",
+    "interrupted",
+    "already-deployed",
+    "locked",
+)
 
 
 @dataclass(frozen=True, slots=True)
