@@ -256,11 +256,7 @@ def _instance_context(request: Request, name: str) -> dict[str, Any]:
     return {
         "inst": inst,
         "plan": plan,
-        "badges": [
-            matrix.Badge(**_badge_fields(f))
-            for f in plan.advisories
-            if f.running
-        ],
+        "badges": [matrix.Badge(**_badge_fields(f)) for f in plan.advisories if f.running],
         "history": history,
         "ran": ran,
         "entries": timeline(
