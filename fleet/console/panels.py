@@ -38,7 +38,10 @@ def recent_audit_events(instance: str, engine: Engine) -> Panel:
     """The instance's latest audit events, newest first."""
     subject = f"instance:{instance}"
     found, more = audit.search(subject=subject, limit=15, engine=engine)
-    rows = [(str(e.seq), isoformat(e.at), e.actor, e.action, e.flow_run_id or "") for e in found]
+    rows = [
+        (str(e.seq), isoformat(e.at)[:19].replace("T", " "), e.actor, e.action, e.flow_run_id or "")
+        for e in found
+    ]
     return Panel(
         "Audit events",
         ("seq", "at", "actor", "action", "flow run"),
