@@ -10,7 +10,7 @@ instance, when the audit service has one, is one more provider in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from sqlalchemy import Engine
@@ -28,7 +28,7 @@ class Panel:
     rows: Sequence[Sequence[str]] = ()
     link: tuple[str, str] | None = None  # (words, console path)
     empty: str = "Nothing yet."
-    text: str = field(default="")
+    text: str = ""  # a report as preformatted text, shown under the table
 
 
 PanelProvider = Callable[[str, Engine], "Panel | None"]

@@ -433,3 +433,20 @@ def test_times_that_are_no_times_are_refused(api: Api, moment: str) -> None:
         "/console/instances/acme-prod/rollback", params={"target": "time", "at": moment[:64]}
     )
     assert r.status_code == 422
+
+
+def test_a_report_plugs_into_the_instance_page_as_a_panel(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleet.console import panels
+
+    def report(instance: str, engine: object) -> panels.Panel:
+        return panels.Panel(
+            "Audit report", ("check", "result"), [("chain", "intact")], text=f"for {HOSTILE}"
+        )
+
+    monkeypatch.setattr(panels, "INSTANCE_PANELS", [*panels.INSTANCE_PANELS, report])
+    sign_in(api.client, api.secrets["viewer"])
+    page = api.client.get("/console/instances/acme-prod").text
+    assert "<h2>Audit events</h2>" in page and "<h2>Audit report</h2>" in page
+    assert "<td>intact</td>" in page and "for &lt;script&gt;" in page
