@@ -15,8 +15,6 @@ another automation). Every deploy also settles its instance's orphans before
 it starts, so a re-run converges even when this flow never ran.
 """
 
-from __future__ import annotations
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
