@@ -94,6 +94,11 @@ class ChannelBody(Body):
     maintenance_window: WindowPublic | None = None
     approvals_required: int = Field(default=1, ge=1, le=100, examples=[2])
     approval_timeout: str = Field(default="72h", max_length=40, examples=["72h"])
+    verified_approvals: bool = Field(
+        default=False,
+        description="Only verified approvals count (an API token, a one-time approval code); "
+        "names typed into the Prefect UI's form are recorded but do not count.",
+    )
 
 
 class ChannelPublic(ChannelBody):

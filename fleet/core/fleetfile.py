@@ -293,6 +293,7 @@ class ChannelEntry(_Model):
     maintenance_window: Window | None = None
     approvals_required: Annotated[StrictInt, Field(ge=1)] = 1
     approval_timeout: PositiveDuration = _DEFAULT_APPROVAL_TIMEOUT
+    verified_approvals: StrictBool = False
 
     def to_data(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "policy": self.policy.value}
@@ -313,6 +314,8 @@ class ChannelEntry(_Model):
             out["approvals_required"] = self.approvals_required
         if self.approval_timeout != _DEFAULT_APPROVAL_TIMEOUT:
             out["approval_timeout"] = format_duration(self.approval_timeout)
+        if self.verified_approvals:
+            out["verified_approvals"] = True
         return out
 
 
@@ -556,6 +559,7 @@ class FleetFile(_Model):
                 ),
                 approvals_required=c.approvals_required,
                 approval_timeout=c.approval_timeout,
+                verified_approvals=c.verified_approvals,
             )
             for c in self.channels
         }
@@ -1125,6 +1129,7 @@ def fleet_file_from_state(state: FleetState) -> FleetFile:
             ),
             approvals_required=c.approvals_required,
             approval_timeout=c.approval_timeout,
+            verified_approvals=c.verified_approvals,
         )
         for c in state.channels.values()
     ]

@@ -83,6 +83,9 @@ class ChannelBase(SQLModel):
     window_timezone: str | None = Field(default=None, max_length=64)
     approvals_required: int = 1
     approval_timeout_seconds: int = 72 * 3600
+    verified_approvals: bool = Field(
+        default=False, description="only verified approvals count (self-declared are recorded)"
+    )
 
 
 class ChannelRow(ChannelBase, table=True):

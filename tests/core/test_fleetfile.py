@@ -323,6 +323,16 @@ RULES = [
         "channels[stable].approvals_required: expected an integer, got 'two'",
     ),
     (
+        "verified_approvals text",
+        _set("channels.0.verified_approvals", "yes"),
+        "channels[stable].verified_approvals: expected true or false, got 'yes'",
+    ),
+    (
+        "verified_approvals number",
+        _set("channels.0.verified_approvals", 1),
+        "channels[stable].verified_approvals: expected true or false, got 1",
+    ),
+    (
         "allow_prereleases text",
         _set("channels.0.allow_prereleases", "yes"),
         "channels[stable].allow_prereleases: expected true or false, got 'yes'",
