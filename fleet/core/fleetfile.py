@@ -62,7 +62,8 @@ from fleet.core.advisories import (
 )
 from fleet.core.channels import Channel, MaintenanceWindow, Policy
 from fleet.core.durations import format_duration, isoformat, parse_duration
-from fleet.core.errors import FleetFileError, InputError
+from fleet.core.errors import FleetFileError, InputError, InvalidIdentity
+from fleet.core.identity import check_identity
 from fleet.core.instances import Instance
 from fleet.core.names import NAME_PATTERN
 from fleet.core.pins import Pin, PinScope
@@ -221,8 +222,17 @@ def _choice(enum: type[_E], kind: str) -> Callable[[Any], Any]:
     return check
 
 
+def _check_person(value: str) -> str:
+    try:
+        check_identity(value)
+    except InvalidIdentity as exc:
+        raise ValueError(str(exc).removeprefix("Invalid name: ")) from None
+    return value
+
+
 Name = Annotated[str, AfterValidator(_check_name)]
 Text = Annotated[str, AfterValidator(_check_text)]
+Person = Annotated[str, AfterValidator(_check_text), AfterValidator(_check_person)]
 VersionText = Annotated[str, BeforeValidator(_as_text), AfterValidator(_check_version)]
 SpecText = Annotated[str, AfterValidator(_check_specifier)]
 Time = Annotated[datetime, BeforeValidator(_parse_time)]
@@ -474,7 +484,7 @@ class AdvisoryEntry(_Model):
 class RiskAcceptanceEntry(_Model):
     instance: Name
     advisory: Text
-    by: Text
+    by: Person
     reason: Text
     until: Time
 

@@ -268,6 +268,12 @@ RULES = [
         "risk_acceptances[0].instance: unknown instance 'globex'",
     ),
     (
+        "risk acceptance by with a zero-width space",
+        _set("risk_acceptances.0.by", "ciso\u200b@vendor.example"),
+        "risk_acceptances[0].by: 'ciso\\u200b@vendor.example' (U+200B is an invisible format "
+        "character)",
+    ),
+    (
         "risk acceptance advisory",
         _set("risk_acceptances.0.advisory", "FLEET-2026-0002"),
         "risk_acceptances[0].advisory: unknown advisory 'FLEET-2026-0002'",
