@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from queue import Queue
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import Task, get_run_logger, tags
 from prefect.context import TagsContext
@@ -37,6 +37,7 @@ from blocks.targets import TargetBlock
 from fleet.core.approvals import ApprovalTally, Request, Verdict, refusal
 from fleet.core.durations import isoformat
 from fleet.core.errors import ConflictError, InputError, PermissionDenied
+from fleet.core.identity import MAX_IDENTITY_LENGTH
 from fleet.core.manifests import ManifestStatus
 from fleet.core.rollout import Amount, RolloutStrategy, halted, waves
 from fleet.services import approvals, codes, manifests
@@ -113,21 +114,29 @@ class Strategy(BaseModel):
 
 
 class ApprovalInput(RunInput):
-    """An approval or rejection of the waiting instances (or some of them)."""
+    """An approval or rejection of the waiting instances (or some of them).
+
+    The limits are checked by Prefect's server against this schema before the
+    run sees the input (the form shows what is wrong).
+    """
 
     decision: Literal["approve", "reject"] = "approve"
     approver: str = Field(
         default="",
+        max_length=MAX_IDENTITY_LENGTH,
         description="Who decides (not the requester); self-declared. Ignored with a code.",
     )
     code: str = Field(
         default="",
+        max_length=64,
         description="Optional one-time approval code (`fleet approvals code RUN_ID`): "
         "decides as the code's holder, verified.",
     )
-    comment: str = Field(default="", description="Why.")
-    instances: list[str] = Field(
-        default_factory=list, description="Instances decided; empty: every waiting instance."
+    comment: str = Field(default="", max_length=4096, description="Why (at most 4 KB).")
+    instances: list[Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="Instances decided; empty: every waiting instance.",
     )
 
 
@@ -207,7 +216,9 @@ def _take(
     def refuse(why: str, *, who: str, **details: Any) -> None:
         logger.warning("approval input refused: %s", why)
         approvals.record_refusal(
-            chosen,
+            # Recorded on the run's own instances: a name typed into the form is
+            # no subject of the audit chain.
+            [n for n in chosen if n in specs] or list(pending),
             approver=who or "(empty)",
             reason=why,
             key=key,
@@ -217,7 +228,10 @@ def _take(
 
     unknown = [n for n in chosen if n not in pending]
     if unknown:
-        refuse(f"not waiting for approval in this run: {', '.join(unknown)}", who=typed)
+        named = ", ".join(repr(n) for n in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        refuse(f"not waiting for approval in this run: {named}", who=typed)
         return
     if answer.code.strip():
         try:

@@ -95,6 +95,16 @@ def test_the_requester_with_a_zero_width_space_is_refused(tmp_path, start_agent)
     assert all("four eyes" in r for r in reasons[1:3]) and "U+FEFF" in reasons[3]
     assert [r["approver"] for r in refusals(run_id)][:2] == ["alice\u200b", "ALICE"]
 
+    # Instances the run does not wait for: refused on the run's own instance, never
+    # recorded as a subject of their own; input over the form's limits never arrives.
+    resume_flow_run(run_id, run_input={"approver": "bob", "instances": [f"x{i}" for i in range(9)]})
+    paused_for(run_id, 6)
+    last = [e for e in audit.events() if e.action == "approval.refused"][-1]
+    assert last.subject == "instance:m1"
+    assert last.details["reason"].endswith("'x3', 'x4' and 4 more")
+    for bad in ({"approver": "b" * 201}, {"comment": "c" * 4097}, {"code": "k" * 65}):
+        with pytest.raises(Exception, match=r"(?i)validat|too long|at most"):
+            resume_flow_run(run_id, run_input=bad)
     resume_flow_run(run_id, run_input={"approver": "bob"})
     assert finish(thread, box)["outcomes"] == {"m1": "succeeded"}
 
