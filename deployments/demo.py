@@ -10,7 +10,9 @@ database and applies the copy, runs `fleet setup`, creates an operator and an
 approver API token, starts Fleet's API and serves every flow with its schedule
 (`fleet serve`). Then it prints where to look and what to try, and waits.
 
-Ctrl-C (SIGINT) or SIGTERM stops every process it started. Running it again
+Once it is up, a child that dies (an agent, the API, the Prefect server, `fleet
+serve`) is logged and restarted with backoff (`deployments.supervisor`); the
+rest stays up. Ctrl-C (SIGINT) or SIGTERM stops every process it started. Running it again
 on the same FLEET_HOME reuses the data: the fleet file copy, the artifacts,
 the agents' installations, both databases and the tokens.
 
@@ -28,11 +30,10 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ from typing import Any
 import httpx
 
 from deployments.prefect_server import server_env
+from deployments.setup import HEARTBEAT_SECONDS
+from deployments.supervisor import Child, Supervisor
 
 __all__ = ["Demo", "DemoConfig", "main"]
 
@@ -79,19 +82,29 @@ class DemoConfig:
 
 
 @dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-
-@dataclass
 class Demo:
-    """The processes of the stack, started in order and stopped in reverse."""
+    """The processes of the stack, started in order and stopped in reverse.
+
+    While it comes up, a child that dies stops it (a port taken, a broken
+    install: restarting would not help). Once it is up, `supervise()` keeps
+    it up: a child that dies is logged and restarted with backoff.
+    """
 
     config: DemoConfig
     say: Callable[[str], None] = print
-    children: list[Child] = field(default_factory=list)
+    _sup: Supervisor | None = None
+
+    @property
+    def sup(self) -> Supervisor:
+        if self._sup is None:
+            self._sup = Supervisor(
+                env=self.env(), cwd=ROOT, logs=self.config.work / "logs", say=self.say
+            )
+        return self._sup
+
+    @property
+    def children(self) -> list[Child]:
+        return self.sup.children
 
     def env(self) -> dict[str, str]:
         c = self.config
@@ -104,6 +117,8 @@ class Demo:
             PREFECT_SERVER_API_HOST=c.host,
             PREFECT_SERVER_API_PORT=str(c.prefect_port),
             PREFECT_LOGGING_LEVEL=env.get("PREFECT_LOGGING_LEVEL", "INFO"),
+            # Flow runs beat so that a run whose process dies is marked Crashed (fleet setup).
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT_SECONDS),
             PYTHONUNBUFFERED="1",
         )
         env.pop("FLEET_DATABASE_URL", None)  # the demo's data is under FLEET_HOME only
@@ -113,28 +128,17 @@ class Demo:
     def start(self, name: str, argv: Sequence[str]) -> Child:
         """Start a child in its own session (Ctrl-C reaches only this process, which
         then stops the children in order); its output goes to a log under FLEET_HOME."""
-        log = self.config.work / "logs" / f"{name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                list(argv),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env(),
-                cwd=ROOT,
-                start_new_session=True,
-            )
-        child = Child(name, proc, log)
-        self.children.append(child)
-        return child
+        return self.sup.start(name, argv)
 
     def check_alive(self) -> None:
-        for child in self.children:
-            code = child.proc.poll()
-            if code is not None:
-                tail = child.log.read_text(errors="replace")[-2000:]
-                raise DemoError(f"{child.name} exited with {code}; its log {child.log}:\n{tail}")
+        """While coming up: a child that died is an error."""
+        for child, code in self.sup.dead():
+            tail = child.log.read_text(errors="replace")[-2000:]
+            raise DemoError(f"{child.name} exited with {code}; its log {child.log}:\n{tail}")
+
+    def supervise(self) -> None:
+        """Once up: restart what died (with backoff), and say so."""
+        self.sup.tick()
 
     def wait_for(self, what: str, probe: Callable[[], bool], timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -152,32 +156,8 @@ class Demo:
         """Stop the children in reverse order of start: `fleet serve` first and alone
         (SIGINT: Prefect's serve pauses its schedules and lets go of the server), then
         the rest (SIGTERM); SIGKILL to what is left after a grace period."""
-        rest = list(reversed(self.children))
-        first = [c for c in rest if c.name == "fleet-serve"]
-        rest = [c for c in rest if c.name != "fleet-serve"]
-        self._stop_together(first, signal.SIGINT)
-        self._stop_together(rest, signal.SIGTERM)
-        self.children.clear()
-
-    @staticmethod
-    def _stop_together(children: list[Child], sig: signal.Signals) -> None:
-        alive = [c for c in children if c.proc.poll() is None]
-        for child in alive:
-            _signal_group(child.proc, sig)
-        deadline = time.monotonic() + 20
-        for child in alive:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.proc.wait(max(0.1, deadline - time.monotonic()))
-        for child in children:
-            # The group may hold grandchildren (flow run processes) even when the child is gone.
-            _signal_group(child.proc, signal.SIGKILL)
-            if child.proc.poll() is None:
-                child.proc.wait(10)
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
+        if self._sup is not None:
+            self._sup.stop(first=["fleet-serve"], first_signal=signal.SIGINT)
 
 
 def _http_ok(url: str) -> bool:
@@ -374,6 +354,10 @@ def bring_up(demo: Demo) -> dict[str, str]:
     demo.start("fleet-serve", [*fleet_cli, "serve"])
     demo.wait_for("the Fleet API", lambda: _http_ok(f"{c.api_url}/health"), timeout=60)
     demo.wait_for("the served flows", _served_since(started), timeout=120)
+    # Now that recover/fleet exists, setup can point the crash automation at it.
+    with contextlib.redirect_stdout(io.StringIO()):
+        if fleet(["setup"]) != 0:
+            raise DemoError("fleet setup (after the flows were served) failed")
     return issued
 
 
@@ -464,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         issued = bring_up(demo)
         print(banner(config, issued), flush=True)
         while True:
-            demo.check_alive()
+            demo.supervise()
             time.sleep(1)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)

@@ -2,7 +2,9 @@
 
 1. publish a table of every affected instance with deadline and time left;
 2. emit a Prefect event per breach (`fleet.advisory.overdue`,
-   `fleet.advisory.enforced`) so that an automation can notify;
+   `fleet.advisory.enforced`, and `fleet.advisory.no-fix` for an enforced
+   advisory that no released version fixes yet) so that an automation can
+   notify;
 3. with `enforce` (the default), start a patch rollout for what is enforced:
    from a deployment, the `patch-rollout/fleet` deployment (not waited for);
    otherwise as a subflow.

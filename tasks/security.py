@@ -75,7 +75,8 @@ def publish_compliance(
 
 @task(name="emit breach events", cache_policy=NO_CACHE)
 def emit_breaches(rows: Sequence[ComplianceRow], *, now: datetime) -> list[dict[str, Any]]:
-    """One event per breach (`fleet.advisory.overdue`, `fleet.advisory.enforced`)."""
+    """One event per breach (`fleet.advisory.overdue`, `fleet.advisory.enforced`,
+    `fleet.advisory.no-fix`)."""
     sent = []
     for row in rows:
         name = BREACH_EVENTS.get(row.status)

@@ -225,11 +225,15 @@ class RiskAcceptedPublic(BaseModel):
 
 class AdvisoryFlagPublic(BaseModel):
     id: str
-    component: str
+    component: str = Field(description="An advisory is identified by its id and component.")
     severity: SeverityName
     deadline: datetime | None
-    enforced: bool
-    fixed_by_plan: bool
+    overdue: bool = Field(description="The deadline has passed.")
+    enforced: bool = Field(description="Critical or overdue, and not risk-accepted.")
+    running: bool = Field(description="It affects what runs now (else only the planned version).")
+    fixed_by_plan: bool = Field(description="The plan deploys a version free of it.")
+    would_fix: bool = Field(description="The planned version is free of it, deployed or not.")
+    no_fix: bool = Field(description="Enforced, and no version qualifies as its fix yet.")
     risk_accepted: RiskAcceptedPublic | None = None
 
 
@@ -446,6 +450,8 @@ class ComplianceItem(BaseModel):
     deadline: datetime | None
     overdue: bool = Field(description="The deadline has passed.")
     enforced: bool
+    status: Literal["risk-accepted", "no-fix", "overdue", "enforced", "report-only", "due"]
+    no_fix: bool = Field(description="Enforced, and no version qualifies as its fix yet.")
     fixed_by_plan: bool
     running: str | None = Field(description="The affected version the instance runs.")
     risk_accepted: RiskAcceptedPublic | None = None

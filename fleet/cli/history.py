@@ -1,4 +1,5 @@
-"""`fleet history INSTANCE`: manifest revisions with status, times, from -> to, flow run."""
+"""`fleet history INSTANCE`: manifest revisions with status, times, from -> to, the run
+that planned each and the runs that deployed it."""
 
 from __future__ import annotations
 
@@ -38,8 +39,10 @@ def _history(args: argparse.Namespace) -> int:
         if r.rollback_of is not None:
             head += f"  rollback of r{r.rollback_of}"
         if entry.flow_run_id:
-            head += f"  flow run {entry.flow_run_id}"
+            head += f"  planned by run {entry.flow_run_id}"
         print(head + f"  by {entry.created_by}")
+        for run, outcome in entry.deployments:
+            print(f"      deploy {outcome} in run {run}")
         for component, (before, after) in entry.changes.items():
             why = r.explanation.get(component, "")
             print(f"      {component}: {before or '(none)'} -> {after or '(none)'}  {why}".rstrip())

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from fleet.cli._files import load_fleet_file
 from fleet.core.durations import isoformat
 from fleet.core.errors import FleetFileError, InputError
-from fleet.core.plan import Decision, InstancePlan, Plan, compile_plan, plan_summary
+from fleet.core.plan import AdvisoryFlag, Decision, InstancePlan, Plan, compile_plan, plan_summary
 from fleet.core.state import FleetState
 
 __all__ = ["add_plan_arguments", "parse_at", "register", "render_plan"]
@@ -137,6 +137,19 @@ def _rows(plan: Plan) -> list[tuple[str, ...]]:
     return rows
 
 
+def _fix_words(flag: AdvisoryFlag, item: InstancePlan) -> str:
+    """What the plan does about one advisory: a frozen plan only *would* fix it."""
+    if not flag.running:
+        return "carried by the planned version"
+    if flag.fixed_by_plan:
+        if item.decision is Decision.NEEDS_APPROVAL:
+            return "fixed by this plan once approved"
+        return "fixed by this plan"
+    if flag.would_fix:
+        return f"would be fixed by this plan (not deployed: {item.decision})"
+    return "not fixed by this plan"
+
+
 def render_plan(plan: Plan, out: TextIO) -> None:
     """The human form: a summary line, a table of changes, then notes per instance."""
     out.write(f"Plan at {isoformat(plan.at)}: {plan_summary(plan)}\n\n")
@@ -157,10 +170,11 @@ def render_plan(plan: Plan, out: TextIO) -> None:
             if flag.risk_acceptance is not None:
                 ra = flag.risk_acceptance
                 state = f"risk accepted by {ra.by} until {isoformat(ra.until)}"
-            fixed = "fixed by this plan" if flag.fixed_by_plan else "not fixed by this plan"
+            if flag.no_fix:
+                state += ", NO FIX AVAILABLE"
             note(
                 f"advisory {flag.advisory.id} ({flag.advisory.severity}) on "
-                f"{flag.advisory.component}, deadline {deadline}: {state}, {fixed}"
+                f"{flag.advisory.component}, deadline {deadline}: {state}, {_fix_words(flag, item)}"
             )
         for override in item.overrides:
             note(

@@ -9,7 +9,7 @@ A version is affected when any range covers it or it is listed in `versions`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -23,6 +23,7 @@ from fleet.core.versions import parse_version
 __all__ = [
     "DEFAULT_DEADLINES",
     "Advisory",
+    "AdvisoryIndex",
     "AdvisoryKey",
     "AffectedRange",
     "Finding",
@@ -243,9 +244,10 @@ def affecting(advisories: Sequence[Advisory], component: str, version: Version) 
 class Finding:
     """One advisory affecting one version that one instance runs (or would run).
 
-    `enforced`: critical, or past its deadline, and not risk-accepted on the
-    instance. `excludes`: the version is a known hole that a normal compile
-    never chooses (open, and medium or above, or enforced).
+    `severe`: critical, or past its deadline; `enforced`: severe and not
+    risk-accepted on the instance. `excludes`: the version is a known hole
+    that a normal compile never chooses (open, and medium or above, or
+    enforced).
     """
 
     advisory: Advisory
@@ -254,6 +256,7 @@ class Finding:
     overdue: bool
     enforced: bool
     acceptance: RiskAcceptance | None = None
+    severe: bool = False
 
     @property
     def open(self) -> bool:
@@ -263,6 +266,31 @@ class Finding:
     @property
     def excludes(self) -> bool:
         return self.open and (self.enforced or self.advisory.severity.rank >= Severity.MEDIUM.rank)
+
+
+class AdvisoryIndex:
+    """Which advisories affect a component version: a cached look-up that does
+    not depend on time, so a plan memo can keep it across compiles.
+
+    >>> AdvisoryIndex([critical]).affecting("api", Version("2.3.0"))[0].id
+    'FLEET-2026-0001'
+    """
+
+    def __init__(self, advisories: Sequence[Advisory]) -> None:
+        by_component: dict[str, list[Advisory]] = {}
+        for adv in advisories:
+            by_component.setdefault(adv.component, []).append(adv)
+        self._by_component = {k: tuple(v) for k, v in by_component.items()}
+        self._cache: dict[tuple[str, Version], tuple[Advisory, ...]] = {}
+
+    def affecting(self, component: str, version: Version) -> tuple[Advisory, ...]:
+        """Every advisory whose ranges or versions cover `component` `version`."""
+        key = (component, version)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = tuple(a for a in self._by_component.get(component, ()) if a.affects(version))
+            self._cache[key] = hit
+        return hit
 
 
 class Security:
@@ -286,35 +314,22 @@ class Security:
         *,
         now: datetime,
         deadlines: Mapping[Severity, timedelta | None] = DEFAULT_DEADLINES,
-        affecting: Callable[[str, Version], tuple[Advisory, ...]] | None = None,
+        index: AdvisoryIndex | None = None,
     ) -> None:
         self.now = now
         self.deadlines = deadlines
-        by_component: dict[str, list[Advisory]] = {}
-        for adv in advisories:
-            by_component.setdefault(adv.component, []).append(adv)
-        self._by_component = {k: tuple(v) for k, v in by_component.items()}
+        self.index = index or AdvisoryIndex(advisories)
         acceptances: dict[tuple[str, str], RiskAcceptance] = {}
         for ra in risk_acceptances:
             if ra.is_active(now):
                 acceptances[(ra.instance, ra.advisory)] = ra
         self._acceptances = acceptances
         self._accepting = frozenset(ra.instance for ra in acceptances.values())
-        self._affecting_cache: dict[tuple[str, Version], tuple[Advisory, ...]] = {}
-        self._affecting = affecting or self._affecting_here
         self._facts: dict[AdvisoryKey, tuple[datetime | None, bool, bool]] = {}
-
-    def _affecting_here(self, component: str, version: Version) -> tuple[Advisory, ...]:
-        key = (component, version)
-        hit = self._affecting_cache.get(key)
-        if hit is None:
-            hit = tuple(a for a in self._by_component.get(component, ()) if a.affects(version))
-            self._affecting_cache[key] = hit
-        return hit
 
     def affecting(self, component: str, version: Version) -> tuple[Advisory, ...]:
         """Every advisory whose ranges or versions cover `component` `version`."""
-        return self._affecting(component, version)
+        return self.index.affecting(component, version)
 
     def acceptance(self, instance: str, advisory: str) -> RiskAcceptance | None:
         """The active risk acceptance of advisory id `advisory` on `instance`, if any."""
@@ -338,9 +353,11 @@ class Security:
         return hit
 
     def finding(self, instance: str, adv: Advisory, version: Version) -> Finding:
-        deadline, overdue, enforced = self._facts_of(adv)
+        deadline, overdue, severe = self._facts_of(adv)
         acceptance = self.acceptance(instance, adv.id)
-        return Finding(adv, version, deadline, overdue, enforced and acceptance is None, acceptance)
+        return Finding(
+            adv, version, deadline, overdue, severe and acceptance is None, acceptance, severe
+        )
 
     def findings(self, instance: str, component: str, version: Version) -> tuple[Finding, ...]:
         """Every advisory affecting `component` `version` on `instance`, judged at `now`."""

@@ -2,8 +2,11 @@
 must be fixed, and which of them a patch rollout moves now.
 
 A row per (instance, component, advisory) that affects what the instance
-runs. Its status, in order of precedence:
+runs, read off the plan's advisory flags: the plan, the compliance view and
+the scan see the same thing because they are the same computation. Its
+status, in order of precedence:
 - `risk-accepted`: an active risk acceptance suspends enforcement;
+- `no-fix`: enforced, but no version qualifies as a fix (none released yet);
 - `overdue`: the deadline has passed (the fix is enforced);
 - `enforced`: a critical advisory, enforced at once, before its deadline;
 - `report-only`: a severity without a deadline (low);
@@ -19,16 +22,9 @@ from enum import StrEnum
 
 from packaging.version import Version
 
-from fleet.core.advisories import (
-    DEFAULT_DEADLINES,
-    Advisory,
-    RiskAcceptance,
-    Severity,
-    deadline_of,
-    is_enforced,
-)
-from fleet.core.channels import effective_policy
+from fleet.core.advisories import RiskAcceptance, Severity
 from fleet.core.durations import format_duration, isoformat, require_aware
+from fleet.core.plan import AdvisoryFlag, PlanMemo, compile_plan
 from fleet.core.state import FleetState
 
 __all__ = [
@@ -36,15 +32,16 @@ __all__ = [
     "ComplianceRow",
     "ComplianceStatus",
     "PatchSelection",
-    "blocking_advisories",
     "compliance_rows",
     "patch_selection",
+    "status_of",
     "time_left",
 ]
 
 
 class ComplianceStatus(StrEnum):
     RISK_ACCEPTED = "risk-accepted"
+    NO_FIX = "no-fix"
     OVERDUE = "overdue"
     ENFORCED = "enforced"
     REPORT_ONLY = "report-only"
@@ -55,6 +52,7 @@ class ComplianceStatus(StrEnum):
 BREACH_EVENTS: Mapping[ComplianceStatus, str] = {
     ComplianceStatus.OVERDUE: "fleet.advisory.overdue",
     ComplianceStatus.ENFORCED: "fleet.advisory.enforced",
+    ComplianceStatus.NO_FIX: "fleet.advisory.no-fix",
 }
 
 
@@ -75,6 +73,7 @@ class ComplianceRow:
 
     @property
     def enforced(self) -> bool:
+        """Enforced now, with a fix to deploy (a patch rollout moves the instance)."""
         return self.status in (ComplianceStatus.OVERDUE, ComplianceStatus.ENFORCED)
 
     def to_row(self, now: datetime) -> dict[str, str]:
@@ -110,20 +109,21 @@ def time_left(deadline: datetime | None, now: datetime) -> str:
     return f"overdue {words}" if late else words
 
 
-def _status(
-    advisory: Advisory,
-    now: datetime,
-    deadline: datetime | None,
-    acceptance: RiskAcceptance | None,
-    deadlines: Mapping[Severity, timedelta | None],
-) -> ComplianceStatus:
-    if acceptance is not None:
+def status_of(flag: AdvisoryFlag) -> ComplianceStatus:
+    """The compliance status of one of the plan's advisory flags.
+
+    >>> [str(status_of(f)) for f in compile_plan(state, now).instances[0].advisories]
+    ['overdue']
+    """
+    if flag.risk_acceptance is not None:
         return ComplianceStatus.RISK_ACCEPTED
-    if deadline is not None and now >= deadline:
+    if flag.no_fix:
+        return ComplianceStatus.NO_FIX
+    if flag.overdue:
         return ComplianceStatus.OVERDUE
-    if is_enforced(advisory, now, deadlines):
+    if flag.enforced:
         return ComplianceStatus.ENFORCED
-    if deadline is None:
+    if flag.deadline is None:
         return ComplianceStatus.REPORT_ONLY
     return ComplianceStatus.DUE
 
@@ -134,49 +134,38 @@ def compliance_rows(
     *,
     advisories: Collection[str] | None = None,
     instances: Collection[str] | None = None,
+    memo: PlanMemo | None = None,
 ) -> list[ComplianceRow]:
     """Every (instance, component, advisory) that affects what instances run now,
-    in fleet order; `advisories` and `instances` narrow it.
+    in fleet order; `advisories` (ids) and `instances` narrow it.
 
-    >>> [r.status for r in compliance_rows(state, now)]
-    [<ComplianceStatus.ENFORCED: 'enforced'>]
+    >>> [str(r.status) for r in compliance_rows(state, now, instances=["acme-prod"])]
+    ['overdue']
     """
     require_aware(now, what="compliance time")
-    chosen = [a for a in state.advisories if not advisories or a.id in advisories]
-    by_component: dict[str, list[Advisory]] = {}
-    for adv in chosen:
-        by_component.setdefault(adv.component, []).append(adv)
-    accepted = {
-        (ra.instance, ra.advisory): ra for ra in state.risk_acceptances if ra.is_active(now)
-    }
+    plan = compile_plan(state, now, instances=instances or None, memo=memo)
+    running = {i.name: i.current for i in state.instances}
     rows: list[ComplianceRow] = []
-    for inst in state.instances:
-        if instances and inst.name not in instances:
-            continue
-        policy = effective_policy(state.channels[inst.channel], inst.policy_override)
-        for component in state.components:
-            version = inst.current.get(component)
-            if version is None:
+    for item in plan.instances:
+        current = running[item.instance]
+        for flag in item.advisories:
+            adv = flag.advisory
+            if not flag.running or (advisories and adv.id not in advisories):
                 continue
-            for adv in by_component.get(component, ()):
-                if not adv.affects(version):
-                    continue
-                deadline = deadline_of(adv, state.deadlines)
-                acceptance = accepted.get((inst.name, adv.id))
-                rows.append(
-                    ComplianceRow(
-                        inst.name,
-                        inst.channel,
-                        str(policy),
-                        component,
-                        version,
-                        adv.id,
-                        adv.severity,
-                        deadline,
-                        _status(adv, now, deadline, acceptance, state.deadlines),
-                        acceptance,
-                    )
+            rows.append(
+                ComplianceRow(
+                    item.instance,
+                    item.channel,
+                    str(item.policy),
+                    adv.component,
+                    current[adv.component],
+                    adv.id,
+                    adv.severity,
+                    flag.deadline,
+                    status_of(flag),
+                    flag.risk_acceptance,
                 )
+            )
     return rows
 
 
@@ -207,7 +196,7 @@ def patch_selection(rows: Iterable[ComplianceRow], advisory: str | None = None) 
     `deadlines` holds per instance a sentence naming each advisory's deadline.
 
     >>> patch_selection(compliance_rows(state, now)).enforce
-    ('acme-prod',)
+    ('acme-prod', 'globex-us', 'hooli-prod', 'initech-prod')
     """
     rows = list(rows)
     if advisory is None:
@@ -250,24 +239,3 @@ def _deadline_words(rows: Sequence[ComplianceRow]) -> str:
             f"{when}, {r.status}."
         )
     return " ".join(parts)
-
-
-def blocking_advisories(
-    components: Mapping[str, Version],
-    advisories: Sequence[Advisory],
-    now: datetime,
-    deadlines: Mapping[Severity, timedelta | None] = DEFAULT_DEADLINES,
-) -> list[Advisory]:
-    """The enforced advisories that affect a manifest (what a rollback target must
-    not contain without a risk acceptance).
-
-    >>> [a.id for a in blocking_advisories({"api": Version("2.3.1")}, [critical], now)]
-    ['FLEET-2026-0001']
-    """
-    return [
-        a
-        for a in advisories
-        if (v := components.get(a.component)) is not None
-        and a.affects(v)
-        and is_enforced(a, now, deadlines)
-    ]

@@ -507,7 +507,7 @@ class Security(_Model):
 class FleetFile(_Model):
     """A parsed, validated fleet file (format 1).
 
-    >>> parse_fleet_text(open("examples/fleet.yaml").read()).components
+    >>> parse_fleet_text(text).components
     ['api', 'web', 'worker', 'migrations']
     """
 
@@ -898,8 +898,10 @@ def _by_name(item: Mapping[str, Any], index: int) -> str:
 
 
 def _by_id(item: Mapping[str, Any], index: int) -> str:
-    ident = item.get("id")
-    return ident if _readable(ident) else str(index)
+    ident, component = item.get("id"), item.get("component")
+    if not _readable(ident):
+        return str(index)
+    return f"{ident} {component}" if _readable(component) else ident
 
 
 def _by_version(item: Mapping[str, Any], index: int) -> str:
@@ -945,17 +947,21 @@ class _References:
         return None
 
     def duplicates(
-        self, items: Sequence[tuple[str, Mapping[str, Any]]], key: str, kind: str
+        self, items: Sequence[tuple[str, Mapping[str, Any]]], kind: str, *keys: str
     ) -> None:
-        seen: dict[str, str] = {}
+        """Report every item whose `keys` repeat an earlier item's (what identifies it)."""
+        seen: dict[tuple[str, ...], str] = {}
         for where, item in items:
-            value = item.get(key)
-            if not isinstance(value, str):
+            raw = [item.get(key) for key in keys]
+            values = tuple(v for v in raw if isinstance(v, str))
+            if len(values) != len(keys):
                 continue
-            if value in seen:
-                self.check.add(where, f"duplicate {kind} {value!r}")
+            if values in seen:
+                shown = " ".join(repr(v) for v in values)
+                earlier = "" if seen[values] == where else f" (same as {seen[values]})"
+                self.check.add(where, f"duplicate {kind} {shown}{earlier}")
             else:
-                seen[value] = where
+                seen[values] = where
 
 
 def parse_fleet_data(data: Mapping[str, Any]) -> FleetFile:
@@ -1046,9 +1052,11 @@ def parse_fleet_data(data: Mapping[str, Any]) -> FleetFile:
         else:
             seen_versions[release] = where
 
-    refs.duplicates(raw_channels, "name", "channel")
-    refs.duplicates(raw_instances, "name", "instance")
-    refs.duplicates(raw_advisories, "id", "advisory id")
+    refs.duplicates(raw_channels, "channel", "name")
+    refs.duplicates(raw_instances, "instance", "name")
+    # An advisory is its id and component: one OSV record naming several packages
+    # is one entry per component, each with its own severity and ranges.
+    refs.duplicates(raw_advisories, "advisory (id and component)", "id", "component")
 
     for where, item in raw_instances:
         refs.name(f"{where}.channel", item.get("channel"), "channel")

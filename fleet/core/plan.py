@@ -21,7 +21,14 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from fleet.core.advisories import Advisory, RiskAcceptance, deadline_of, is_enforced
+from fleet.core.advisories import (
+    Advisory,
+    AdvisoryIndex,
+    AdvisoryKey,
+    Finding,
+    RiskAcceptance,
+    Security,
+)
 from fleet.core.channels import Channel, Policy, effective_policy
 from fleet.core.durations import format_duration, isoformat, require_aware
 from fleet.core.errors import (
@@ -83,13 +90,24 @@ class ComponentPlan:
 
 @dataclass(frozen=True, slots=True)
 class AdvisoryFlag:
-    """An advisory that affects what the instance runs now."""
+    """An advisory affecting what the instance runs now, or what the plan would run.
+
+    `running`: it affects the version running now (else only the planned one).
+    `would_fix`: the planned manifest is free of it; `fixed_by_plan`: and the
+    plan deploys that manifest (now, or once approved): a frozen instance's
+    plan would fix it but does not. `no_fix`: it is enforced and no version
+    qualifies as its fix (no fix released yet).
+    """
 
     advisory: Advisory
     deadline: datetime | None
     enforced: bool
     fixed_by_plan: bool
     risk_acceptance: RiskAcceptance | None = None
+    running: bool = True
+    would_fix: bool = False
+    no_fix: bool = False
+    overdue: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -97,8 +115,12 @@ class AdvisoryFlag:
             "component": self.advisory.component,
             "severity": str(self.advisory.severity),
             "deadline": None if self.deadline is None else isoformat(self.deadline),
+            "overdue": self.overdue,
             "enforced": self.enforced,
+            "running": self.running,
             "fixed_by_plan": self.fixed_by_plan,
+            "would_fix": self.would_fix,
+            "no_fix": self.no_fix,
         }
         if self.risk_acceptance is not None:
             out["risk_accepted"] = {
@@ -211,7 +233,7 @@ def compile_plan(
 
     >>> plan = compile_plan(state, datetime(2026, 11, 26, 12, tzinfo=timezone.utc))
     >>> plan.instances[0].decision
-    <Decision.DEPLOY: 'deploy'>
+    <Decision.ENFORCE_SECURITY: 'enforce-security'>
     """
     require_aware(now, what="plan time")
     candidates: Sequence[Instance] = state.instances
@@ -264,21 +286,16 @@ class PlanMemo:
         for pin in state.pins:
             pins_by_scope.setdefault((pin.scope.kind, pin.scope.name), []).append(pin)
         self.pins_by_scope = {k: tuple(v) for k, v in pins_by_scope.items()}
-        advisories_by_component: dict[str, list[Advisory]] = {}
-        for adv in state.advisories:
-            advisories_by_component.setdefault(adv.component, []).append(adv)
-        self.advisories_by_component = {k: tuple(v) for k, v in advisories_by_component.items()}
-        # Enforcement is decided per advisory id; should an id repeat, the last one listed decides.
-        self.advisories_by_id = {adv.id: adv for adv in state.advisories}
-        acceptances: dict[tuple[str, str], list[RiskAcceptance]] = {}
+        self.advisories = AdvisoryIndex(state.advisories)
+        acceptances: dict[str, list[RiskAcceptance]] = {}
         for ra in state.risk_acceptances:
-            acceptances.setdefault((ra.instance, ra.advisory), []).append(ra)
+            acceptances.setdefault(ra.instance, []).append(ra)
         self.acceptances = {k: tuple(v) for k, v in acceptances.items()}
         self.related = _related_pairs(state)
+        self.known = frozenset(state.components)
         self._positions: dict[str, list[int]] | None = None
         self._contains: dict[tuple[int, Version], bool] = {}
         self._compat: dict[tuple[int, int], bool] = {}
-        self._affecting: dict[tuple[str, Version], tuple[Advisory, ...]] = {}
         self._pin_clashes: dict[tuple[int, ...], list[Pin] | None] = {}
         self._eligible: dict[tuple[str, str], tuple[ComponentVersion, ...]] = {}
         self._rules: dict[tuple[str, int, tuple[int, ...]], str | None] = {}
@@ -317,16 +334,6 @@ class PlanMemo:
             )
             self._compat[key] = hit
             self._compat[(id(b), id(a))] = hit
-        return hit
-
-    def affecting(self, component: str, version: Version) -> tuple[Advisory, ...]:
-        key = (component, version)
-        hit = self._affecting.get(key)
-        if hit is None:
-            hit = tuple(
-                a for a in self.advisories_by_component.get(component, ()) if a.affects(version)
-            )
-            self._affecting[key] = hit
         return hit
 
     def pin_clash(
@@ -422,10 +429,15 @@ def _related_pairs(state: FleetState) -> frozenset[tuple[str, str]]:
 
 # --- resolution --------------------------------------------------------------
 
+# A component's choice in a manifest: a registry version, or None for "not installed".
+_Choice = ComponentVersion | None
+# The decisions whose manifest is deployed (now, or once approved).
+_DEPLOYING = frozenset({Decision.DEPLOY, Decision.ENFORCE_SECURITY, Decision.NEEDS_APPROVAL})
+
 
 @dataclass(slots=True)
 class _Resolution:
-    """The result of resolving one (channel, current, pins) combination."""
+    """The result of resolving one (channel, current, pins, accepted) combination."""
 
     manifest: dict[str, Version | None]
     reasons: dict[str, str]
@@ -439,17 +451,34 @@ class _SecurityFix:
     overrides: list[Override]
 
 
+@dataclass(frozen=True, slots=True)
+class _FixOptions:
+    """The versions that qualify as a component's enforced fix, in the order tried.
+
+    `clean`: no open advisory of medium or above affects them; `carrying`:
+    only no *enforced* advisory does (used when no clean one fits).
+    """
+
+    clean: tuple[ComponentVersion, ...]
+    carrying: tuple[ComponentVersion, ...]
+
+    @property
+    def ordered(self) -> tuple[ComponentVersion, ...]:
+        return self.clean + self.carrying
+
+
 _Key = tuple[Any, ...]
 
 
 class _Planner:
     """Plans instances one by one at `now`, sharing every cache across the fleet.
 
-    Instances that share a channel, a current manifest and the same pins get
-    the same resolution, so a fleet of thousands resolves only its distinct
-    combinations. What does not depend on `now` is asked of the memo, which
-    may outlive this compile; what does (soak, expiry, enforcement, and the
-    domains, resolutions and reasons built on them) is kept here.
+    Instances that share a channel, a current manifest, the same pins and
+    the same risk acceptances get the same resolution, so a fleet of
+    thousands resolves only its distinct combinations. What does not depend
+    on `now` is asked of the memo, which may outlive this compile; what
+    does (soak, expiry, enforcement, and the domains, resolutions and
+    reasons built on them) is kept here.
     """
 
     def __init__(self, memo: PlanMemo, now: datetime) -> None:
@@ -463,39 +492,42 @@ class _Planner:
         self._related = memo.related
         self._meets: Callable[[SpecifierSet, Version], bool] = memo.meets
         self._compatible: Callable[[ComponentVersion, ComponentVersion], bool] = memo.compatible
-        self.affecting: Callable[[str, Version], tuple[Advisory, ...]] = memo.affecting
-        self._enforced: dict[str, bool] = {}
-        self._accepted: dict[tuple[str, str], RiskAcceptance | None] = {}
+        self.security = Security(
+            self.state.advisories,
+            self.state.risk_acceptances,
+            now=now,
+            deadlines=self.deadlines,
+            index=memo.advisories,
+        )
+        self._holes: dict[tuple[frozenset[str], int], tuple[Finding, ...]] = {}
+        self._options: dict[_Key, _FixOptions] = {}
         self._resolutions: dict[_Key, _Resolution | PlanError] = {}
         self._fixes: dict[_Key, _SecurityFix | PlanError] = {}
         self._window_notes: dict[str, str] = {}
         self._reasons: dict[_Key, str] = {}
-        self._domains: dict[_Key, list[ComponentVersion]] = {}
+        self._domains: dict[_Key, list[_Choice]] = {}
+        self._found: dict[_Key, list[Finding]] = {}
+        self._flag_sets: dict[_Key, tuple[AdvisoryFlag, ...]] = {}
+        self._yanked: dict[_Key, list[str]] = {}
 
     # -- small cached predicates --
 
-    def _is_enforced(self, adv: Advisory) -> bool:
-        hit = self._enforced.get(adv.id)
-        if hit is None:
-            deciding = self.memo.advisories_by_id[adv.id]
-            hit = self._enforced[adv.id] = is_enforced(deciding, self.now, self.deadlines)
-        return hit
-
-    def _acceptance(self, instance: str, advisory: str) -> RiskAcceptance | None:
-        """The active risk acceptance of `advisory` on `instance` (the last one listed)."""
-        key = (instance, advisory)
-        if key in self._accepted:
-            return self._accepted[key]
-        found = None
-        for ra in reversed(self.memo.acceptances.get(key, ())):
-            if ra.is_active(self.now):
-                found = ra
-                break
-        self._accepted[key] = found
-        return found
-
     def _soaked(self, channel: Channel, cv: ComponentVersion) -> bool:
         return cv.released_at + channel.soak <= self.now
+
+    def _hole(
+        self, instance: str, accepted: frozenset[str], cv: ComponentVersion
+    ) -> tuple[Finding, ...]:
+        """The open advisories that make `cv` a known hole on `instance`.
+
+        They depend on the instance only through its risk acceptances, so
+        instances that accept nothing share one answer.
+        """
+        key = (accepted, id(cv))
+        hit = self._holes.get(key)
+        if hit is None:
+            hit = self._holes[key] = self.security.holes(instance, cv.component, cv.version)
+        return hit
 
     def _blocker(
         self,
@@ -503,19 +535,27 @@ class _Planner:
         cv: ComponentVersion,
         pins: Sequence[Pin],
         pin_ids: tuple[int, ...],
-    ) -> str | None:
-        """The first rule that makes `cv` ineligible, in words; None when eligible.
+        instance: str,
+        accepted: frozenset[str],
+    ) -> tuple[str, str] | None:
+        """The first rule that makes `cv` ineligible, as (kind, words); None when eligible.
 
-        The soak comes last: it is the only rule that passes with time.
+        Kinds: `rule` (constraint, pins, pre-releases, yanks), `hole` (an open
+        advisory affects it), `soak` (last: the only rule that passes with time).
         """
         words = self.memo.rule(channel, cv, pins, pin_ids)
-        if words is None and not self._soaked(channel, cv):
+        if words is not None:
+            return "rule", words
+        holes = self._hole(instance, accepted, cv)
+        if holes:
+            return "hole", _hole_words(cv, holes)
+        if not self._soaked(channel, cv):
             ready = isoformat(cv.released_at + channel.soak)
-            words = (
+            return "soak", (
                 f"soak {format_duration(channel.soak)} "
                 f"({cv.component} {cv.version} is eligible from {ready})"
             )
-        return words
+        return None
 
     # -- per instance --
 
@@ -528,14 +568,17 @@ class _Planner:
             for p in self.pins_by_scope.get(scope, ()):
                 (active if p.is_active(self.now) else expired).append(p)
         warnings = [self.memo.expired_note(p) for p in expired]
+        warnings.extend(self._expired_acceptances(inst.name))
         current = {c: inst.current.get(c) for c in self.order}
+        warnings.extend(self._yanked_notes(current))
+        accepted = self.security.accepted_ids(inst.name)
         pin_key = tuple(sorted(self.pin_ids[id(p)] for p in active))
-        key: _Key = (inst.channel, tuple(current.values()), pin_key)
+        key: _Key = (inst.channel, tuple(current.values()), pin_key, accepted)
 
         resolution = self._resolutions.get(key)
         if resolution is None:
             try:
-                resolution = self._resolve(channel, current, active)
+                resolution = self._resolve(channel, current, active, inst.name, accepted)
             except PlanError as exc:
                 resolution = exc
             self._resolutions[key] = resolution
@@ -543,10 +586,34 @@ class _Planner:
             return self._error(inst, channel, policy, current, resolution, warnings)
         warnings.extend(resolution.warnings)
 
-        flags, enforced = self._advisories(inst, current, resolution.manifest)
-        if enforced:
+        enforced = [f for f in self._findings(inst.name, current) if f.enforced]
+        fixable: dict[str, list[Finding]] = {}
+        no_fix: set[AdvisoryKey] = set()
+        for finding in enforced:
+            component = finding.advisory.component
+            version = current[component]
+            assert version is not None
+            if self._fix_options(channel, component, version, inst.name, accepted).ordered:
+                fixable.setdefault(component, []).append(finding)
+            else:
+                no_fix.add(finding.advisory.key)
+                warnings.append(
+                    f"no fix available: {finding.advisory.label()} affects "
+                    f"{component} {version} and no version qualifies as its fix; "
+                    f"{component} stays at {version}"
+                )
+        if fixable:
             return self._enforce(
-                inst, channel, policy, current, active, resolution, flags, enforced, warnings
+                inst,
+                channel,
+                policy,
+                current,
+                active,
+                accepted,
+                resolution,
+                fixable,
+                no_fix,
+                warnings,
             )
 
         components = self._components(current, resolution.manifest, resolution.reasons)
@@ -568,10 +635,37 @@ class _Planner:
             decision,
             approvals,
             components,
-            tuple(flags),
+            self._flags(inst.name, current, resolution.manifest, decision, no_fix),
             (),
             tuple(warnings),
         )
+
+    def _expired_acceptances(self, instance: str) -> list[str]:
+        """Expired risk acceptances of `instance` that no active one replaces."""
+        out = []
+        for ra in self.memo.acceptances.get(instance, ()):
+            if (
+                not ra.is_active(self.now)
+                and self.security.acceptance(instance, ra.advisory) is None
+            ):
+                out.append(
+                    f"expired risk acceptance ignored: {ra.advisory} accepted by {ra.by} "
+                    f"until {isoformat(ra.until)}; it is enforced again"
+                )
+        return out
+
+    def _yanked_notes(self, current: Mapping[str, Version | None]) -> list[str]:
+        key = tuple(current.values())
+        hit = self._yanked.get(key)
+        if hit is None:
+            hit = []
+            for component, version in current.items():
+                cv = None if version is None else self.state.registry.find(component, version)
+                if cv is not None and cv.yanked:
+                    why = f": {cv.yanked_reason}" if cv.yanked_reason else ""
+                    hit.append(f"{component} {version} (running) is yanked{why}")
+            self._yanked[key] = hit
+        return hit
 
     def _window_note(self, channel: Channel) -> str:
         note = self._window_notes.get(channel.name)
@@ -596,7 +690,6 @@ class _Planner:
             for c, v in current.items()
             if v is not None
         )
-        flags, _ = self._advisories(inst, current, dict(current))
         return InstancePlan(
             inst.name,
             inst.channel,
@@ -604,7 +697,7 @@ class _Planner:
             Decision.ERROR,
             0,
             components,
-            tuple(flags),
+            self._flags(inst.name, current, current, Decision.ERROR, set()),
             (),
             tuple(warnings),
             (str(error),),
@@ -622,33 +715,103 @@ class _Planner:
             if current[c] is not None or target[c] is not None
         )
 
-    def _advisories(
+    def _findings(self, instance: str, manifest: Mapping[str, Version | None]) -> list[Finding]:
+        # Without risk acceptances a finding does not depend on the instance, so
+        # the instances that run one manifest share one answer.
+        who = instance if self.security.accepted_ids(instance) else None
+        key = (who, tuple(manifest.get(c) for c in self.order))
+        hit = self._found.get(key)
+        if hit is None:
+            hit = []
+            for component, version in manifest.items():
+                if version is not None:
+                    hit.extend(self.security.findings(instance, component, version))
+            self._found[key] = hit
+        return hit
+
+    def _flags(
         self,
-        inst: Instance,
+        instance: str,
         current: Mapping[str, Version | None],
         target: Mapping[str, Version | None],
-    ) -> tuple[list[AdvisoryFlag], list[Advisory]]:
+        decision: Decision,
+        no_fix: Collection[AdvisoryKey],
+    ) -> tuple[AdvisoryFlag, ...]:
+        """A flag per advisory affecting what runs now, then per advisory that only
+        the planned manifest carries (a low one, an accepted one, or what a fix
+        that had no clean version still carries)."""
+        who = instance if self.security.accepted_ids(instance) else None
+        key: _Key = (
+            who,
+            tuple(current.get(c) for c in self.order),
+            tuple(target.get(c) for c in self.order),
+            decision,
+            frozenset(no_fix),
+        )
+        hit = self._flag_sets.get(key)
+        if hit is None:
+            hit = self._flag_sets[key] = self._make_flags(
+                instance, current, target, decision, no_fix
+            )
+        return hit
+
+    def _make_flags(
+        self,
+        instance: str,
+        current: Mapping[str, Version | None],
+        target: Mapping[str, Version | None],
+        decision: Decision,
+        no_fix: Collection[AdvisoryKey],
+    ) -> tuple[AdvisoryFlag, ...]:
+        deploys = decision in _DEPLOYING
         flags: list[AdvisoryFlag] = []
-        enforced: list[Advisory] = []
-        for component, version in current.items():
-            if version is None:
-                continue
-            for adv in self.affecting(component, version):
-                accepted = self._acceptance(inst.name, adv.id)
-                is_forced = accepted is None and self._is_enforced(adv)
-                new = target.get(component)
-                fixed = new is not None and adv not in self.affecting(component, new)
-                flags.append(
-                    AdvisoryFlag(adv, deadline_of(adv, self.deadlines), is_forced, fixed, accepted)
+        running: set[AdvisoryKey] = set()
+        for finding in self._findings(instance, current):
+            adv = finding.advisory
+            running.add(adv.key)
+            new = target.get(adv.component)
+            fixed = new is not None and adv not in self.security.affecting(adv.component, new)
+            flags.append(
+                AdvisoryFlag(
+                    adv,
+                    finding.deadline,
+                    finding.enforced,
+                    fixed and deploys,
+                    finding.acceptance,
+                    running=True,
+                    would_fix=fixed,
+                    no_fix=adv.key in no_fix,
+                    overdue=finding.overdue,
                 )
-                if is_forced:
-                    enforced.append(adv)
-        return flags, enforced
+            )
+        for component, version in target.items():
+            if version is None or version == current.get(component):
+                continue
+            for finding in self.security.findings(instance, component, version):
+                if finding.advisory.key in running:
+                    continue
+                flags.append(
+                    AdvisoryFlag(
+                        finding.advisory,
+                        finding.deadline,
+                        finding.enforced,
+                        False,
+                        finding.acceptance,
+                        running=False,
+                        overdue=finding.overdue,
+                    )
+                )
+        return tuple(flags)
 
     # -- normal resolution --
 
     def _resolve(
-        self, channel: Channel, current: Mapping[str, Version | None], pins: Sequence[Pin]
+        self,
+        channel: Channel,
+        current: Mapping[str, Version | None],
+        pins: Sequence[Pin],
+        instance: str,
+        accepted: frozenset[str],
     ) -> _Resolution:
         registry = self.state.registry
         pins_by_component: dict[str, list[Pin]] = {}
@@ -656,7 +819,7 @@ class _Planner:
             pins_by_component.setdefault(pin.component, []).append(pin)
 
         warnings: list[str] = []
-        domains: list[list[ComponentVersion]] = []
+        domains: list[tuple[str, list[_Choice]]] = []
         floors: dict[str, ComponentVersion | None] = {}
         for component in self.order:
             version = current[component]
@@ -675,16 +838,15 @@ class _Planner:
                     names = "; ".join(p.describe() for p in clash)
                     raise PinConflictError(f"pin conflict on {component}: {names}")
             floors[component] = floor
-            domains.append(self._domain(channel, component, floor, comp_pins, pin_ids))
+            domain = self._domain(channel, component, floor, comp_pins, pin_ids, instance, accepted)
+            domains.append((component, domain))
 
         chosen = self._search(domains)
         if chosen is None:
             raise IncompatibleError(self._explain_clash(domains))
 
-        manifest: dict[str, Version | None] = {c: None for c in self.order}
-        by_component = {cv.component: cv for cv in chosen}
         for component, floor in floors.items():
-            if floor is None or by_component.get(component) is not floor:
+            if floor is None or chosen.get(component) is not floor:
                 continue
             for pin in pins_by_component.get(component, []):
                 if not self._meets(pin.spec, floor.version):
@@ -692,12 +854,14 @@ class _Planner:
                         f"{component} {floor.version} breaks {pin.describe()}; "
                         "kept (compile never lowers a version)"
                     )
+        manifest: dict[str, Version | None] = {}
         for component in self.order:
-            cv = by_component.get(component)
+            cv = chosen.get(component)
             manifest[component] = None if cv is None else cv.version
+        present = {c: cv for c, cv in chosen.items() if cv is not None}
         reasons = {}
         for component in self.order:
-            floor, chosen_cv = floors[component], by_component.get(component)
+            floor, chosen_cv = floors[component], chosen.get(component)
             comp_pins = pins_by_component.get(component, [])
             comp_pin_ids = tuple(self.pin_ids[id(p)] for p in comp_pins)
             # The reason depends on the chosen versions of related components only.
@@ -707,16 +871,25 @@ class _Planner:
                 id(floor),
                 id(chosen_cv),
                 comp_pin_ids,
+                accepted,
                 tuple(
-                    id(cv)
-                    for other, cv in by_component.items()
+                    (other, id(cv))
+                    for other, cv in chosen.items()
                     if (component, other) in self._related
                 ),
             )
             text = self._reasons.get(key)
             if text is None:
                 text = self._reason(
-                    channel, component, floor, chosen_cv, comp_pins, comp_pin_ids, by_component
+                    channel,
+                    component,
+                    floor,
+                    chosen_cv,
+                    comp_pins,
+                    comp_pin_ids,
+                    present,
+                    instance,
+                    accepted,
                 )
                 self._reasons[key] = text
             reasons[component] = text
@@ -729,27 +902,51 @@ class _Planner:
         floor: ComponentVersion | None,
         pins: Sequence[Pin],
         pin_ids: tuple[int, ...],
-    ) -> list[ComponentVersion]:
-        """Eligible versions at or above the floor that meet the pins, newest
-        first, then the floor itself (compile keeps it when nothing is better).
+        instance: str,
+        accepted: frozenset[str],
+    ) -> list[_Choice]:
+        """The choices for one component, best first: eligible versions at or above
+        the floor that meet the pins and are no known hole, newest first; then the
+        floor itself (compile keeps it when nothing is better); for a component
+        that is not installed, None ("stays uninstalled") last.
 
-        The memo's domain has every rule but the soak; the soak is applied here."""
-        key: _Key = (channel.name, component, id(floor), pin_ids)
+        The memo's domain has every rule but the soak and the holes; those
+        are applied here."""
+        key: _Key = (channel.name, component, id(floor), pin_ids, accepted)
         hit = self._domains.get(key)
         if hit is None:
             static = self.memo.domain(channel, component, floor, pins, pin_ids)
-            hit = [cv for cv in static if self._soaked(channel, cv)]
+            hit = [
+                cv
+                for cv in static
+                if self._soaked(channel, cv) and not self._hole(instance, accepted, cv)
+            ]
             if floor is not None and (not hit or hit[-1] is not floor):
                 hit.append(floor)
+            if floor is None:
+                hit.append(None)
             self._domains[key] = hit
         return hit
 
+    def _fits(self, a_name: str, a: _Choice, b_name: str, b: _Choice) -> bool:
+        """Whether two choices can stand in one manifest: every `requires` between
+        them holds, and a requirement on a component left out is not met."""
+        if a is None:
+            return b is None or a_name not in b.requires
+        if b is None:
+            return b_name not in a.requires
+        return self._compatible(a, b)
+
+    def _standalone(self, cv: _Choice) -> bool:
+        """A version that requires a component the product does not have never fits."""
+        return cv is None or all(other in self.memo.known for other in cv.requires)
+
     def _search(
-        self, domains: Sequence[Sequence[ComponentVersion]]
-    ) -> list[ComponentVersion] | None:
+        self, domains: Sequence[tuple[str, Sequence[_Choice]]]
+    ) -> dict[str, _Choice] | None:
         """The lexicographically greatest compatible manifest, or None.
 
-        Depth-first in declared order, newest first, so the first complete
+        Depth-first in declared order, best choice first, so the first complete
         assignment found is the answer. Three things keep it small without
         changing that answer: forward checking (an assignment that leaves a
         later component nothing is skipped) and memoised failures (a subtree
@@ -757,15 +954,12 @@ class _Planner:
         on are the same), so two clashing components late in the order cost
         a few steps per choice of the earlier ones, not their product.
         When the search fails, arc consistency names the clash.
-
-        An empty domain (a component that is neither installed nor has an
-        eligible version) is left out of the manifest.
         """
-        present = [list(d) for d in domains if d]
-        if not present:
-            return []
+        names = [name for name, _ in domains]
+        present = [[cv for cv in options if self._standalone(cv)] for _, options in domains]
+        if any(not options for options in present):
+            return None
         related = self._related
-        names = [d[0].component for d in present]
         # For each level, the earlier levels that touch it or anything after it.
         depends = [
             tuple(
@@ -777,86 +971,102 @@ class _Planner:
         ]
         failed: set[tuple[int, tuple[int, ...]]] = set()
 
-        def extend(
-            level: int, chosen: list[ComponentVersion], rest: list[list[ComponentVersion]]
-        ) -> list[ComponentVersion] | None:
-            if level == len(present):
-                return chosen
+        def extend(level: int, chosen: list[_Choice], rest: list[list[_Choice]]) -> bool:
+            if level == len(names):
+                return True
             key = (level, tuple(id(chosen[j]) for j in depends[level]))
             if key in failed:
-                return None
+                return False
+            name = names[level]
             for cv in rest[0]:
-                pruned: list[list[ComponentVersion]] = []
-                for future in rest[1:]:
-                    if (cv.component, future[0].component) in related:
-                        future = [w for w in future if self._compatible(cv, w)]
+                pruned: list[list[_Choice]] = []
+                for offset, future in enumerate(rest[1:], start=level + 1):
+                    other = names[offset]
+                    if (name, other) in related:
+                        future = [w for w in future if self._fits(name, cv, other, w)]
                         if not future:
                             break
                     pruned.append(future)
                 else:
-                    found = extend(level + 1, [*chosen, cv], pruned)
-                    if found is not None:
-                        return found
+                    chosen.append(cv)
+                    if extend(level + 1, chosen, pruned):
+                        return True
+                    chosen.pop()
             failed.add(key)
+            return False
+
+        chosen: list[_Choice] = []
+        if not extend(0, chosen, present):
             return None
+        return dict(zip(names, chosen, strict=True))
 
-        return extend(0, [], present)
-
-    def _arc_consistent(self, domains: list[list[ComponentVersion]]) -> str | None:
+    def _arc_consistent(self, names: list[str], domains: list[list[_Choice]]) -> str | None:
         """Prune `domains` in place (AC-3); on a wipe-out, the clash in words."""
         related = self._related
-        index = {d[0].component: i for i, d in enumerate(domains)}
         queue = [
             (a, b)
             for a in range(len(domains))
             for b in range(len(domains))
-            if a != b and (domains[a][0].component, domains[b][0].component) in related
+            if a != b and (names[a], names[b]) in related
         ]
         pending = set(queue)
         while queue:
             a, b = queue.pop(0)
             pending.discard((a, b))
             before = domains[a]
-            kept = [x for x in before if any(self._compatible(x, y) for y in domains[b])]
+            kept = [
+                x for x in before if any(self._fits(names[a], x, names[b], y) for y in domains[b])
+            ]
             if len(kept) == len(before):
                 continue
             if not kept:
-                return self._pair_clash(before, domains[b])
+                return self._pair_clash(names[a], before, names[b], domains[b])
             domains[a] = kept
-            name = kept[0].component
-            for other, i in index.items():
-                if i != a and i != b and (other, name) in related and (i, a) not in pending:
+            for i in range(len(domains)):
+                if i not in (a, b) and (names[i], names[a]) in related and (i, a) not in pending:
                     queue.append((i, a))
                     pending.add((i, a))
         return None
 
     def _pair_clash(
-        self, left: Sequence[ComponentVersion], right: Sequence[ComponentVersion]
+        self,
+        a_name: str,
+        left: Sequence[_Choice],
+        b_name: str,
+        right: Sequence[_Choice],
     ) -> str:
-        a_name, b_name = left[0].component, right[0].component
-        specs = sorted(
-            {
-                f"{a.component} {a.version} requires {b_name}{a.requires[b_name]}"
-                for a in left
-                if b_name in a.requires
+        def needs(side: Sequence[_Choice], other: str) -> set[str]:
+            return {
+                f"{cv.component} {cv.version} requires {other}{cv.requires[other]}"
+                for cv in side
+                if cv is not None and other in cv.requires
             }
-            | {
-                f"{b.component} {b.version} requires {a_name}{b.requires[a_name]}"
-                for b in right
-                if a_name in b.requires
-            }
-        )
-        allowed_a = ", ".join(str(a.version) for a in left[:5])
-        allowed_b = ", ".join(str(b.version) for b in right[:5])
+
+        specs = sorted(needs(left, b_name) | needs(right, a_name))
         return (
-            f"{a_name} (allowed: {allowed_a}) and {b_name} (allowed: {allowed_b}) "
+            f"{a_name} (allowed: {_allowed(left)}) and {b_name} (allowed: {_allowed(right)}) "
             f"clash: {'; '.join(specs[:6])}"
         )
 
-    def _explain_clash(self, domains: Sequence[Sequence[ComponentVersion]]) -> str:
+    def _explain_clash(self, domains: Sequence[tuple[str, Sequence[_Choice]]]) -> str:
         """Name the `requires` constraints that no combination can meet."""
-        present = [list(d) for d in domains if d]
-        clash = self._arc_consistent(present)
+        names = [name for name, _ in domains]
+        present = [list(options) for _, options in domains]
+        for name, options in zip(names, present, strict=True):
+            unknown = sorted(
+                {
+                    f"{cv.component} {cv.version} requires {other}, which is not a component"
+                    for cv in options
+                    if cv is not None
+                    for other in cv.requires
+                    if other not in self.memo.known
+                }
+            )
+            kept = [cv for cv in options if self._standalone(cv)]
+            if not kept:
+                return f"no compatible combination: {name}: {'; '.join(unknown[:6])}"
+            options[:] = kept
+        clash = self._arc_consistent(names, present)
         if clash is None:
             clash = "every pair of components has a compatible choice, but no whole manifest does"
         return "no compatible combination: " + clash
@@ -870,36 +1080,59 @@ class _Planner:
         pins: Sequence[Pin],
         pin_ids: tuple[int, ...],
         manifest: Mapping[str, ComponentVersion],
+        instance: str,
+        accepted: frozenset[str],
     ) -> str:
-        if chosen is None:
-            return f"not installed; no version of {component} is eligible on {channel.name}"
-        blockers: dict[str, str] = {}
+        meets: dict[str, str] = {}
+        skipped: list[str] = []
         for cv in self.state.registry.versions(component):
-            if cv.version <= chosen.version:
+            if chosen is not None and cv.version <= chosen.version:
                 break
-            why = self._blocker(channel, cv, pins, pin_ids)
-            if why is None:
+            if floor is not None and cv.version < floor.version:
+                break
+            blocker = self._blocker(channel, cv, pins, pin_ids, instance, accepted)
+            if blocker is None:
                 clash = self._clash(cv, manifest)
                 if clash is not None:
                     kind, why = clash
-                    blockers.setdefault(kind, why)
-            elif why.startswith("soak "):
-                blockers.setdefault("soak", why)
+                    meets.setdefault(kind, why)
+            elif blocker[0] == "soak":
+                meets.setdefault("soak", blocker[1])
+            elif blocker[0] == "hole":
+                skipped.append(blocker[1])
             else:
-                blockers.setdefault(why, why)
-        meets = f" that meets {', '.join(blockers.values())}" if blockers else ""
+                meets.setdefault(blocker[1], blocker[1])
+        text = f" that meets {', '.join(meets.values())}" if meets else ""
+        if len(skipped) > 3:
+            skipped = [*skipped[:3], f"{len(skipped) - 3} more known holes skipped"]
+        if skipped:
+            text += "; " + "; ".join(skipped)
         if floor is None:
-            return f"not installed; newest on {channel.name}{meets}"
+            if chosen is None:
+                if not self.memo.eligible(channel, component):
+                    return f"not installed; no version of {component} is eligible on {channel.name}"
+                return f"not installed; no version eligible on {channel.name} fits{text}"
+            return f"not installed; newest on {channel.name}{text}"
         if chosen is floor:
-            if blockers:
-                return f"unchanged: no newer version on {channel.name}{meets}"
+            if meets or skipped:
+                return f"unchanged: no newer version on {channel.name}{text}"
             return f"unchanged: already the newest on {channel.name}"
-        return f"newest on {channel.name}{meets}"
+        return f"newest on {channel.name}{text}"
 
     def _clash(
-        self, cv: ComponentVersion, manifest: Mapping[str, ComponentVersion]
+        self, cv: ComponentVersion, manifest: Mapping[str, ComponentVersion], *, whole: bool = True
     ) -> tuple[str, str] | None:
-        """Why `cv` does not fit the chosen manifest: (the other component, words)."""
+        """Why `cv` does not fit the chosen manifest: (the other component, words).
+
+        With `whole`, `manifest` is every component installed, so a requirement
+        on one it does not hold is not met."""
+        if whole:
+            for name in cv.requires:
+                if name not in manifest:
+                    return name, (
+                        f"compatibility ({cv.component} {cv.version} requires {name}"
+                        f"{cv.requires[name]}, which is not installed)"
+                    )
         for other in manifest.values():
             if other.component == cv.component:
                 continue
@@ -919,6 +1152,47 @@ class _Planner:
 
     # -- security enforcement --
 
+    def _fix_options(
+        self,
+        channel: Channel,
+        component: str,
+        version: Version,
+        instance: str,
+        accepted: frozenset[str],
+    ) -> _FixOptions:
+        """The versions that qualify as an enforced fix of `component` at `version`.
+
+        In the registry, not yanked, at or above `version`, a final release
+        unless the channel allows pre-releases; first those no open advisory
+        of medium or above affects, then those no enforced advisory affects.
+        Each group smallest first, the same release line first. Soak, the
+        channel constraint and pins do not hold a fix back.
+        """
+        key: _Key = (component, version, channel.allow_prereleases, accepted)
+        hit = self._options.get(key)
+        if hit is None:
+            base = [
+                cv
+                for cv in reversed(self.state.registry.versions(component))
+                if cv.version >= version
+                and not cv.yanked
+                and (channel.allow_prereleases or not cv.version.is_prerelease)
+            ]
+            clean = [cv for cv in base if not self._hole(instance, accepted, cv)]
+            carrying = [
+                cv
+                for cv in base
+                if self._hole(instance, accepted, cv)
+                and not any(
+                    f.enforced for f in self.security.findings(instance, component, cv.version)
+                )
+            ]
+            line = release_line(version)
+            hit = self._options[key] = _FixOptions(
+                _same_line_first(clean, line), _same_line_first(carrying, line)
+            )
+        return hit
+
     def _enforce(
         self,
         inst: Instance,
@@ -926,30 +1200,38 @@ class _Planner:
         policy: Policy,
         current: Mapping[str, Version | None],
         pins: Sequence[Pin],
+        accepted: frozenset[str],
         normal: _Resolution,
-        flags: list[AdvisoryFlag],
-        enforced: list[Advisory],
+        fixable: Mapping[str, Sequence[Finding]],
+        no_fix: set[AdvisoryKey],
         warnings: list[str],
     ) -> InstancePlan:
         normal_fixes_all = all(
-            (v := normal.manifest.get(a.component)) is not None and not a.affects(v)
-            for a in enforced
+            (v := normal.manifest.get(component)) is not None
+            and not any(f.advisory.affects(v) for f in findings)
+            for component, findings in fixable.items()
         )
         if policy is Policy.AUTO_UPDATE and normal_fixes_all:
             target, reasons, overrides = normal.manifest, dict(normal.reasons), []
-            for adv in enforced:
-                reasons[adv.component] += f"; fixes {adv.id} ({adv.severity})"
+            for findings in fixable.values():
+                for f in findings:
+                    reasons[f.advisory.component] += (
+                        f"; fixes {f.advisory.id} ({f.advisory.severity})"
+                    )
         else:
             key: _Key = (
                 inst.channel,
                 tuple(current.values()),
                 tuple(sorted(self.pin_ids[id(p)] for p in pins)),
-                tuple(sorted(a.id for a in enforced)),
+                accepted,
+                tuple(sorted(f.advisory.key for fs in fixable.values() for f in fs)),
             )
             fix = self._fixes.get(key)
             if fix is None:
                 try:
-                    fix = self._security_fix(channel, current, pins, enforced, normal)
+                    fix = self._security_fix(
+                        channel, current, pins, inst.name, accepted, fixable, normal
+                    )
                 except PlanError as exc:
                     fix = exc
                 self._fixes[key] = fix
@@ -960,25 +1242,15 @@ class _Planner:
             warnings.append("approval waived by security policy")
         elif policy is Policy.FROZEN:
             warnings.append("frozen instance: security fix enforced, nothing else moves")
-        flags = [
-            AdvisoryFlag(
-                f.advisory,
-                f.deadline,
-                f.enforced,
-                (v := target.get(f.advisory.component)) is not None
-                and f.advisory not in self.affecting(f.advisory.component, v),
-                f.risk_acceptance,
-            )
-            for f in flags
-        ]
+        decision = Decision.ENFORCE_SECURITY
         return InstancePlan(
             inst.name,
             inst.channel,
             policy,
-            Decision.ENFORCE_SECURITY,
+            decision,
             0,
             self._components(current, target, reasons),
-            tuple(flags),
+            self._flags(inst.name, current, target, decision, no_fix),
             tuple(overrides),
             tuple(warnings),
         )
@@ -988,61 +1260,36 @@ class _Planner:
         channel: Channel,
         current: Mapping[str, Version | None],
         pins: Sequence[Pin],
-        enforced: Sequence[Advisory],
+        instance: str,
+        accepted: frozenset[str],
+        fixable: Mapping[str, Sequence[Finding]],
         normal: _Resolution,
     ) -> _SecurityFix:
         """The minimal fix: only affected components move, only as far as the
-        smallest fixed version (same release line first); every other
+        smallest qualifying version (same release line first); every other
         component keeps its current version."""
         registry = self.state.registry
-        by_component: dict[str, list[Advisory]] = {}
-        for adv in enforced:
-            by_component.setdefault(adv.component, []).append(adv)
-
-        fixed_now: dict[str, ComponentVersion] = {}
+        staying: dict[str, ComponentVersion] = {}
         for component, version in current.items():
-            if version is not None and component not in by_component:
-                fixed_now[component] = registry.get(component, version)
+            if version is not None and component not in fixable:
+                staying[component] = registry.get(component, version)
+        ids = ", ".join(f.advisory.id for fs in fixable.values() for f in fs)
+        clash = self._staying_clash(staying, fixable)
+        if clash is not None:
+            raise SecurityFixError(
+                f"{ids}: security fix impossible: the components that stay are "
+                f"incompatible ({clash})"
+            )
 
-        staying = list(fixed_now.values())
-        for i, left in enumerate(staying):
-            for right in staying[i + 1 :]:
-                if not self._compatible(left, right):
-                    ids = ", ".join(a.id for a in enforced)
-                    raise SecurityFixError(
-                        f"{ids}: security fix impossible: the components that stay are "
-                        f"incompatible ({_words(self._clash(left, {right.component: right}))})"
-                    )
-
-        moving = [c for c in self.order if c in by_component]
-        candidates: list[list[ComponentVersion]] = []
+        moving = [c for c in self.order if c in fixable]
+        options: dict[str, _FixOptions] = {}
         for component in moving:
             version = current[component]
             assert version is not None
-            advs = by_component[component]
-            qualifying = [
-                cv
-                for cv in reversed(registry.versions(component))
-                if cv.version >= version
-                and not cv.yanked
-                and (channel.allow_prereleases or not cv.version.is_prerelease)
-                and not any(a.affects(cv.version) for a in advs)
-            ]
-            line = release_line(version)
-            ordered = [cv for cv in qualifying if release_line(cv.version) == line] + [
-                cv for cv in qualifying if release_line(cv.version) != line
-            ]
-            if not ordered:
-                ids = ", ".join(a.id for a in advs)
-                raise SecurityFixError(
-                    f"{ids}: no fixed version of {component} at or above {version} "
-                    "(every later version is yanked, affected or a pre-release)"
-                )
-            candidates.append(ordered)
-
-        chosen = self._fix_search(candidates, list(fixed_now.values()))
+            options[component] = self._fix_options(channel, component, version, instance, accepted)
+        chosen = self._fix_search(moving, options, staying)
         if chosen is None:
-            raise SecurityFixError(self._explain_fix_clash(by_component, candidates, fixed_now))
+            raise SecurityFixError(self._explain_fix_clash(fixable, options, staying))
 
         manifest = dict(current)
         reasons: dict[str, str] = {}
@@ -1057,18 +1304,42 @@ class _Planner:
                 else ""
             )
         for cv in chosen:
-            advs = by_component[cv.component]
-            ids = ", ".join(f"{a.id} ({a.severity})" for a in advs)
+            findings = fixable[cv.component]
+            labels = ", ".join(f"{f.advisory.id} ({f.advisory.severity})" for f in findings)
             version = current[cv.component]
             assert version is not None
             same_line = release_line(cv.version) == release_line(version)
             where = "on the same release line" if same_line else "(no fix on the same release line)"
             manifest[cv.component] = cv.version
-            broken = self._fix_overrides(channel, cv, pins, advs[0].id)
+            broken = self._fix_overrides(channel, cv, pins, findings[0].advisory.id)
             overrides.extend(broken)
             note = f"; overrides {', '.join(o.rule for o in broken)}" if broken else ""
-            reasons[cv.component] = f"security fix for {ids}: smallest fixed version {where}{note}"
+            carried = self._hole(instance, accepted, cv)
+            if carried:
+                still = ", ".join(f"{f.advisory.id} ({f.advisory.severity})" for f in carried)
+                note += f"; still affected by {still}: no version free of open advisories fits"
+            reasons[cv.component] = (
+                f"security fix for {labels}: smallest fixed version {where}{note}"
+            )
         return _SecurityFix(manifest, reasons, overrides)
+
+    def _staying_clash(
+        self, staying: Mapping[str, ComponentVersion], moving: Collection[str]
+    ) -> str | None:
+        """Why the components a minimal fix keeps cannot stand together, or None."""
+        names = list(staying)
+        for i, name in enumerate(names):
+            cv = staying[name]
+            for other in cv.requires:
+                if other not in staying and other not in moving:
+                    return (
+                        f"{cv.component} {cv.version} requires {other}{cv.requires[other]}, "
+                        "which is not installed"
+                    )
+            for right in names[i + 1 :]:
+                if not self._compatible(cv, staying[right]):
+                    return _words(self._clash(cv, {right: staying[right]}, whole=False))
+        return None
 
     def _fix_overrides(
         self, channel: Channel, cv: ComponentVersion, pins: Sequence[Pin], advisory: str
@@ -1092,13 +1363,28 @@ class _Planner:
         return out
 
     def _fix_search(
-        self, candidates: Sequence[Sequence[ComponentVersion]], fixed: Sequence[ComponentVersion]
+        self,
+        moving: Sequence[str],
+        options: Mapping[str, _FixOptions],
+        staying: Mapping[str, ComponentVersion],
     ) -> list[ComponentVersion] | None:
+        """The first combination of fixes, in the order of `options`, that fits
+        the components that stay (a requirement on one that is not installed
+        is not met)."""
+        absent = [c for c in self.order if c not in staying and c not in moving]
+
+        def fits(cv: ComponentVersion, chosen: Sequence[ComponentVersion]) -> bool:
+            return (
+                self._standalone(cv)
+                and all(self._compatible(cv, other) for other in (*staying.values(), *chosen))
+                and all(name not in cv.requires for name in absent)
+            )
+
         def extend(level: int, chosen: list[ComponentVersion]) -> list[ComponentVersion] | None:
-            if level == len(candidates):
+            if level == len(moving):
                 return chosen
-            for cv in candidates[level]:
-                if all(self._compatible(cv, other) for other in (*fixed, *chosen)):
+            for cv in options[moving[level]].ordered:
+                if fits(cv, chosen):
                     found = extend(level + 1, [*chosen, cv])
                     if found is not None:
                         return found
@@ -1108,30 +1394,58 @@ class _Planner:
 
     def _explain_fix_clash(
         self,
-        by_component: Mapping[str, Sequence[Advisory]],
-        candidates: Sequence[Sequence[ComponentVersion]],
-        fixed: Mapping[str, ComponentVersion],
+        fixable: Mapping[str, Sequence[Finding]],
+        options: Mapping[str, _FixOptions],
+        staying: Mapping[str, ComponentVersion],
     ) -> str:
         parts: list[str] = []
-        for options in candidates:
-            first = options[0]
-            ids = ", ".join(a.id for a in by_component[first.component])
-            for other in fixed.values():
-                if not self._compatible(first, other):
-                    spec_a = first.requires.get(other.component)
-                    spec_b = other.requires.get(first.component)
+        for component, choice in options.items():
+            first = choice.ordered[0]
+            ids = ", ".join(f.advisory.id for f in fixable[component])
+            for other in first.requires:
+                if other not in staying and other not in options:
+                    parts.append(
+                        f"{ids}: fix {first.component} {first.version} requires "
+                        f"{other}{first.requires[other]}, which is not installed"
+                    )
+            for other_cv in staying.values():
+                if not self._compatible(first, other_cv):
+                    spec_a = first.requires.get(other_cv.component)
+                    spec_b = other_cv.requires.get(first.component)
                     detail = (
-                        f"{first.component} {first.version} requires {other.component}{spec_a}"
-                        if spec_a is not None and not self._meets(spec_a, other.version)
-                        else f"{other.component} {other.version} requires {first.component}{spec_b}"
+                        f"{first.component} {first.version} requires {other_cv.component}{spec_a}"
+                        if spec_a is not None and not self._meets(spec_a, other_cv.version)
+                        else f"{other_cv.component} {other_cv.version} requires "
+                        f"{first.component}{spec_b}"
                     )
                     parts.append(
                         f"{ids}: fix {first.component} {first.version} clashes with "
-                        f"{other.component} {other.version} ({detail})"
+                        f"{other_cv.component} {other_cv.version} ({detail})"
                     )
         if not parts:
             parts.append("no combination of fixed versions is compatible")
         return "security fix impossible: " + "; ".join(parts)
+
+
+def _same_line_first(
+    versions: Sequence[ComponentVersion], line: tuple[int, int]
+) -> tuple[ComponentVersion, ...]:
+    """Smallest first, those of release line `line` before the others."""
+    return tuple(
+        [cv for cv in versions if release_line(cv.version) == line]
+        + [cv for cv in versions if release_line(cv.version) != line]
+    )
+
+
+def _hole_words(cv: ComponentVersion, holes: Sequence[Finding]) -> str:
+    """`2.4.0 skipped: CVE-D (medium) affects it`."""
+    names = ", ".join(f"{f.advisory.id} ({f.advisory.severity})" for f in holes)
+    verb = "affects" if len(holes) == 1 else "affect"
+    return f"{cv.version} skipped: {names} {verb} it"
+
+
+def _allowed(options: Sequence[_Choice]) -> str:
+    return ", ".join("not installed" if cv is None else str(cv.version) for cv in options[:5])
 
 
 def _words(clash: tuple[str, str] | None) -> str:
@@ -1142,7 +1456,7 @@ def plan_summary(plan: Plan) -> str:
     """One line of counts per decision, for humans.
 
     >>> plan_summary(plan)
-    '12 instances: 3 deploy, 2 needs-approval, 1 skip-frozen, 2 enforce-security, 4 noop'
+    '12 instances: 2 noop, 2 deploy, 3 needs-approval, 1 skip-frozen, 4 enforce-security'
     """
     counts = plan.counts()
     parts = [f"{n} {d}" for d, n in counts.items() if n]

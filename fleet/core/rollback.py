@@ -13,7 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from fleet.core.advisories import DEFAULT_DEADLINES, Advisory, RiskAcceptance, Severity, is_enforced
+from fleet.core.advisories import (
+    DEFAULT_DEADLINES,
+    Advisory,
+    RiskAcceptance,
+    Security,
+    Severity,
+)
 from fleet.core.durations import isoformat
 from fleet.core.errors import InputError, NoRollbackTarget, RollbackRefused
 from fleet.core.manifests import Revision
@@ -138,27 +144,22 @@ def choose_rollback(
     """
     chosen = _select(instance, history, target)
     components = chosen.manifest.components
+    security = Security(advisories, risk_acceptances, now=now, deadlines=deadlines)
     accepted: list[RiskAcceptance] = []
     refused: list[str] = []
-    for adv in advisories:
-        version = components.get(adv.component)
-        if version is None or not adv.affects(version) or not is_enforced(adv, now, deadlines):
-            continue
-        acceptance = next(
-            (
-                ra
-                for ra in risk_acceptances
-                if ra.instance == instance
-                and ra.advisory == adv.id
-                and ra.is_active(now)
-                and ra.reason.strip()
-            ),
-            None,
-        )
-        if acceptance is None:
-            refused.append(f"{adv.id} ({adv.severity}) affects {adv.component} {version}")
-        else:
-            accepted.append(acceptance)
+    for component, version in components.items():
+        for finding in security.findings(instance, component, version):
+            adv, ra = finding.advisory, finding.acceptance
+            if finding.enforced:
+                refused.append(f"{adv.id} ({adv.severity}) affects {adv.component} {version}")
+            elif ra is not None and finding.severe:
+                if not ra.reason.strip():
+                    refused.append(
+                        f"{adv.id} ({adv.severity}) affects {adv.component} {version} "
+                        "(its risk acceptance gives no reason)"
+                    )
+                elif ra not in accepted:
+                    accepted.append(ra)
     if refused:
         raise RollbackRefused(
             f"rollback of {instance} to revision {chosen.number} refused by the security "

@@ -28,8 +28,8 @@ class WindowSelection:
 def auto_update_selection(state: FleetState, now: datetime) -> WindowSelection:
     """Split the auto-update instances by whether their window is open at `now`.
 
-    >>> auto_update_selection(state, datetime(2026, 11, 26, 3, tzinfo=UTC)).open
-    ('acme-prod',)
+    >>> auto_update_selection(state, datetime(2026, 11, 26, 3, tzinfo=UTC)).open[:2]
+    ('acme-prod', 'acme-staging')
     """
     require_aware(now, what="window time")
     opened: list[str] = []

@@ -31,6 +31,7 @@ __all__ = [
     "ChannelRow",
     "ComponentRow",
     "DeploymentRow",
+    "InstanceLockRow",
     "InstanceRow",
     "ManifestRow",
     "PinRow",
@@ -267,6 +268,20 @@ class ApprovalCodeRow(SQLModel, table=True):
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     used_flow_run_id: str | None = Field(default=None, max_length=64)
     used_key: str | None = Field(default=None, max_length=64, description="the form's pause key")
+
+
+class InstanceLockRow(SQLModel, table=True):
+    """An instance's lock: the run that holds it, and until when unless renewed.
+
+    Operational state, not history: a row is replaced when the lock changes
+    hands and deleted when it is released."""
+
+    __tablename__ = "instance_lock"
+    instance: str = Field(max_length=63, primary_key=True)
+    run: str = Field(max_length=64, index=True, description="the holding flow run id")
+    holder: str = Field(max_length=200, description="host:pid of the holding process")
+    acquired_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class ApiTokenRow(SQLModel, table=True):

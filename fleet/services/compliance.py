@@ -1,5 +1,6 @@
 """Compliance: which instances run versions that advisories affect, and by when
-each must be fixed (the plan's advisory flags, one row per instance and advisory)."""
+each must be fixed (the plan's advisory flags, one row per instance and advisory,
+with the status `fleet.core.compliance` gives them)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from fleet.core.advisories import Severity
+from fleet.core.compliance import status_of
 from fleet.core.durations import isoformat
 from fleet.core.errors import InputError
 from fleet.core.plan import compile_plan
@@ -32,6 +34,8 @@ class Exposure:
     fixed_by_plan: bool
     running: str | None
     risk_accepted: dict[str, Any] | None
+    status: str = "due"
+    no_fix: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +47,8 @@ class Exposure:
             "deadline": None if self.deadline is None else isoformat(self.deadline),
             "overdue": self.overdue,
             "enforced": self.enforced,
+            "status": self.status,
+            "no_fix": self.no_fix,
             "fixed_by_plan": self.fixed_by_plan,
             "running": self.running,
             "risk_accepted": self.risk_accepted,
@@ -71,9 +77,9 @@ def exposures(
     for item in plan.instances:
         for flag in item.advisories:
             a = flag.advisory
-            if severity is not None and str(a.severity) != severity:
+            if not flag.running or (severity is not None and str(a.severity) != severity):
                 continue
-            overdue = flag.deadline is not None and flag.deadline <= now
+            overdue = flag.overdue
             if overdue_only and not overdue:
                 continue
             running = current.get(item.instance, {}).get(a.component)
@@ -93,6 +99,8 @@ def exposures(
                     None
                     if ra is None
                     else {"by": ra.by, "reason": ra.reason, "until": isoformat(ra.until)},
+                    str(status_of(flag)),
+                    flag.no_fix,
                 )
             )
     out.sort(key=lambda e: (e.deadline is None, e.deadline or now, e.instance, e.advisory))

@@ -43,6 +43,10 @@ __all__ = [
 ]
 
 APPROVAL_DECISIONS = ("approve", "reject", "waived")
+# `interrupted`: the run stopped while deploying (closed by recovery);
+# `already-deployed`: another run had deployed the revision (nothing done);
+# `locked`: another run held the instance for longer than the rollout waits;
+# `stale-approval`: the approved revision was no longer safe to deploy (nothing done).
 OUTCOMES = (
     "succeeded",
     "failed",
@@ -50,6 +54,9 @@ OUTCOMES = (
     "skipped",
     "expired",
     "halted",
+    "interrupted",
+    "already-deployed",
+    "locked",
     "stale-approval",
 )
 

@@ -27,6 +27,7 @@ from fleet.db import fleet as fleet_repo
 from fleet.db.audit import Entry, append_events
 from fleet.db.bulk import bulk_insert
 from fleet.db.history import (
+    DEPLOYMENT,
     MANIFEST,
     latest_revisions,
     load_revisions,
@@ -377,6 +378,13 @@ class HistoryEntry:
     status_at: datetime
     changes: Mapping[str, tuple[str | None, str | None]]
     warnings: tuple[str, ...] = ()
+    # The runs that deployed (or tried to deploy) this revision: (flow run id, outcome).
+    deployments: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def deployed_by_run(self) -> str | None:
+        """The run whose deploy of this revision succeeded (not the run that planned it)."""
+        return next((run for run, outcome in self.deployments if outcome == "succeeded"), None)
 
     def to_json(self) -> dict[str, Any]:
         r = self.revision
@@ -392,6 +400,9 @@ class HistoryEntry:
             "status_at": isoformat(self.status_at),
             "deployed_at": None if r.deployed_at is None else isoformat(r.deployed_at),
             "flow_run_id": self.flow_run_id,
+            "planned_by_run": self.flow_run_id,
+            "deployed_by_run": self.deployed_by_run,
+            "deployments": [{"flow_run_id": run, "outcome": o} for run, o in self.deployments],
             "manifest": r.manifest.to_json(),
             "changes": {c: {"from": a, "to": b} for c, (a, b) in self.changes.items()},
             "explanation": dict(r.explanation),
@@ -409,6 +420,13 @@ def history(instance: str, *, engine: Engine | None = None) -> list[HistoryEntry
         if known is None:
             raise NotFoundError(f"Unknown instance: {instance!r}")
         rows = manifest_rows(session, instance=instance)
+        runs: dict[int, list[tuple[str, str]]] = {}
+        for record in session.execute(
+            select(DEPLOYMENT.c.manifest_number, DEPLOYMENT.c.flow_run_id, DEPLOYMENT.c.outcome)
+            .where(DEPLOYMENT.c.instance == instance)
+            .order_by(DEPLOYMENT.c.id)
+        ):
+            runs.setdefault(record.manifest_number, []).append((record.flow_run_id, record.outcome))
     out = []
     for row in rows:
         revision = revision_of(row)
@@ -429,6 +447,7 @@ def history(instance: str, *, engine: Engine | None = None) -> list[HistoryEntry
                 row.status_at,
                 changes,
                 tuple(row.warnings or ()),
+                tuple(runs.get(revision.number, ())),
             )
         )
     return out

@@ -8,9 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from fleet.core.advisories import Advisory
+from fleet.core.advisories import Advisory, Security
 from fleet.core.channels import effective_policy
-from fleet.core.compliance import ComplianceRow, blocking_advisories, compliance_rows
+from fleet.core.compliance import ComplianceRow, compliance_rows
 from fleet.core.errors import NotFoundError
 from fleet.core.rollback import RollbackTarget, choose_rollback
 from fleet.db import fleet as fleet_repo
@@ -71,9 +71,10 @@ def rollback_preview(
             raise NotFoundError(f"Unknown instance: {instance!r}")
         history = load_revisions(session, instance=instance)
     chosen = choose_rollback(instance, history, target, now=now)
-    blocking = blocking_advisories(
-        chosen.target.manifest.components, state.advisories, now, state.deadlines
+    security = Security(
+        state.advisories, state.risk_acceptances, now=now, deadlines=state.deadlines
     )
+    blocking = [f.advisory for f in security.enforced(instance, chosen.target.manifest.components)]
     channel = state.channels[found.channel]
     policy = effective_policy(channel, found.policy_override)
     return RollbackPreview(

@@ -11,7 +11,6 @@ from sqlalchemy import Engine
 
 from fleet.cli.main import main
 from fleet.db.engine import dispose_engines
-from fleet.db.migrate import head_revision
 from fleet.settings import get_settings
 from tests.db import support
 from tests.db.support import snapshot
@@ -221,6 +220,39 @@ def test_history_and_audit(ready: str, engine: Engine, capsys: pytest.CaptureFix
     assert run(capsys, "audit", "log", "--since", "yesterday")[0] == 2
 
 
+def test_history_names_the_run_that_planned_and_the_run_that_deployed(
+    ready: str, engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fleet.services import deployments
+    from fleet.services.manifests import compile_and_store, mark_manifest
+
+    stored = compile_and_store(actor="planner", flow_run_id="plan-run", engine=engine)
+    name, number = sorted(stored.revisions.items())[0]
+    for run_id, outcome in (("crashed-run", "failed"), ("deploy-run", "succeeded")):
+        deployments.start_deployment(
+            name, number, flow_run_id=run_id, actor="deployer", engine=engine
+        )
+        deployments.finish_deployment(
+            name, flow_run_id=run_id, outcome=outcome, actor="deployer", engine=engine
+        )
+    mark_manifest(
+        name, number, "deployed", actor="deployer", flow_run_id="deploy-run", engine=engine
+    )
+    _, out, _ = run(capsys, "history", name, "--json")
+    [entry] = json.loads(out)
+    assert entry["planned_by_run"] == "plan-run" and entry["deployed_by_run"] == "deploy-run"
+    assert entry["deployments"] == [
+        {"flow_run_id": "crashed-run", "outcome": "failed"},
+        {"flow_run_id": "deploy-run", "outcome": "succeeded"},
+    ]
+    code, out, _ = run(capsys, "history", name)
+    assert code == 0 and "planned by run plan-run" in out
+    assert "deploy succeeded in run deploy-run" in out
+    assert "deploy failed in run crashed-run" in out
+
+
 def test_db_upgrade_is_idempotent(ready: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from fleet.db.migrate import head_revision
+
     code, out, _ = run(capsys, "db", "upgrade")
     assert code == 0 and f"at schema {head_revision()}" in out

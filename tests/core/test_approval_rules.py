@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 from datetime import timedelta
 
 import pytest
@@ -10,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from fleet.core import approvals
 from fleet.core.advisories import Security
 from fleet.core.approvals import (
     ApprovalTally,
@@ -29,10 +27,6 @@ from fleet.core.versions import Registry
 from tests.factories import NOW, acceptance, advisory, cv, pin
 
 H = "c0ffee"
-
-
-def test_docstring_examples_run():
-    assert doctest.testmod(approvals).failed == 0
 
 
 def req(instance="lts-1", *, required=2, verified_only=False, revision=4, manifest_hash=H):

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from packaging.version import Version
 
+from fleet.core.advisories import Security
 from fleet.core.channels import MaintenanceWindow
 from fleet.core.compliance import (
     ComplianceStatus,
-    blocking_advisories,
     compliance_rows,
     patch_selection,
     time_left,
@@ -99,12 +99,13 @@ def test_patch_selection_splits_enforced_due_and_accepted():
     assert patch_selection(later).enforce == ("a1", "r1")  # the acceptance ended
 
 
-def test_blocking_advisories_are_the_enforced_ones_affecting_the_manifest():
+def test_the_enforced_findings_of_a_manifest_are_the_enforced_advisories_affecting_it():
     crit = f.advisory("CRIT", events=EVENTS)
     med = f.advisory("MED", severity="medium", events=EVENTS)
-    found = blocking_advisories({"api": Version("1.0.0")}, [crit, med], NOW)
-    assert [a.id for a in found] == ["CRIT"]
-    assert blocking_advisories({"api": Version("1.0.1")}, [crit, med], NOW) == []
+    security = Security([crit, med], now=NOW)
+    found = security.enforced("a1", {"api": Version("1.0.0")})
+    assert [x.advisory.id for x in found] == ["CRIT"]
+    assert security.enforced("a1", {"api": Version("1.0.1")}) == []
 
 
 def test_drift_compares_versions_and_hash():

@@ -207,13 +207,14 @@ RULES = [
             "advisories",
             {
                 "id": "FLEET-2026-0001",
-                "component": "web",
+                "component": "api",
                 "severity": "low",
                 "published_at": T,
                 "versions": ["1.0"],
             },
         ),
-        "advisories[FLEET-2026-0001]: duplicate advisory id 'FLEET-2026-0001'",
+        "advisories[FLEET-2026-0001 api]: duplicate advisory (id and component) "
+        "'FLEET-2026-0001' 'api'",
     ),
     (
         "duplicate risk acceptance",
@@ -260,7 +261,7 @@ RULES = [
     (
         "advisory component",
         _set("advisories.0.component", "db"),
-        "advisories[FLEET-2026-0001].component: unknown component 'db'",
+        "advisories[FLEET-2026-0001 db].component: unknown component 'db'",
     ),
     (
         "risk acceptance instance",
@@ -377,7 +378,7 @@ RULES = [
     (
         "severity",
         _set("advisories.0.severity", "urgent"),
-        "advisories[FLEET-2026-0001].severity: unknown severity 'urgent' "
+        "advisories[FLEET-2026-0001 api].severity: unknown severity 'urgent' "
         "(expected critical, high, medium or low)",
     ),
     (
@@ -393,28 +394,29 @@ RULES = [
     (
         "advisory affects nothing",
         _set("advisories.0.ranges", []),
-        "advisories[FLEET-2026-0001]: no ranges and no versions: the advisory would affect nothing",
+        "advisories[FLEET-2026-0001 api]: no ranges and no versions: "
+        "the advisory would affect nothing",
     ),
     (
         "OSV range type",
         _set("advisories.0.ranges.0.type", "PYPI"),
-        "advisories[FLEET-2026-0001].ranges[0].type: unknown OSV range type 'PYPI'",
+        "advisories[FLEET-2026-0001 api].ranges[0].type: unknown OSV range type 'PYPI'",
     ),
     (
         "OSV event key",
         _set("advisories.0.ranges.0.events", [{"introducd": "0"}]),
-        "advisories[FLEET-2026-0001].ranges[0].events: "
+        "advisories[FLEET-2026-0001 api].ranges[0].events: "
         "event 0: invalid OSV event: {'introducd': '0'}",
     ),
     (
         "OSV event version",
         _set("advisories.0.ranges.0.events", [{"introduced": "0"}, {"fixed": "two"}]),
-        "advisories[FLEET-2026-0001].ranges[0].events: event 1: invalid version: 'two'",
+        "advisories[FLEET-2026-0001 api].ranges[0].events: event 1: invalid version: 'two'",
     ),
     (
         "OSV range without introduced",
         _set("advisories.0.ranges.0.events", [{"fixed": "2.4.1"}]),
-        "advisories[FLEET-2026-0001].ranges[0]: invalid OSV range",
+        "advisories[FLEET-2026-0001 api].ranges[0]: invalid OSV range",
     ),
     # times
     (
@@ -430,7 +432,7 @@ RULES = [
     (
         "not a time",
         _set("advisories.0.published_at", "yesterday"),
-        "advisories[FLEET-2026-0001].published_at: invalid time 'yesterday' (expected ISO 8601",
+        "advisories[FLEET-2026-0001 api].published_at: invalid time 'yesterday' (expected ISO 8601",
     ),
     (
         "pin expiry before creation",
@@ -492,8 +494,8 @@ UNKNOWN_KEYS = [
     ("channels.0.maintenance_window", "channels[stable].maintenance_window: unknown key 'oops'"),
     ("instances.0", "instances[acme-prod]: unknown key 'oops'"),
     ("pins.0", "pins[0]: unknown key 'oops'"),
-    ("advisories.0", "advisories[FLEET-2026-0001]: unknown key 'oops'"),
-    ("advisories.0.ranges.0", "advisories[FLEET-2026-0001].ranges[0]: unknown key 'oops'"),
+    ("advisories.0", "advisories[FLEET-2026-0001 api]: unknown key 'oops'"),
+    ("advisories.0.ranges.0", "advisories[FLEET-2026-0001 api].ranges[0]: unknown key 'oops'"),
     ("risk_acceptances.0", "risk_acceptances[0]: unknown key 'oops'"),
 ]
 
@@ -527,7 +529,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "instances[acme-prod].current.web: invalid version 'x.y' (not PEP 440)",
         "instances[acme-prod].channel: unknown channel 'stabel' (did you mean 'stable'?)",
         "pins[0].spec: invalid specifier '>=x'",
-        "advisories[FLEET-2026-0001].severity: unknown severity 'urgent' "
+        "advisories[FLEET-2026-0001 api].severity: unknown severity 'urgent' "
         "(expected critical, high, medium or low)",
     ]
 

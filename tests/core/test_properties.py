@@ -119,8 +119,9 @@ def test_manifest_meets_every_active_pin_and_requires_unless_overridden(fleet):
         for comp, version in target.items():
             requires = fleet.registry.get(comp, version).requires
             for other, spec in requires.items():
-                if target.get(other) is not None:
-                    assert spec.contains(target[other], prereleases=True), (p.instance, comp, other)
+                # A requirement on a component that is not installed is not met.
+                assert target.get(other) is not None, (p.instance, comp, other)
+                assert spec.contains(target[other], prereleases=True), (p.instance, comp, other)
 
 
 @PROPERTY

@@ -150,3 +150,32 @@ def test_pins_never_block_a_rollback_but_are_reported():
 
 def test_running_at_before_any_deployment_is_none():
     assert running_at(HISTORY, at("2026-10-01T00:00")) is None
+
+
+def test_security_floor_judges_one_osv_record_per_component():
+    """One record naming api (critical) and web (low): only the api entry blocks."""
+    history = [
+        Revision(
+            number=1,
+            manifest=Manifest({"api": Version("2.3.0"), "web": Version("2.3.0")}),
+            status=S.SUPERSEDED,
+            created_at=at("2026-10-01T00:00"),
+            deployed_at=at("2026-10-02T00:00"),
+        ),
+        Revision(
+            number=2,
+            manifest=Manifest({"api": Version("2.3.5"), "web": Version("2.3.0")}),
+            status=S.DEPLOYED,
+            created_at=at("2026-11-01T00:00"),
+            deployed_at=at("2026-11-02T00:00"),
+        ),
+    ]
+    api = advisory("GHSA-1", "api", severity="critical", versions=["2.3.0"])
+    web = advisory("GHSA-1", "web", severity="low", versions=["2.3.0"])
+    with pytest.raises(RollbackRefused) as refused:
+        choose_rollback("acme-prod", history, RollbackTarget(), now=NOW, advisories=[web, api])
+    assert "GHSA-1 (critical) affects api 2.3.0" in str(refused.value)
+    assert "web" not in str(refused.value)
+    # The low entry alone never blocks, in whichever order the entries come.
+    plan = choose_rollback("acme-prod", history, RollbackTarget(), now=NOW, advisories=[web])
+    assert plan.target.number == 1

@@ -124,6 +124,14 @@ class Stack:
     def output(self) -> str:
         return "\n".join(self.lines)
 
+    def wait_for_output(self, text: str, timeout: float = 30) -> None:
+        """Wait until a line of the main job's output contains `text`."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} within {timeout}s in:\n{self.output}")
+            time.sleep(0.2)
+
     def token(self, role: str) -> str:
         for line in self.lines:
             parts = line.split()

@@ -3,6 +3,7 @@ run on the same FLEET_HOME comes back to the same data."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -81,6 +82,24 @@ def test_up_stop_and_up_again_on_the_same_data(tmp_path: Path) -> None:
         first_id = found["compile-and-deploy/fleet"]["id"]
         children = processes_with_home(home)
         assert len(children) >= 15  # server, 12 agents, API, serve
+
+        # One child dies: it is restarted, and the rest of the stack stays up.
+        (api_pid,) = [
+            p for p in children if b"api\0serve" in Path(f"/proc/{p}/cmdline").read_bytes()
+        ]
+        os.kill(api_pid, signal.SIGKILL)
+        stack.wait_for_output("fleet-api restarted (restart 1)", timeout=30)
+        assert "fleet-api exited with code -9" in stack.output
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{stack.api_url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the Fleet API did not come back"
+            time.sleep(0.5)
+        assert httpx.get(stack.prefect_url, timeout=10).status_code == 200
     finally:
         code = stack.stop()
         left = gone(home)

@@ -157,3 +157,25 @@ def test_compliance_scan_from_a_deployment_starts_the_patch_deployment_without_w
     assert started.parameters["requested_by"] == "compliance-scan"
     assert started.state is not None and started.state.is_scheduled()  # not waited for
     assert world.applies("a1") == []
+
+
+def test_an_advisory_without_a_fix_is_reported_as_no_fix_and_blocks_nothing(tmp_path, start_agent):
+    world = build_world(
+        tmp_path, start_agent, [("f1", "frozen", None)], versions=("1.0.0", "1.0.1")
+    )
+    world.data["advisories"] = [
+        {
+            "id": "FLEET-2026-0099",
+            "component": "api",
+            "severity": "critical",
+            "published_at": isoformat(datetime.now(UTC) - timedelta(hours=1)),
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}],
+        }
+    ]
+    world.apply()
+    scan = compliance_scan()
+    assert [(e["event"], e["instance"]) for e in scan["events"]] == [  # type: ignore[union-attr]
+        ("fleet.advisory.no-fix", "f1")
+    ]
+    assert scan["patch"] is None  # nothing to enforce: no patch rollout starts
+    assert world.applies("f1") == []

@@ -137,12 +137,11 @@ def test_a_file_that_leaves_an_invalid_fleet_changes_nothing(engine: Engine) -> 
     fleet = example()
     apply_fleet_file(fleet, actor="ops", now=NOW, engine=engine)
     before = snapshot(engine)
-    # The same advisory id on another component: fine alone, a duplicate id once merged.
-    advisory = fleet.advisories[0].to_data()
-    other = next(c for c in fleet.components if c != advisory["component"])
+    # The same release spelled another way: fine alone, a duplicate version once merged.
+    version = fleet.versions[0].to_data()
     data = fleet.to_data()
-    data["advisories"] = [{**advisory, "component": other}]
-    with pytest.raises(FleetFileError, match="duplicate advisory id"):
+    data["versions"] = [{**version, "version": version["version"] + ".0"}]
+    with pytest.raises(FleetFileError, match="duplicate version"):
         apply_fleet_file(parse_fleet_data(data), actor="ops", now=NOW, engine=engine)
     assert snapshot(engine) == before
 

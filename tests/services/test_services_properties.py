@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from fleet.core.fleetfile import (
 )
 from fleet.db.engine import create_all, make_engine
 from fleet.services.fleet import apply_fleet_file, export_fleet_file
+from tests.core.test_reference_planner import fleets as reference_fleets
+from tests.core.test_reference_planner import security_fleets
 from tests.factories import NOW
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml"
@@ -80,5 +83,30 @@ def test_apply_with_prune_makes_the_database_equal_the_file(
         assert _canonical(exported) == _canonical(second)
         again = apply_fleet_file(exported, actor="ops", prune=True, now=NOW, engine=engine)
         assert not again.changed and again.audit_events == 0
+    finally:
+        engine.dispose()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(reference_fleets(), security_fleets()))
+def test_export_then_validate_then_apply_is_the_identity_on_the_database(state: Any) -> None:
+    """Generated fleets (advisories on several components under one id, pre-releases,
+    pins at three levels, risk acceptances, yanks) survive a round trip unchanged."""
+    # A fleet file names only advisories it has, and accepts each risk once.
+    ids = {a.id for a in state.advisories}
+    accepted = {(r.instance, r.advisory): r for r in state.risk_acceptances if r.advisory in ids}
+    state = replace(state, risk_acceptances=list(accepted.values()))
+    engine = make_engine("sqlite://")
+    try:
+        create_all(engine)
+        given_file = parse_fleet_data(fleet_file_from_state(state).to_data())
+        apply_fleet_file(given_file, actor="ops", now=NOW, engine=engine)
+        exported = export_fleet_file(engine=engine)
+        text = json.dumps(exported.to_data())
+        validated = parse_fleet_text(text)  # what `fleet validate` reads
+        again = apply_fleet_file(validated, actor="ops", now=NOW, engine=engine)
+        assert not again.changed and again.audit_events == 0
+        assert export_fleet_file(engine=engine).to_data() == exported.to_data()
+        assert _canonical(exported) == _canonical(fleet_file_from_state(state))
     finally:
         engine.dispose()

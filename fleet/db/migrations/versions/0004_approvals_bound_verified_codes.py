@@ -1,8 +1,8 @@
 """Approvals bound to a revision's hash, verified-only channels, approval requests
 and one-time approval codes.
 
-Revision ID: 0002_approvals
-Revises: 0001
+Revision ID: 0004_approvals
+Revises: 0003
 Create Date: 2026-11-30 19:00:00
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_approvals"
-down_revision: str | None = "0001"
+revision: str = "0004_approvals"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

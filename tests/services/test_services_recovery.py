@@ -1,0 +1,72 @@
+"""Recovery of what a dead run left: orphaned deployment records, on both backends."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from fleet.core.fleetfile import parse_fleet_text
+from fleet.services import audit, deployments, locks, manifests, recovery
+from fleet.services.drift import recorded_manifests
+from fleet.services.fleet import apply_fleet_file
+from tests.factories import NOW
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml"
+
+
+def deploying(engine: Engine, run: str) -> tuple[str, int, str]:
+    """acme-prod's new revision, with a deployment record of `run` left open."""
+    apply_fleet_file(parse_fleet_text(EXAMPLE.read_text()), actor="ops", now=NOW, engine=engine)
+    stored = manifests.compile_and_store(
+        actor="planner", now=NOW, instances=["acme-prod"], flow_run_id="plan", engine=engine
+    )
+    number = stored.revisions["acme-prod"]
+    deployments.start_deployment("acme-prod", number, flow_run_id=run, actor="x", engine=engine)
+    (item,) = stored.plan.instances
+    assert item.manifest is not None
+    return "acme-prod", number, item.manifest.hash
+
+
+def test_an_open_record_is_an_orphan_only_without_a_live_lease_of_its_run(
+    engine: Engine,
+) -> None:
+    name, number, _ = deploying(engine, "dead")
+    locks.take(name, run="dead", now=NOW, engine=engine)
+    assert recovery.orphans(now=NOW, engine=engine) == []  # still deploying
+    later = NOW + timedelta(seconds=61)  # its lease ran out: nobody renewed it
+    (orphan,) = recovery.orphans(now=later, engine=engine)
+    assert (orphan.instance, orphan.revision, orphan.flow_run_id) == (name, number, "dead")
+    assert recovery.orphans(now=later, except_run="dead", engine=engine) == []
+    assert recovery.orphans(now=later, instances=["globex-eu"], engine=engine) == []
+    locks.take(name, run="other", now=later, engine=engine)  # another run took the lock
+    assert len(recovery.orphans(now=later, engine=engine)) == 1
+
+
+def test_an_orphan_is_closed_interrupted_and_a_target_running_it_is_recorded(
+    engine: Engine,
+) -> None:
+    name, number, hash_ = deploying(engine, "dead")
+    (orphan,) = recovery.orphans(engine=engine)
+    assert recovery.close_orphan(orphan, actor="recovery", flow_run_id="rec", engine=engine)
+    assert not recovery.close_orphan(orphan, actor="recovery", flow_run_id="rec", engine=engine)
+    (record,) = deployments.deployments_of(name, engine=engine)
+    assert record.outcome == "interrupted" and record.finished_at is not None
+    assert "run dead stopped while deploying" in (record.error or "")
+
+    assert (
+        recovery.settle(orphan, "other-hash", actor="r", flow_run_id="rec", engine=engine).action
+        == "unchanged"
+    )
+    (before,) = recorded_manifests([name], engine=engine)
+    assert before.revision != number
+    settled = recovery.settle(orphan, hash_, actor="recovery", flow_run_id="rec", engine=engine)
+    assert settled.action == "recorded-running"
+    (after,) = recorded_manifests([name], engine=engine)
+    assert (after.revision, after.hash) == (number, hash_)
+    again = recovery.settle(orphan, hash_, actor="recovery", flow_run_id="rec", engine=engine)
+    assert again.action == "already-recorded"
+    actions = [e.action for e in audit.events(engine=engine) if e.flow_run_id == "rec"]
+    assert actions == ["deployment.interrupted", "manifest.deployed", "recovery.settled"]
+    assert audit.verify(engine=engine).ok
