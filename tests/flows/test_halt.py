@@ -28,43 +28,25 @@ def one_at_a_time(instances: list[str], strategy: Strategy) -> list[InstanceOutc
     return done
 
 
-@pytest.mark.parametrize("halt_after", ["0", "10%"])
-def test_one_failure_halts_the_rest_of_its_wave(tmp_path, start_agent, halt_after):
+def test_one_failure_halts_the_rest_of_its_wave(tmp_path, start_agent):
     """Seen: with a 25% batch and `halt_after 0`, one failure did not stop its wave."""
     names = [(f"a{i}", "auto", None) for i in range(1, 6)]
+    instances = [n for n, _, _ in names]
     world = build_world(tmp_path, start_agent, names)
     world.data["instances"][0]["target"] = "no-such-block"  # a1 fails at once
     world.apply()
-    strategy = Strategy(canary="0", batch="100%", halt_after=halt_after, retries=0)
 
-    done = one_at_a_time([n for n, _, _ in names], strategy)
+    def wave(halt_after: str) -> dict[str, str]:
+        strategy = Strategy(canary="0", batch="100%", halt_after=halt_after, retries=0)
+        return {o.instance: o.outcome for o in one_at_a_time(instances, strategy)}
 
-    outcomes = {o.instance: o.outcome for o in done}
-    assert outcomes == {
-        "a1": "failed",
-        "a2": "halted",
-        "a3": "halted",
-        "a4": "halted",
-        "a5": "halted",
-    }
-    for name in ("a2", "a3", "a4", "a5"):
-        assert world.applies(name) == [], name  # never touched
-        (record,) = deployments.deployments_of(name)
-        assert (record.outcome, record.error) == ("halted", "rollout halted")
-
-
-def test_below_the_threshold_the_wave_goes_on(tmp_path, start_agent):
-    names = [(f"a{i}", "auto", None) for i in range(1, 5)]
-    world = build_world(tmp_path, start_agent, names)
-    world.data["instances"][0]["target"] = "no-such-block"
-    world.apply()
-    strategy = Strategy(canary="0", batch="100%", halt_after="1", retries=0)
-
-    done = one_at_a_time([n for n, _, _ in names], strategy)
-
-    assert {o.instance: o.outcome for o in done} == {
-        "a1": "failed",
-        "a2": "succeeded",
-        "a3": "succeeded",
-        "a4": "succeeded",
-    }
+    # Below the threshold the wave goes on.
+    assert wave("1") == {"a1": "failed", **{n: "succeeded" for n in instances[1:]}}
+    world.publish("web", "1.2.0")
+    for halt_after in ("0", "10%"):  # 1 of 5 started is 20%: past 10%
+        applied = {n: len(world.applies(n)) for n in instances}
+        assert wave(halt_after) == {"a1": "failed", **{n: "halted" for n in instances[1:]}}
+        assert {n: len(world.applies(n)) for n in instances} == applied  # never touched
+        for name in instances[1:]:
+            record = deployments.deployments_of(name)[-1]
+            assert (record.outcome, record.error) == ("halted", "rollout halted")
