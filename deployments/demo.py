@@ -393,7 +393,11 @@ Three things to try:
        curl -s -X POST -H "Authorization: Bearer {issued["approver"]}" \\
             -H 'Content-Type: application/json' -d '{{"decision": "approve"}}' \\
             {api}/approvals/<flow-run-id>
-     or open the run in the UI, click Resume and fill in the form (self-declared).
+     or open the run in the UI, click Resume, and paste a one-time code into Code
+     (verified, as the approver token's holder):
+       {env} FLEET_TOKEN={issued["approver"]} \\
+         .venv/bin/fleet approvals code <flow-run-id>
+     or type a name into Approver (self-declared; lts counts only distinct people).
   3. Import a critical advisory and watch it enforced on a frozen instance:
        {env} \\
          .venv/bin/fleet advisories import {advisory} --component-map vendor-worker=worker

@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleet.core.drift import Drift
+from fleet.core.identity import check_identity
 from flows._rollout import DEPLOY_CONCURRENCY, Strategy, rollout
 from tasks.deploying import InstanceOutcome, ensure_instance_locks
 from tasks.drift import observe, read_recorded, record_drift, store_repair
@@ -41,6 +42,7 @@ def drift_check(
         strategy: Canary, batch size and halt threshold for the repair.
         requested_by: Who asks (recorded on the repair revisions).
     """
+    requested_by = check_identity(requested_by, kind="requester")
     logger = get_run_logger()
     run_id = str(flow_run.id)
     recorded = read_recorded(instances or [])

@@ -1,7 +1,7 @@
 """Console sessions, and the drift each instance showed at its last check.
 
 Revision ID: console_sessions_drift
-Revises: 0003
+Revises: 0004_approvals
 Create Date: 2026-11-30 18:40:00.000000
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "console_sessions_drift"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004_approvals"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
