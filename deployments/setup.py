@@ -129,10 +129,22 @@ def _block_types(client: Any) -> list[SetupStep]:
     ]
 
 
-def approval_automation(block_document_id: Any) -> Any:
-    """The automation: a flow run entered Paused (it waits for an approval form)."""
+def approval_automation(block_document_id: Any, console_url: str | None = None) -> Any:
+    """The automation: a flow run entered Paused (it waits for an approval form).
+    With the console's address, the notification links to the run there."""
     from prefect.events.actions import SendNotification
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    body = (
+        "Flow run {{ flow_run.name }} ({{ flow.name }}) is paused waiting for "
+        "an approval: {{ flow_run|ui_url }}"
+    )
+    if console_url:
+        body += (
+            "\nApprove or reject it as yourself (verified) in Fleet's console: "
+            + console_url.rstrip("/")
+            + "/console/approvals/{{ flow_run.id }}"
+        )
 
     return AutomationCore(
         name=AUTOMATION_NAME,
@@ -148,10 +160,7 @@ def approval_automation(block_document_id: Any) -> Any:
             SendNotification(
                 block_document_id=block_document_id,
                 subject="Fleet: {{ flow_run.name }} waits for approval",
-                body=(
-                    "Flow run {{ flow_run.name }} ({{ flow.name }}) is paused waiting for "
-                    "an approval: {{ flow_run|ui_url }}"
-                ),
+                body=body,
             )
         ],
     )
@@ -304,7 +313,9 @@ def _automation(client: Any, notification_block: str) -> SetupStep:
         document = client.read_block_document_by_name(name, slug, include_secrets=False)
     except ObjectNotFound as exc:
         raise NotFoundError(f"No notification block {notification_block!r}") from exc
-    wanted = approval_automation(document.id)
+    from fleet.settings import get_settings
+
+    wanted = approval_automation(document.id, get_settings().console_url)
     existing = client.read_automations_by_name(AUTOMATION_NAME)
     if not existing:
         client.create_automation(wanted)

@@ -153,6 +153,8 @@ def stack_env(config: StackConfig, base: dict[str, str] | None = None) -> dict[s
         FLEET_HOME=str(c.home),
         FLEET_DATABASE_URL=c.fleet_database_url,
         FLEET_CODE_DIR=str(ROOT),
+        # The approval form and notifications link to the console (Fleet's API serves it).
+        FLEET_CONSOLE_URL=c.api_url,
         PREFECT_HOME=str(c.work / "prefect"),
         PREFECT_API_URL=f"{c.prefect_url}/api",
         PREFECT_UI_URL=c.prefect_url,
@@ -740,6 +742,7 @@ def banner(stack: Stack, issued: dict[str, str]) -> str:
     servers = ", ".join(c.server_url(i) for i in range(len(c.server_ports)))
     return f"""
 {BANNER_READY} ({stack.timings["up"]:.1f} s)
+  Fleet console    {c.api_url}/
   Prefect UI/API   {c.prefect_url} (HAProxy -> {servers})
   Fleet API        {c.api_url}/docs
   databases        {c.database("prefect")}, {c.database("fleet")} on {c.pg_host}:{c.pg_port}

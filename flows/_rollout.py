@@ -5,48 +5,51 @@ Approvals: while approvals are missing the run waits for a `RunInput` form
 (Resume in the Prefect UI, `resume_flow_run`, or Fleet's API). Run from a
 deployment, it *suspends*: the process exits and no worker slot is held for
 the days an approval may take; on resume Prefect starts it again from the
-top, and cached plans, Fleet's records (one deployment record per instance
-and run, approvals recorded once) and Prefect's stored inputs make that
-replay land exactly where the run stopped. Run without a deployment (tests,
-a plain call), it *pauses* in process.
+top, and cached plans, Fleet's records (what the run waits for, one
+deployment record per instance and run, decisions recorded once, codes spent
+once per form) and Prefect's stored inputs make that replay land exactly
+where the run stopped. Run without a deployment (tests, a plain call), it
+*pauses* in process. Each instance deploys as soon as its own approvals are
+complete, while the run waits for the others.
 """
 
 import math
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from queue import Queue
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from prefect import Task, get_run_logger, tags
 from prefect.context import TagsContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, PrefectWrappedFuture
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
 from pydantic import BaseModel, Field
 
 from blocks.targets import TargetBlock
+from fleet.core.approvals import ApprovalTally, Request, Verdict, refusal
 from fleet.core.durations import isoformat
 from fleet.core.errors import ConflictError, InputError, PermissionDenied
+from fleet.core.identity import MAX_IDENTITY_LENGTH
 from fleet.core.manifests import ManifestStatus
-from fleet.core.rollout import (
-    Amount,
-    ApprovalTally,
-    ApprovalVerdict,
-    RolloutStrategy,
-    halted,
-    waves,
-)
-from fleet.services import approvals, manifests
+from fleet.core.rollout import Amount, RolloutStrategy, halted, waves
+from fleet.services import approvals, codes, manifests
+from fleet.services.codes import CodeRefused
 from fleet.services.rollouts import DeploySpec
+from fleet.settings import get_settings
 from tasks._tagcheck import TagChecks
 from tasks.deploying import (
     InstanceOutcome,
+    check_approvals,
     deploy_instance,
+    halt_signal,
     load_targets,
     locked,
     record_outcome,
@@ -56,15 +59,19 @@ from tasks.reporting import Progress
 __all__ = [
     "DEPLOY_CONCURRENCY",
     "ApprovalInput",
+    "Rollout",
     "Selector",
     "Strategy",
     "approval_gate",
+    "deploy_then_ask",
+    "record_closed",
     "rollout",
 ]
 
 
-# A finished deploy handed to the rollout loop, with its outcome if it completed.
-Finished = tuple[PrefectFuture[InstanceOutcome], InstanceOutcome | None]
+# A finished deploy handed to the rollout loop, with its outcome if it completed, and
+# whether that outcome was counted against the halt threshold already.
+Finished = tuple[PrefectFuture[InstanceOutcome], InstanceOutcome | None, bool]
 
 # Deploys a rollout runs at once: the rollout flows' task runners have as many threads.
 DEPLOY_CONCURRENCY = 16
@@ -108,32 +115,79 @@ class Strategy(BaseModel):
 
 
 class ApprovalInput(RunInput):
-    """An approval or rejection of the waiting instances (or some of them)."""
+    """An approval or rejection of the waiting instances (or some of them).
+
+    The limits are checked by Prefect's server against this schema before the
+    run sees the input (the form shows what is wrong).
+    """
 
     decision: Literal["approve", "reject"] = "approve"
-    approver: str = Field(default="", description="Who decides (not the requester).")
-    comment: str = Field(default="", description="Why.")
-    instances: list[str] = Field(
-        default_factory=list, description="Instances decided; empty: every waiting instance."
+    approver: str = Field(
+        default="",
+        max_length=MAX_IDENTITY_LENGTH,
+        description="Who decides (not the requester); self-declared. Ignored with a code.",
+    )
+    code: str = Field(
+        default="",
+        max_length=64,
+        description="Optional one-time approval code (`fleet approvals code RUN_ID`): "
+        "decides as the code's holder, verified.",
+    )
+    comment: str = Field(default="", max_length=4096, description="Why (at most 4 KB).")
+    instances: list[Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="Instances decided; empty: every waiting instance.",
     )
 
 
 def _approval_text(
-    specs: dict[str, DeploySpec],
+    specs: Mapping[str, DeploySpec],
+    pending: Sequence[str],
     tally: ApprovalTally,
-    deadlines: dict[str, datetime],
+    deadlines: Mapping[str, datetime],
     notes: Mapping[str, str],
+    run_id: str,
+    console: str | None = None,
 ) -> str:
     lines = ["# Approval needed", ""]
     lines.append(f"Requested by **{tally.requested_by}** (who cannot approve it).")
     lines.append("")
-    for name in tally.pending():
+    if console:
+        lines.append(
+            f"Approve or reject as yourself in [Fleet's console]({console}): the approval is "
+            "recorded as verified. A name typed into this form is recorded as self-declared."
+        )
+        lines.append("")
+    verified_only = [n for n in pending if specs[n].verified_approvals]
+    if verified_only:
+        lines.append(
+            f"**Only verified approvals count for {', '.join(verified_only)}**: a name typed "
+            "into Approver is recorded there but does not count."
+        )
+        lines.append("")
+    lines.append(
+        "A name typed into **Approver** is self-declared. To decide as a verified "
+        f"principal, get a one-time code (`fleet approvals code {run_id}`, or "
+        f"`POST /approvals/{run_id}/code` with your API token) and paste it into **Code**: "
+        "the decision is then taken as the code's holder, and the typed name is ignored."
+    )
+    lines.append("")
+    for name in pending:
         spec = specs[name]
-        given = ", ".join(sorted(tally.approvers.get(name, ()))) or "none yet"
+        given = ", ".join(tally.approvers(name)) or "none yet"
         lines.append(
             f"## {name} r{spec.revision} ({spec.channel}): "
             f"{tally.missing(name)} more approval(s), deadline {isoformat(deadlines[name])}"
         )
+        lines.append(f"Revision {spec.revision}, manifest hash `{spec.manifest_hash}`.")
+        lines.append("")
+        if spec.verified_approvals:
+            lines.append(
+                f"**Channel {spec.channel} counts verified approvals only**: a typed name is "
+                "recorded but does not count. Use a one-time code or Fleet's API."
+            )
+            lines.append("")
         lines.append(f"Approved so far by: {given}")
         lines.append("")
         if notes.get(name):
@@ -152,107 +206,353 @@ def _wait_for_input(description: str, key: str, timeout: int, poll: int) -> Appr
     return pause_flow_run(wait_for_input=form, key=key, timeout=timeout, poll_interval=poll)
 
 
+def _take(
+    answer: ApprovalInput,
+    *,
+    key: str,
+    specs: Mapping[str, DeploySpec],
+    pending: Sequence[str],
+    requested_by: str,
+    run_id: str,
+) -> None:
+    """Record one form input: a decision, or why it was refused (four eyes, a name that
+    is no name, a spent or foreign code, an instance that does not wait)."""
+    logger = get_run_logger()
+    chosen = list(dict.fromkeys(answer.instances)) or list(pending)
+    typed = answer.approver
+
+    def refuse(why: str, *, who: str, **details: Any) -> None:
+        logger.warning("approval input refused: %s", why)
+        approvals.record_refusal(
+            # Recorded on the run's own instances: a name typed into the form is
+            # no subject of the audit chain.
+            [n for n in chosen if n in specs] or list(pending),
+            approver=who or "(empty)",
+            reason=why,
+            key=key,
+            flow_run_id=run_id,
+            details=details,
+        )
+
+    unknown = [n for n in chosen if n not in pending]
+    if unknown:
+        named = ", ".join(repr(n) for n in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        refuse(f"not waiting for approval in this run: {named}", who=typed)
+        return
+    if answer.code.strip():
+        try:
+            approver = codes.redeem_code(answer.code, flow_run_id=run_id, key=key)
+        except CodeRefused as exc:
+            refuse(exc.reason, who=exc.principal or typed, via="code", typed=typed)
+            return
+        verified, via = True, "code"
+    else:
+        approver, verified, via = typed, False, "form"
+    approve = answer.decision == "approve"
+    why = refusal(approver, requested_by=requested_by, approve=approve)
+    if why is not None:
+        refuse(why, who=approver, via=via)
+        return
+    try:
+        for name in chosen:
+            approvals.record(
+                name,
+                approver=approver,
+                decision=answer.decision,
+                comment=answer.comment,
+                verified=verified,
+                flow_run_id=run_id,
+                manifest_number=specs[name].revision,
+                manifest_hash=specs[name].manifest_hash,
+                via=via,
+            )
+    except (PermissionDenied, InputError) as exc:
+        refuse(str(exc), who=approver, via=via)
+        return
+    tally = approvals.tally(run_id)
+    assert tally is not None
+    logger.info(
+        "%s by %s (%s) for %s; %s",
+        answer.decision,
+        approver,
+        via,
+        ", ".join(chosen),
+        "; ".join(
+            f"{n}: {tally.verdict(n)}, approved by {', '.join(tally.approvers(n)) or 'nobody'}"
+            + (f", {tally.missing(n)} more needed" if tally.missing(n) else "")
+            for n in chosen
+        ),
+    )
+    unverified = [n for n in chosen if specs[n].verified_approvals and not verified]
+    if unverified:
+        logger.warning(
+            "%s's self-declared %s is recorded but does not count for %s: their channels "
+            "count verified approvals only",
+            approver,
+            answer.decision,
+            ", ".join(unverified),
+        )
+
+
 def approval_gate(
     waiting: list[DeploySpec],
     *,
     requested_by: str,
     opened_at: datetime,
     poll: int,
+    deploy: Callable[[list[DeploySpec]], bool],
     notes: Mapping[str, str] | None = None,
-) -> tuple[list[DeploySpec], list[tuple[DeploySpec, str, str]]]:
-    """Wait until every waiting instance is approved, rejected or expired.
+) -> list[tuple[DeploySpec, str, str]]:
+    """Ask for approval of `waiting`, and deploy each instance as soon as its own
+    approvals are complete (`deploy` returns True once the rollout has halted).
 
-    `notes` adds a Markdown paragraph per instance to the form (e.g. an
-    advisory's deadline). Returns the approved specs, and (spec, outcome,
-    why) for the others.
+    What the run waits for is recorded first (Fleet's approval requests: the
+    revision and hash each form shows); decisions are counted from Fleet's
+    records, so a verified approval the API recorded counts as one typed into
+    the form, and a run that re-executes from the top after a suspension
+    finds every decision where it left it. `notes` adds a Markdown paragraph
+    per instance to the form (e.g. an advisory's deadline). Returns (spec,
+    outcome, why) for the instances it did not deploy: rejected (`skipped`),
+    `expired`, or `halted` after a failed deploy.
     """
     notes = notes or {}
-    logger = get_run_logger()
     run_id = str(flow_run.id)
     specs = {s.instance: s for s in waiting}
-    tally = ApprovalTally(requested_by, {s.instance: s.approvals_required for s in waiting})
-    deadlines = {
-        s.instance: datetime.fromtimestamp(opened_at.timestamp() + s.approval_timeout_seconds, UTC)
-        for s in waiting
-    }
+    opened = approvals.open_requests(
+        [
+            Request(
+                s.instance, s.revision, s.manifest_hash, s.approvals_required, s.verified_approvals
+            )
+            for s in waiting
+        ],
+        requested_by=requested_by,
+        deadlines={
+            s.instance: datetime.fromtimestamp(
+                opened_at.timestamp() + s.approval_timeout_seconds, UTC
+            )
+            for s in waiting
+        },
+        flow_run_id=run_id,
+    )
+    deadlines = opened.deadlines
     closed: list[tuple[DeploySpec, str, str]] = []
-    expired: set[str] = set()
+    handled: set[str] = set()
+    console = get_settings().console_link(f"/console/approvals/{run_id}")
     key = 0
     while True:
+        tally = approvals.tally(run_id)
+        assert tally is not None  # the requests were recorded above
         now = datetime.now(UTC)
-        for name in tally.pending():
-            if name not in expired and deadlines[name] <= now:
-                expired.add(name)
+        for name in specs:
+            if name in handled:
+                continue
+            verdict = tally.verdict(name)
+            rejection = tally.rejection(name)
+            if rejection is not None:
+                why = f"rejected by {rejection.approver}" + (
+                    f": {rejection.comment}" if rejection.comment else ""
+                )
+                closed.append((specs[name], "skipped", why))
+                handled.add(name)
+            elif verdict is Verdict.PENDING and deadlines[name] <= now:
                 closed.append(
                     (specs[name], "expired", f"no approval by {isoformat(deadlines[name])}")
                 )
-        pending = [n for n in tally.pending() if n not in expired]
-        if not pending:
-            break
-        key += 1
-        remaining = min(deadlines[n] for n in pending) - now
-        timeout = max(1, math.ceil(remaining.total_seconds()))
-        try:
-            answer = _wait_for_input(
-                _approval_text(specs, tally, deadlines, notes), f"approval-{key}", timeout, poll
-            )
-        except FlowPauseTimeout:
-            continue  # the deadline check at the top expires what is due
-        approver = answer.approver.strip()
-        approve = answer.decision == "approve"
-        refusal = tally.refusal(approver, approve)
-        chosen = answer.instances or pending
-        if refusal is None:
-            unknown = [n for n in chosen if n not in pending]
-            if unknown:
-                refusal = f"not waiting for approval in this run: {', '.join(unknown)}"
-        if refusal is not None:
-            logger.warning("approval input refused: %s", refusal)
-            approvals.record_refusal(
-                chosen,
-                approver=approver or "(empty)",
-                reason=refusal,
-                key=f"approval-{key}",
-                flow_run_id=run_id,
-            )
-            continue
-        try:
-            for name in chosen:
-                approvals.record_once(
-                    name,
-                    approver=approver,
-                    decision=answer.decision,
-                    comment=answer.comment,
-                    flow_run_id=run_id,
-                    manifest_number=specs[name].revision,
-                )
-        except (PermissionDenied, InputError) as exc:
-            approvals.record_refusal(
-                chosen,
-                approver=approver,
-                reason=str(exc),
-                key=f"approval-{key}",
-                flow_run_id=run_id,
-            )
-            continue
-        tally.add(approver, approve, chosen)
-        logger.info("%s by %s for %s", answer.decision, approver, ", ".join(chosen))
-        for name in chosen:
-            verdict = tally.verdict(name)
-            if verdict is ApprovalVerdict.APPROVED:
+                handled.add(name)
+        ready = [n for n in specs if n not in handled and tally.verdict(n) is Verdict.APPROVED]
+        if ready:
+            handled.update(ready)
+            for name in ready:
                 with suppress(ConflictError):  # marked before this run resumed
                     manifests.mark_manifest(
                         name,
                         specs[name].revision,
                         ManifestStatus.APPROVED,
-                        actor=approver,
+                        actor=tally.approvers(name)[-1],  # whose approval completed it
                         flow_run_id=run_id,
                     )
-            elif verdict is ApprovalVerdict.REJECTED:
-                why = f"rejected by {approver}" + (f": {answer.comment}" if answer.comment else "")
-                closed.append((specs[name], "skipped", why))
-    approved = [specs[n] for n in specs if tally.verdict(n) is ApprovalVerdict.APPROVED]
-    return approved, closed
+            if deploy([replace(specs[n], approved=True) for n in ready]):
+                rest = [n for n in specs if n not in handled]
+                closed += [(specs[n], "halted", "rollout halted") for n in rest]
+                handled.update(rest)
+        pending = [n for n in specs if n not in handled]
+        if not pending:
+            return closed
+        key += 1
+        remaining = min(deadlines[n] for n in pending) - datetime.now(UTC)  # after deploys
+        timeout = max(1, math.ceil(remaining.total_seconds()))
+        try:
+            answer = _wait_for_input(
+                _approval_text(specs, pending, tally, deadlines, notes, run_id, console),
+                f"approval-{key}",
+                timeout,
+                poll,
+            )
+        except FlowPauseTimeout:
+            continue  # the deadline check at the top expires what is due
+        _take(
+            answer,
+            key=f"approval-{key}",
+            specs=specs,
+            pending=pending,
+            requested_by=requested_by,
+            run_id=run_id,
+        )
+
+
+class Rollout:
+    """Deploys one run's specs in waves, whenever they are ready (at once, or as
+    their approvals complete).
+
+    Failures count across every call: once they pass the halt threshold
+    (`halt_after`, a count or a percentage of the deploys started), no deploy
+    starts any more, within a wave too. Each deploy is counted in the thread
+    that ran it, as it ends, before that thread can start another: once the
+    threshold is passed, deploys still queued in the task runner are
+    cancelled, and one that a thread picks up anyway finds the run's halt
+    signal and returns `halted` without touching its instance. The instances
+    not started are recorded `halted`. Approved specs are checked just before
+    they deploy, their locks held: an approval gone stale is recorded
+    `stale-approval` and nothing is deployed.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        *,
+        actor: str,
+        progress: Progress,
+        done: list[InstanceOutcome],
+    ) -> None:
+        self.strategy = strategy
+        self.rules = strategy.rules()
+        self.actor = actor
+        self.progress = progress
+        self.done = done
+        self.failed = 0
+        self.started = 0
+        self._lock = threading.Lock()
+        self._signal = halt_signal(str(flow_run.id))  # kept: the registry holds it weakly
+        self._deploy = deploy_instance.with_options(
+            retries=strategy.retries,
+            retry_delay_seconds=[
+                strategy.retry_delay_seconds * 2**i for i in range(strategy.retries)
+            ],
+        )
+
+    @property
+    def stopped(self) -> bool:
+        """Failures have passed the halt threshold: nothing more is started."""
+        return self._signal.is_set()
+
+    def count(self, outcome: InstanceOutcome) -> None:
+        """Count a deploy that ended; any thread, as it ends."""
+        with self._lock:
+            if outcome.outcome == "halted":  # it found the signal: it never started
+                self.started -= 1
+                return
+            if outcome.outcome != "succeeded":
+                self.failed += 1
+            if halted(self.failed, self.started, self.rules):
+                self._signal.set()
+
+    def __call__(self, specs: Sequence[DeploySpec]) -> bool:
+        """Deploy `specs`; returns True when the rollout has halted (now or before)."""
+        if not specs:
+            return self.stopped
+        if self.stopped:
+            self.halt(list(specs))
+            return True
+        logger = get_run_logger()
+        by_name = {s.instance: s for s in specs}
+        blocks = load_targets(sorted({s.target for s in specs if s.target}))
+        plan = waves([s.instance for s in specs], self.rules)
+        for number, wave in enumerate(plan):
+            if number and self.strategy.soak_seconds:
+                logger.info("soaking %s s before wave %s", self.strategy.soak_seconds, number + 1)
+                time.sleep(self.strategy.soak_seconds)
+            with locked(wave, timeout=self.strategy.lock_timeout_seconds), TagChecks() as checks:
+                ready = self._fresh([by_name[n] for n in wave])
+                not_started = self._wave(ready, blocks, checks)
+            if self.stopped:
+                rest = not_started + [by_name[n] for later in plan[number + 1 :] for n in later]
+                logger.error(
+                    "halting: %s of %s failed; %s not started",
+                    self.failed,
+                    self.started,
+                    len(rest) + sum(1 for o in self.done if o.outcome == "halted"),
+                )
+                self.halt(rest)
+                return True
+        return False
+
+    def _fresh(self, wave: list[DeploySpec]) -> list[DeploySpec]:
+        """The wave less the approved specs whose approval went stale (recorded as such)."""
+        approved = [s for s in wave if s.approved]
+        if not approved:
+            return wave
+        stale = check_approvals(approved)
+        for spec in wave:
+            why = stale.get(spec.instance)
+            if why is not None:
+                get_run_logger().warning("%s: %s", spec.instance, why)
+                record_outcome(spec, "stale-approval", actor=self.actor, error=why)
+                self.done.append(
+                    InstanceOutcome(spec.instance, spec.revision, "stale-approval", why)
+                )
+                self.progress.advance()
+        return [s for s in wave if s.instance not in stale]
+
+    def _wave(
+        self, specs: list[DeploySpec], blocks: Mapping[str, TargetBlock], checks: TagChecks
+    ) -> list[DeploySpec]:
+        """Deploy one wave (its locks held); returns the specs never started after a halt."""
+        waiting = list(reversed(specs))
+        running: dict[PrefectFuture[InstanceOutcome], DeploySpec] = {}
+        finished: Queue[Finished] = Queue()
+        not_started: list[DeploySpec] = []
+        while waiting or running:
+            # Twice as many deploys as the task runner runs at once, the next one
+            # submitted as one ends: the runner never waits for this loop, and each
+            # deploy starts soon after its submission, while its tag check (cleared
+            # just before) is still cached.
+            while waiting and not self.stopped and len(running) < 2 * DEPLOY_CONCURRENCY:
+                spec = waiting.pop()
+                with self._lock:
+                    self.started += 1
+                future = _submit(self._deploy, spec, blocks, checks, actor=self.actor)
+                running[future] = spec
+                future.add_done_callback(partial(_settle, into=finished, count=self.count))
+            if self.stopped:
+                not_started += reversed(waiting)
+                waiting.clear()
+                for queued in running:  # those no thread has picked up yet never start
+                    _cancel(queued)
+            if not running:
+                break
+            future, outcome, counted = finished.get()
+            spec = running.pop(future)
+            if _cancelled(future):
+                with self._lock:
+                    self.started -= 1
+                not_started.append(spec)
+                continue
+            if outcome is None:
+                outcome = _outcome(spec, future, actor=self.actor)
+            if not counted:
+                self.count(outcome)
+            self.done.append(outcome)
+            self.progress.advance()
+        return not_started
+
+    def halt(self, specs: list[DeploySpec]) -> None:
+        """Record `specs` as `halted`: never started."""
+        for spec in specs:
+            record_outcome(spec, "halted", actor=self.actor, error="rollout halted")
+            self.done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
+        self.progress.advance(len(specs))
 
 
 def rollout(
@@ -264,52 +564,16 @@ def rollout(
     done: list[InstanceOutcome],
 ) -> bool:
     """Deploy `specs` in waves; returns True when the halt threshold stopped it."""
-    logger = get_run_logger()
-    rules = strategy.rules()
-    by_name = {s.instance: s for s in specs}
-    deploy = deploy_instance.with_options(
-        retries=strategy.retries,
-        retry_delay_seconds=[strategy.retry_delay_seconds * 2**i for i in range(strategy.retries)],
-    )
-    blocks = load_targets(sorted({s.target for s in specs if s.target})) if specs else {}
-    failed = started = 0
-    plan = waves([s.instance for s in specs], rules)
-    for number, wave in enumerate(plan):
-        if number and strategy.soak_seconds:
-            logger.info("soaking %s s before wave %s", strategy.soak_seconds, number + 1)
-            time.sleep(strategy.soak_seconds)
-        with locked(wave, timeout=strategy.lock_timeout_seconds), TagChecks() as checks:
-            waiting = [by_name[name] for name in reversed(wave)]
-            running: dict[PrefectFuture[InstanceOutcome], DeploySpec] = {}
-            finished: Queue[Finished] = Queue()
-            while waiting or running:
-                # Twice as many deploys as the task runner runs at once, the next
-                # one submitted as one ends: the runner never waits for this loop,
-                # and each deploy starts soon after its submission, while its tag
-                # check (cleared just before) is still cached.
-                while waiting and len(running) < 2 * DEPLOY_CONCURRENCY:
-                    spec = waiting.pop()
-                    future = _submit(deploy, spec, blocks, checks, actor=actor)
-                    running[future] = spec
-                    future.add_done_callback(partial(_settle, into=finished))
-                future, outcome = finished.get()
-                spec = running.pop(future)
-                if outcome is None:
-                    outcome = _outcome(spec, future, actor=actor)
-                done.append(outcome)
-                started += 1
-                if outcome.outcome != "succeeded":
-                    failed += 1
-                progress.advance()
-        if halted(failed, started, rules):
-            rest = [by_name[n] for later in plan[number + 1 :] for n in later]
-            logger.error("halting: %s of %s failed; %s not started", failed, started, len(rest))
-            for spec in rest:
-                record_outcome(spec, "halted", actor=actor, error="rollout halted")
-                done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
-            progress.advance(len(rest))
-            return True
-    return False
+    return Rollout(strategy, actor=actor, progress=progress, done=done)(specs)
+
+
+def _cancel(future: PrefectFuture[InstanceOutcome]) -> None:
+    if isinstance(future, PrefectWrappedFuture):
+        future.wrapped_future.cancel()
+
+
+def _cancelled(future: PrefectFuture[InstanceOutcome]) -> bool:
+    return isinstance(future, PrefectWrappedFuture) and bool(future.wrapped_future.cancelled())
 
 
 def _submit(
@@ -338,24 +602,32 @@ def _settle(
     future: PrefectFuture[InstanceOutcome],
     *,
     into: Queue[Finished],
+    count: Callable[[InstanceOutcome], None] | None = None,
 ) -> None:
     """Hand a finished deploy to the rollout loop, with its outcome if it completed.
 
     Runs in the thread that ran the deploy: reading a result from its state
     takes a hop through Prefect's event-loop thread (about 30 ms under a
     rollout's load), which would otherwise hold up the loop submitting the
-    next deploys. Whatever goes wrong here, the loop gets the future and
-    `_outcome` reads it again.
+    next deploys. It also `count`s the outcome here, before this thread can
+    pick up another deploy, so a halt takes effect at once. Whatever goes
+    wrong here, the loop gets the future, and `_outcome` reads (and the loop
+    counts) it again.
     """
     outcome = None
+    counted = False
     try:
-        future.wait()  # done: this only sets the future's final state
-        if future.state.is_completed():
-            outcome = future.result()
+        if not _cancelled(future):
+            future.wait()  # done: this only sets the future's final state
+            if future.state.is_completed():
+                outcome = future.result()
+                if count is not None:
+                    count(outcome)
+                    counted = True
     except Exception:  # `_outcome` reads it again, in the loop
         pass
     finally:  # even on a signal such as a suspension: the loop must never wait forever
-        into.put((future, outcome))
+        into.put((future, outcome, counted))
 
 
 def _outcome(
@@ -383,27 +655,24 @@ def deploy_then_ask(
     opened_at: datetime,
     notes: Mapping[str, str] | None = None,
 ) -> list[InstanceOutcome]:
-    """The runbook's middle: deploy what needs no approval, then ask for the rest
-    and deploy what is approved. A halted rollout asks for nothing more."""
+    """The runbook's middle: deploy what needs no approval, then ask for the rest and
+    deploy each instance as soon as it is approved. A halted rollout asks for nothing
+    more."""
     done: list[InstanceOutcome] = []
-    total = len(now) + len(waiting)
-    progress = Progress(total)
-    stopped = rollout(now, strategy, actor=requested_by, progress=progress, done=done)
-    if waiting and stopped:
-        for spec in waiting:
-            record_outcome(spec, "halted", actor=requested_by, error="rollout halted")
-            done.append(InstanceOutcome(spec.instance, spec.revision, "halted"))
-        progress.advance(len(waiting))
+    progress = Progress(len(now) + len(waiting))
+    deploy = Rollout(strategy, actor=requested_by, progress=progress, done=done)
+    if deploy(now):
+        deploy.halt(waiting)
     elif waiting:
-        approved, closed = approval_gate(
+        closed = approval_gate(
             waiting,
             requested_by=requested_by,
             opened_at=opened_at,
             poll=strategy.approval_poll_seconds,
+            deploy=deploy,
             notes=notes,
         )
         record_closed(closed, actor=requested_by, progress=progress, done=done)
-        rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
     return done
 
 

@@ -23,6 +23,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from fleet.core.identity import check_identity
 from fleet.services.rollouts import describe
 from flows._rollout import DEPLOY_CONCURRENCY, ApprovalInput, Selector, Strategy, deploy_then_ask
 from tasks.deploying import ensure_instance_locks
@@ -56,6 +57,7 @@ def compile_and_deploy(
         requested_by: Who asks for this rollout (they cannot approve it).
         at: Plan as of this time instead of now.
     """
+    requested_by = check_identity(requested_by, kind="requester")
     selector = selector or Selector()
     strategy = strategy or Strategy()
     strategy.rules()  # bad amounts fail here, before anything is written

@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleet.core.durations import isoformat
+from fleet.core.identity import check_identity
 from flows._rollout import DEPLOY_CONCURRENCY, Strategy, deploy_then_ask
 from tasks.deploying import ensure_instance_locks
 from tasks.planning import plan_rollout
@@ -55,6 +56,7 @@ def patch_rollout(
         requested_by: Who asks for this rollout (they cannot approve it).
         at: Evaluate deadlines and plan as of this time instead of now.
     """
+    requested_by = check_identity(requested_by, kind="requester")
     strategy = strategy or Strategy()
     strategy.rules()
     logger = get_run_logger()

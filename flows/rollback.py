@@ -22,9 +22,10 @@ from pydantic import BaseModel, Field
 
 from fleet.core.durations import isoformat
 from fleet.core.errors import FleetError, InputError, NoRollbackTarget, RollbackRefused
+from fleet.core.identity import check_identity
 from fleet.core.rollback import RollbackTarget
 from fleet.services.rollouts import DeploySpec
-from flows._rollout import DEPLOY_CONCURRENCY, Strategy, approval_gate, record_closed, rollout
+from flows._rollout import DEPLOY_CONCURRENCY, Rollout, Strategy, approval_gate, record_closed
 from tasks.deploying import InstanceOutcome, ensure_instance_locks
 from tasks.reporting import Progress, publish_outcomes
 from tasks.rollback import (
@@ -76,6 +77,7 @@ def rollback(
         requested_by: Who asks for the rollback (they cannot approve it).
         at: Evaluate the security floor as of this time instead of now.
     """
+    requested_by = check_identity(requested_by, kind="requester")
     if not instances:
         raise InputError("Invalid rollback: no instance named")
     if not reason.strip():
@@ -127,23 +129,25 @@ def rollback(
     if specs:
         ensure_instance_locks([s.instance for s in specs])
     progress = Progress(len(specs))
+    deploy = Rollout(strategy, actor=requested_by, progress=progress, done=done)
     at_once = [s for s in specs if not s.approvals_required]
     waiting = [s for s in specs if s.approvals_required]
-    rollout(at_once, strategy, actor=requested_by, progress=progress, done=done)
-    if waiting:
+    if deploy(at_once):
+        deploy.halt(waiting)
+    elif waiting:
         notes = {
             s.instance: f"Rollback to revision {s.rollback_of} ({target}): {reason}"
             for s in waiting
         }
-        approved, closed = approval_gate(
+        closed = approval_gate(
             waiting,
             requested_by=requested_by,
             opened_at=datetime.now(UTC),
             poll=strategy.approval_poll_seconds,
+            deploy=deploy,
             notes=notes,
         )
         record_closed(closed, actor=requested_by, progress=progress, done=done)
-        rollout(approved, strategy, actor=requested_by, progress=progress, done=done)
 
     by_name = {s.instance: s for s in specs}
     failures: dict[str, str] = {}

@@ -10,6 +10,8 @@ check rolls the instance back to its last good manifest and is recorded
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -53,6 +55,23 @@ class InstanceOutcome:
     revision: int
     outcome: str
     detail: str = ""
+
+
+# Each run's halt signal in this process, held by its rollout loop (entries go with it).
+_HALTS: weakref.WeakValueDictionary[str, threading.Event] = weakref.WeakValueDictionary()
+_HALTS_LOCK = threading.Lock()
+
+
+def halt_signal(run_id: str) -> threading.Event:
+    """The run's halt signal: once set, a deploy task of the run that has not started
+    returns `halted` without touching its instance. Keep it while the rollout runs
+    (it is held weakly here)."""
+    with _HALTS_LOCK:
+        signal = _HALTS.get(run_id)
+        if signal is None:
+            signal = threading.Event()
+            _HALTS[run_id] = signal
+        return signal
 
 
 # A lock lease is renewed at three quarters of this, while the wave runs.
@@ -174,6 +193,14 @@ def deploy(
 ) -> InstanceOutcome:
     """The body of the deploy task. The caller holds the instance's lock (`locked`)."""
     logger = get_run_logger()
+    signal = _HALTS.get(run_id)
+    if signal is not None and signal.is_set():
+        # Failures passed the threshold while this deploy waited for a thread.
+        if rollouts.record_started(spec, flow_run_id=run_id, actor=actor) in (None, "running"):
+            rollouts.record_finished(
+                spec, "halted", flow_run_id=run_id, actor=actor, error="rollout halted"
+            )
+        return InstanceOutcome(spec.instance, spec.revision, "halted", "rollout halted")
     recorded = rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
     if recorded not in (None, "running"):
         # This run finished this instance before (a resumed run re-executes).
@@ -225,6 +252,13 @@ def deploy_instance(
     spec: DeploySpec, target_block: TargetBlock | None, *, actor: str
 ) -> InstanceOutcome:
     return deploy(spec, target_block, actor=actor, run_id=str(flow_run.id))
+
+
+@task(name="check approvals", cache_policy=NO_CACHE)
+def check_approvals(specs: list[DeploySpec]) -> dict[str, str]:
+    """Instance -> why its approval went stale, for approved specs about to deploy
+    (the caller holds their locks)."""
+    return rollouts.stale_approvals(specs, flow_run_id=str(flow_run.id))
 
 
 @task(name="record outcome", cache_policy=NO_CACHE)

@@ -115,6 +115,8 @@ def record_waiver(spec: DeploySpec, *, comment: str, flow_run_id: str) -> None:
         comment=comment,
         flow_run_id=flow_run_id,
         manifest_number=spec.revision,
+        manifest_hash=spec.manifest_hash,
+        via="policy",
     )
     get_run_logger().info("%s r%s: approval waived (%s)", spec.instance, spec.revision, comment)
 

@@ -20,6 +20,7 @@ from prefect.flows import load_flow_from_entrypoint
 from deployments.catalog import FLOWS, TIMEZONE, WORK_POOL, load_flow
 from deployments.serve import runner_deployments
 from deployments.setup import setup
+from fleet.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {
@@ -103,7 +104,9 @@ def test_setup_twice_changes_nothing_the_second_time():
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_setup_with_a_notification_block_adds_the_approval_automation_once():
+def test_setup_with_a_notification_block_adds_the_approval_automation_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from prefect.blocks.notifications import SlackWebhook
 
     with warnings.catch_warnings():
@@ -118,6 +121,20 @@ def test_setup_with_a_notification_block_adds_the_approval_automation_once():
     with get_client(sync_client=True) as client:
         (automation,) = client.read_automations_by_name("fleet: run waiting for approval")
         assert "prefect.flow-run.Paused" in automation.trigger.expect  # type: ignore[union-attr]
+        assert "console" not in automation.actions[0].body  # type: ignore[union-attr]
+    # Once the console's address is known, the notification links to the run there.
+    monkeypatch.setenv("FLEET_CONSOLE_URL", "https://fleet.example")
+    get_settings.cache_clear()
+    try:
+        third = setup(notification_block="slack-webhook/fleet-ops")
+    finally:
+        monkeypatch.delenv("FLEET_CONSOLE_URL")
+        get_settings.cache_clear()
+    assert third[-1].action == "updated"
+    with get_client(sync_client=True) as client:
+        (automation,) = client.read_automations_by_name("fleet: run waiting for approval")
+        body = automation.actions[0].body  # type: ignore[union-attr]
+        assert "https://fleet.example/console/approvals/{{ flow_run.id }}" in body
 
 
 @pytest.mark.slow

@@ -94,6 +94,11 @@ class ChannelBody(Body):
     maintenance_window: WindowPublic | None = None
     approvals_required: int = Field(default=1, ge=1, le=100, examples=[2])
     approval_timeout: str = Field(default="72h", max_length=40, examples=["72h"])
+    verified_approvals: bool = Field(
+        default=False,
+        description="Only verified approvals count (an API token, a one-time approval code); "
+        "names typed into the Prefect UI's form are recorded but do not count.",
+    )
 
 
 class ChannelPublic(ChannelBody):
@@ -327,14 +332,21 @@ class ApprovalPublic(BaseModel):
     decision: Literal["approve", "reject", "waived"]
     comment: str
     at: datetime
-    verified: bool = Field(description="True: an authenticated API principal; false: typed in.")
+    verified: bool = Field(
+        description="True: a credential Fleet checked (an API token, a one-time approval "
+        "code); false: a name typed into a form."
+    )
     flow_run_id: str | None
     revision: int | None
+    manifest_hash: str | None = Field(
+        default=None, description="The hash of the revision the approver was shown."
+    )
 
 
 class WaitingInstance(BaseModel):
     instance: str = Field(examples=["acme-prod"])
     revision: int = Field(examples=[7])
+    hash: str = Field(description="The revision's content hash: what an approval is bound to.")
     decision: str | None = Field(examples=["needs-approval"])
     status: str = Field(examples=["compiled"])
     changes: dict[str, dict[str, str | None]] = Field(
@@ -359,6 +371,13 @@ class DecisionBody(Body):
         max_length=10_000,
         description="Instances decided; empty: every instance the run waits for.",
     )
+
+
+class ApprovalCodePublic(BaseModel):
+    code: str = Field(examples=["K7QMZ-R2D4X-9HVTP-WNB3C"])
+    flow_run_id: str
+    principal: str = Field(examples=["bob"], description="Whom the code approves as.")
+    expires_at: datetime = Field(description="15 minutes after it was issued; usable once.")
 
 
 class DecisionPublic(BaseModel):

@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "fleet.cli.audit",
     "fleet.cli.setup",
     "fleet.cli.tokens",
+    "fleet.cli.approvals",
     "fleet.cli.api",
 )
 

@@ -73,6 +73,9 @@ class Channel:
     maintenance_window: MaintenanceWindow | None = None
     approvals_required: int = 1
     approval_timeout: timedelta = timedelta(hours=72)
+    # Only verified approvals (an API token, a one-time approval code) count;
+    # self-declared ones (a name typed into a form) are recorded, not counted.
+    verified_approvals: bool = False
 
     def __post_init__(self) -> None:
         if self.approvals_required < 1:

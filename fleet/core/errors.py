@@ -6,6 +6,7 @@
     │   ├── InvalidVersion
     │   ├── InvalidSpecifier
     │   ├── InvalidDuration
+    │   ├── InvalidIdentity           (a person's name that cannot be one)
     │   ├── FleetFileError            (every problem of a fleet file at once)
     │   ├── InvalidOSVRecord          (an OSV record that cannot be read)
     │   └── UnmappedOSVPackage        (no OSV package maps to a component)
@@ -38,6 +39,7 @@ __all__ = [
     "IncompatibleError",
     "InputError",
     "InvalidDuration",
+    "InvalidIdentity",
     "InvalidName",
     "InvalidOSVRecord",
     "InvalidSpecifier",
@@ -76,6 +78,10 @@ class InvalidSpecifier(InputError):
 
 
 class InvalidDuration(InputError):
+    pass
+
+
+class InvalidIdentity(InputError):
     pass
 
 

@@ -62,7 +62,8 @@ from fleet.core.advisories import (
 )
 from fleet.core.channels import Channel, MaintenanceWindow, Policy
 from fleet.core.durations import format_duration, isoformat, parse_duration
-from fleet.core.errors import FleetFileError, InputError
+from fleet.core.errors import FleetFileError, InputError, InvalidIdentity
+from fleet.core.identity import check_identity
 from fleet.core.instances import Instance
 from fleet.core.names import NAME_PATTERN
 from fleet.core.pins import Pin, PinScope
@@ -221,8 +222,17 @@ def _choice(enum: type[_E], kind: str) -> Callable[[Any], Any]:
     return check
 
 
+def _check_person(value: str) -> str:
+    try:
+        check_identity(value)
+    except InvalidIdentity as exc:
+        raise ValueError(str(exc).removeprefix("Invalid name: ")) from None
+    return value
+
+
 Name = Annotated[str, AfterValidator(_check_name)]
 Text = Annotated[str, AfterValidator(_check_text)]
+Person = Annotated[str, AfterValidator(_check_text), AfterValidator(_check_person)]
 VersionText = Annotated[str, BeforeValidator(_as_text), AfterValidator(_check_version)]
 SpecText = Annotated[str, AfterValidator(_check_specifier)]
 Time = Annotated[datetime, BeforeValidator(_parse_time)]
@@ -293,6 +303,7 @@ class ChannelEntry(_Model):
     maintenance_window: Window | None = None
     approvals_required: Annotated[StrictInt, Field(ge=1)] = 1
     approval_timeout: PositiveDuration = _DEFAULT_APPROVAL_TIMEOUT
+    verified_approvals: StrictBool = False
 
     def to_data(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "policy": self.policy.value}
@@ -313,6 +324,8 @@ class ChannelEntry(_Model):
             out["approvals_required"] = self.approvals_required
         if self.approval_timeout != _DEFAULT_APPROVAL_TIMEOUT:
             out["approval_timeout"] = format_duration(self.approval_timeout)
+        if self.verified_approvals:
+            out["verified_approvals"] = True
         return out
 
 
@@ -471,7 +484,7 @@ class AdvisoryEntry(_Model):
 class RiskAcceptanceEntry(_Model):
     instance: Name
     advisory: Text
-    by: Text
+    by: Person
     reason: Text
     until: Time
 
@@ -556,6 +569,7 @@ class FleetFile(_Model):
                 ),
                 approvals_required=c.approvals_required,
                 approval_timeout=c.approval_timeout,
+                verified_approvals=c.verified_approvals,
             )
             for c in self.channels
         }
@@ -1138,6 +1152,7 @@ def fleet_file_from_state(state: FleetState) -> FleetFile:
             ),
             approvals_required=c.approvals_required,
             approval_timeout=c.approval_timeout,
+            verified_approvals=c.verified_approvals,
         )
         for c in state.channels.values()
     ]

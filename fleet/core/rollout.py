@@ -1,19 +1,17 @@
-"""Rollout rules: waves (canary, then batches), the halt threshold, and the
-approval tally (n distinct approvers, four eyes, rejection)."""
+"""Rollout rules: waves (canary, then batches) and the halt threshold.
+
+The approval tally lives in `fleet.core.approvals`."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from fleet.core.errors import InputError
 
 __all__ = [
     "Amount",
-    "ApprovalTally",
-    "ApprovalVerdict",
     "RolloutStrategy",
     "halted",
     "waves",
@@ -98,70 +96,3 @@ def halted(failed: int, started: int, strategy: RolloutStrategy) -> bool:
     if strategy.halt_after.percent:
         return started > 0 and failed * 100 > strategy.halt_after.value * started
     return failed > strategy.halt_after.value
-
-
-class ApprovalVerdict(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    approver: str
-    approve: bool
-    instances: frozenset[str]
-
-
-@dataclass(slots=True)
-class ApprovalTally:
-    """Collects approvals for the instances of one run.
-
-    `required` maps each waiting instance to the approvals it needs (from
-    distinct approvers). The run's requester can never approve (four eyes);
-    one rejection rejects the instances it names.
-    """
-
-    requested_by: str
-    required: Mapping[str, int]
-    approvers: dict[str, set[str]] = field(default_factory=dict)
-    rejected_by: dict[str, str] = field(default_factory=dict)
-
-    def refusal(self, approver: str, approve: bool) -> str | None:
-        """Why this approver's input is refused, or None when it counts."""
-        if not approver.strip():
-            return "the approver is empty"
-        if approve and approver.strip().lower() == self.requested_by.strip().lower():
-            return f"{approver!r} requested this rollout and cannot approve it (four eyes)"
-        return None
-
-    def add(self, approver: str, approve: bool, instances: Iterable[str] = ()) -> list[str]:
-        """Count one input for `instances` (all waiting when empty); returns those it touched.
-
-        Raises `InputError` for an instance that is not waiting.
-        """
-        waiting = [i for i in self.required if self.verdict(i) is ApprovalVerdict.PENDING]
-        chosen = list(instances) or waiting
-        for name in chosen:
-            if name not in self.required:
-                raise InputError(f"Instance {name!r} is not waiting for approval in this run")
-        touched = [n for n in chosen if self.verdict(n) is ApprovalVerdict.PENDING]
-        for name in touched:
-            if approve:
-                self.approvers.setdefault(name, set()).add(approver.strip())
-            else:
-                self.rejected_by[name] = approver.strip()
-        return touched
-
-    def verdict(self, instance: str) -> ApprovalVerdict:
-        if instance in self.rejected_by:
-            return ApprovalVerdict.REJECTED
-        if len(self.approvers.get(instance, ())) >= self.required[instance]:
-            return ApprovalVerdict.APPROVED
-        return ApprovalVerdict.PENDING
-
-    def pending(self) -> list[str]:
-        return [i for i in self.required if self.verdict(i) is ApprovalVerdict.PENDING]
-
-    def missing(self, instance: str) -> int:
-        return max(0, self.required[instance] - len(self.approvers.get(instance, ())))

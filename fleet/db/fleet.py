@@ -120,6 +120,7 @@ def _channel(row: Row[Any]) -> Channel:
         maintenance_window=window,
         approvals_required=row.approvals_required,
         approval_timeout=timedelta(seconds=row.approval_timeout_seconds),
+        verified_approvals=row.verified_approvals,
     )
 
 
@@ -263,6 +264,7 @@ def values_of_channel(entry: ChannelEntry) -> dict[str, Any]:
         "window_timezone": window.timezone if window else None,
         "approvals_required": entry.approvals_required,
         "approval_timeout_seconds": _seconds(entry.approval_timeout),
+        "verified_approvals": entry.verified_approvals,
     }
 
 

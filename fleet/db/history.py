@@ -7,10 +7,19 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, select
 
 from fleet.core.manifests import Manifest, ManifestStatus, Revision
-from fleet.db.models import ApprovalRow, DeploymentRow, ManifestRow, table_of
+from fleet.db.models import (
+    ApprovalCodeRow,
+    ApprovalRequestRow,
+    ApprovalRow,
+    DeploymentRow,
+    ManifestRow,
+    table_of,
+)
 
 __all__ = [
     "APPROVAL",
+    "APPROVAL_CODE",
+    "APPROVAL_REQUEST",
     "DEPLOYMENT",
     "MANIFEST",
     "latest_revisions",
@@ -22,6 +31,8 @@ __all__ = [
 MANIFEST = table_of(ManifestRow)
 DEPLOYMENT = table_of(DeploymentRow)
 APPROVAL = table_of(ApprovalRow)
+APPROVAL_REQUEST = table_of(ApprovalRequestRow)
+APPROVAL_CODE = table_of(ApprovalCodeRow)
 
 
 def revision_of(row: Row[Any]) -> Revision:
@@ -52,13 +63,15 @@ def load_revisions(session: Connection, *, instance: str) -> list[Revision]:
 
 
 def latest_revisions(session: Connection) -> dict[str, Any]:
-    """Each instance's newest revision (number, hash, status)."""
+    """Each instance's newest revision (number, hash, status, base)."""
     newest = (
         select(MANIFEST.c.instance, func.max(MANIFEST.c.number).label("number"))
         .group_by(MANIFEST.c.instance)
         .subquery()
     )
-    query = select(MANIFEST.c.instance, MANIFEST.c.number, MANIFEST.c.hash, MANIFEST.c.status).join(
+    query = select(
+        MANIFEST.c.instance, MANIFEST.c.number, MANIFEST.c.hash, MANIFEST.c.status, MANIFEST.c.base
+    ).join(
         newest,
         (MANIFEST.c.instance == newest.c.instance) & (MANIFEST.c.number == newest.c.number),
     )

@@ -24,11 +24,15 @@ from fleet.db.types import UTCDateTime
 __all__ = [
     "AdvisoryRow",
     "ApiTokenRow",
+    "ApprovalCodeRow",
+    "ApprovalRequestRow",
     "ApprovalRow",
     "AuditEventRow",
     "ChannelRow",
     "ComponentRow",
+    "ConsoleSessionRow",
     "DeploymentRow",
+    "DriftRow",
     "InstanceLockRow",
     "InstanceRow",
     "ManifestRow",
@@ -84,6 +88,9 @@ class ChannelBase(SQLModel):
     window_timezone: str | None = Field(default=None, max_length=64)
     approvals_required: int = 1
     approval_timeout_seconds: int = 72 * 3600
+    verified_approvals: bool = Field(
+        default=False, description="only verified approvals count (self-declared are recorded)"
+    )
 
 
 class ChannelRow(ChannelBase, table=True):
@@ -213,6 +220,9 @@ class DeploymentRow(DeploymentBase, table=True):
 class ApprovalBase(SQLModel):
     instance: str = Field(max_length=63, index=True)
     manifest_number: int | None = None
+    manifest_hash: str | None = Field(
+        default=None, max_length=64, description="the revision's hash the approver was shown"
+    )
     flow_run_id: str | None = Field(default=None, max_length=64, index=True)
     approver: str = Field(max_length=200)
     decision: str = Field(max_length=20, description="approve, reject or waived")
@@ -220,13 +230,46 @@ class ApprovalBase(SQLModel):
     at: datetime = Field(sa_type=UTCDateTime)
     verified: bool = Field(
         default=False,
-        description="true: an authenticated API principal; false: self-declared (typed in a UI)",
+        description="true: a credential Fleet checked (an API token, a one-time approval "
+        "code); false: self-declared (a name typed into a form)",
     )
 
 
 class ApprovalRow(ApprovalBase, table=True):
     __tablename__ = "approval"
     id: int | None = Field(default=None, primary_key=True)
+
+
+class ApprovalRequestRow(SQLModel, table=True):
+    """What one run waits for on one instance: approvals of one revision, by a deadline."""
+
+    __tablename__ = "approval_request"
+    __table_args__ = (UniqueConstraint("flow_run_id", "instance"),)
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: str = Field(max_length=64, index=True)
+    instance: str = Field(max_length=63)
+    manifest_number: int
+    manifest_hash: str = Field(max_length=64)
+    approvals_required: int
+    verified_only: bool = False
+    requested_by: str = Field(max_length=200)
+    opened_at: datetime = Field(sa_type=UTCDateTime)
+    deadline: datetime = Field(sa_type=UTCDateTime)
+
+
+class ApprovalCodeRow(SQLModel, table=True):
+    """A one-time approval code: bound to one run and one principal; only its hash is kept."""
+
+    __tablename__ = "approval_code"
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    flow_run_id: str = Field(max_length=64, index=True)
+    principal: str = Field(max_length=200)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    used_flow_run_id: str | None = Field(default=None, max_length=64)
+    used_key: str | None = Field(default=None, max_length=64, description="the form's pause key")
 
 
 class InstanceLockRow(SQLModel, table=True):
@@ -269,6 +312,36 @@ class AuditEventRow(SQLModel, table=True):
     flow_run_id: str | None = Field(default=None, max_length=64)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+
+
+class ConsoleSessionRow(SQLModel, table=True):
+    """A signed-in console session (only the hash of its cookie is stored).
+
+    The principal is the name of the API token that signed in; its role is
+    read from that token on every request, so a revoked token ends its sessions.
+    """
+
+    __tablename__ = "console_session"
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(max_length=64, unique=True)
+    principal: str = Field(max_length=100, index=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class DriftRow(SQLModel, table=True):
+    """What the last drift check found on an instance that runs something else than
+    Fleet recorded (current state: the row goes when a check finds it in sync)."""
+
+    __tablename__ = "instance_drift"
+    id: int | None = Field(default=None, primary_key=True)
+    instance: str = Field(max_length=63, unique=True)
+    observed_at: datetime = Field(sa_type=UTCDateTime)
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    revision: int | None = None
+    differences: list[list[str | None]] = Field(default_factory=list, sa_type=JSON)
+    summary: str = Field(default="", sa_type=Text)
 
 
 def table_of(model: type[SQLModel]) -> Table:

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, insert, select, update
 from fleet.core.advisories import Advisory, Severity
 from fleet.core.durations import isoformat
 from fleet.core.errors import InputError, NotFoundError
+from fleet.core.identity import check_identity
 from fleet.core.osv import advisories_from_osv
 from fleet.db import fleet as repo
 from fleet.db.audit import Entry, append_events
@@ -140,6 +141,7 @@ def accept_risk(
 ) -> None:
     """`actor` accepts running `advisory`'s affected versions on `instance` until `until`."""
     now = now_or_clock(now)
+    actor = check_identity(actor, kind="risk acceptance by")
     if not reason.strip():
         raise InputError(f"Invalid risk acceptance reason: {reason!r} (say why)")
     if until <= now:

@@ -2,9 +2,11 @@
 
 A deployment record is one per instance per flow run: the manifest revision,
 who started it, started/finished, outcome and error. An approval names its
-approver, decision, comment and time, and whether the approver was
-`verified` (an authenticated API principal) or self-declared (typed into
-the Prefect UI). The person who started a run cannot approve it (four eyes).
+approver, decision, comment and time, the revision and content hash it was
+shown, and whether the approver was `verified` (a credential Fleet checked:
+an API token, a one-time approval code) or self-declared (a name typed into
+the Prefect UI). The person who requested a run cannot approve it (four eyes,
+`fleet.core.approvals.may_approve`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, insert, select, update
 
+from fleet.core.approvals import may_approve
 from fleet.core.durations import isoformat
 from fleet.core.errors import ConflictError, InputError, NotFoundError, PermissionDenied
+from fleet.core.identity import check_identity
 from fleet.db import fleet as fleet_repo
 from fleet.db.audit import Entry, append_events
-from fleet.db.history import APPROVAL, DEPLOYMENT, MANIFEST
+from fleet.db.history import APPROVAL, APPROVAL_REQUEST, DEPLOYMENT, MANIFEST
 from fleet.services._common import now_or_clock, reading, writing
 
 __all__ = [
@@ -27,6 +31,7 @@ __all__ = [
     "OUTCOMES",
     "Approval",
     "Deployment",
+    "approval_of",
     "approvals_for",
     "deployments_of",
     "finish_deployment",
@@ -40,7 +45,8 @@ __all__ = [
 APPROVAL_DECISIONS = ("approve", "reject", "waived")
 # `interrupted`: the run stopped while deploying (closed by recovery);
 # `already-deployed`: another run had deployed the revision (nothing done);
-# `locked`: another run held the instance for longer than the rollout waits.
+# `locked`: another run held the instance for longer than the rollout waits;
+# `stale-approval`: the approved revision was no longer safe to deploy (nothing done).
 OUTCOMES = (
     "succeeded",
     "failed",
@@ -51,6 +57,7 @@ OUTCOMES = (
     "interrupted",
     "already-deployed",
     "locked",
+    "stale-approval",
 )
 
 
@@ -90,6 +97,7 @@ class Approval:
     verified: bool
     flow_run_id: str | None
     manifest_number: int | None
+    manifest_hash: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,10 +109,11 @@ class Approval:
             "verified": self.verified,
             "flow_run_id": self.flow_run_id,
             "revision": self.manifest_number,
+            "manifest_hash": self.manifest_hash,
         }
 
 
-def _approval(row: Row[Any]) -> Approval:
+def approval_of(row: Row[Any]) -> Approval:
     return Approval(
         row.instance,
         row.approver,
@@ -114,6 +123,7 @@ def _approval(row: Row[Any]) -> Approval:
         row.verified,
         row.flow_run_id,
         row.manifest_number,
+        row.manifest_hash,
     )
 
 
@@ -249,17 +259,23 @@ def record_approval(
     verified: bool = False,
     flow_run_id: str | None = None,
     manifest_number: int | None = None,
+    manifest_hash: str | None = None,
+    via: str | None = None,
     now: datetime | None = None,
     engine: Engine | None = None,
 ) -> Approval:
-    """Store one approval (or rejection) and its audit event; four eyes hold."""
+    """Store one approval (or rejection) and its audit event; four eyes hold.
+
+    The approver is stored as given (trimmed); names are compared through
+    the one identity rule. `via` (form, code, api, policy) is recorded in
+    the audit event.
+    """
     now = now_or_clock(now)
     if decision not in APPROVAL_DECISIONS:
         raise InputError(
             f"Invalid approval decision: {decision!r} (one of {', '.join(APPROVAL_DECISIONS)})"
         )
-    if not approver.strip():
-        raise InputError(f"Invalid approver: {approver!r}")
+    approver = check_identity(approver, kind="approver")
     with writing(engine) as session:
         known = session.execute(
             select(fleet_repo.INSTANCE.c.id).where(fleet_repo.INSTANCE.c.name == instance)
@@ -269,15 +285,22 @@ def record_approval(
         if manifest_number is not None:
             _require_revision(session, instance, manifest_number)
         if flow_run_id is not None and decision == "approve":
-            started = session.execute(
-                select(DEPLOYMENT.c.started_by).where(DEPLOYMENT.c.flow_run_id == flow_run_id)
-            ).scalars()
-            if approver in set(started):
-                raise PermissionDenied(
-                    f"{approver!r} started run {flow_run_id} and cannot approve it (four eyes)"
-                )
+            for requester in _requesters(session, flow_run_id):
+                if not may_approve(approver, requester):
+                    raise PermissionDenied(
+                        f"{approver!r} requested run {flow_run_id} and cannot approve it "
+                        "(four eyes)"
+                    )
         approval = Approval(
-            instance, approver, decision, comment, now, verified, flow_run_id, manifest_number
+            instance,
+            approver,
+            decision,
+            comment,
+            now,
+            verified,
+            flow_run_id,
+            manifest_number,
+            manifest_hash,
         )
         session.execute(
             insert(APPROVAL),
@@ -291,6 +314,7 @@ def record_approval(
                     "comment": comment,
                     "at": now,
                     "verified": verified,
+                    "manifest_hash": manifest_hash,
                 }
             ],
         )
@@ -302,8 +326,10 @@ def record_approval(
                     f"instance:{instance}",
                     {
                         "revision": manifest_number,
+                        "hash": manifest_hash,
                         "comment": comment,
                         "verified": verified,
+                        **({"via": via} if via else {}),
                     },
                 )
             ],
@@ -314,6 +340,17 @@ def record_approval(
         return approval
 
 
+def _requesters(session: Connection, flow_run_id: str) -> set[str]:
+    """Who requested the run: as its approval requests and deployment records name them."""
+    asked = session.execute(
+        select(APPROVAL_REQUEST.c.requested_by).where(APPROVAL_REQUEST.c.flow_run_id == flow_run_id)
+    ).scalars()
+    started = session.execute(
+        select(DEPLOYMENT.c.started_by).where(DEPLOYMENT.c.flow_run_id == flow_run_id)
+    ).scalars()
+    return set(asked) | set(started)
+
+
 def approvals_for(
     instance: str, *, flow_run_id: str | None = None, engine: Engine | None = None
 ) -> list[Approval]:
@@ -321,7 +358,7 @@ def approvals_for(
         query = select(APPROVAL).where(APPROVAL.c.instance == instance)
         if flow_run_id is not None:
             query = query.where(APPROVAL.c.flow_run_id == flow_run_id)
-        return [_approval(r) for r in session.execute(query.order_by(APPROVAL.c.id))]
+        return [approval_of(r) for r in session.execute(query.order_by(APPROVAL.c.id))]
 
 
 def deployments_of(instance: str, *, engine: Engine | None = None) -> list[Deployment]:
@@ -331,7 +368,7 @@ def deployments_of(instance: str, *, engine: Engine | None = None) -> list[Deplo
             select(DEPLOYMENT).where(DEPLOYMENT.c.instance == instance).order_by(DEPLOYMENT.c.id)
         ).all()
         approvals = [
-            _approval(r)
+            approval_of(r)
             for r in session.execute(
                 select(APPROVAL).where(APPROVAL.c.instance == instance).order_by(APPROVAL.c.id)
             )

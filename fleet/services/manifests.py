@@ -3,8 +3,9 @@
 Revisions are numbered per instance (1, 2, 3 ...) and never deleted. A plan
 stores a revision only for instances it would change (decisions `deploy`,
 `needs-approval`, `enforce-security`); when the newest revision is still
-pending (compiled or approved) with the same content, it is reused instead
-of stored again, so planning twice before a deploy does not pile up copies.
+pending (compiled or approved) with the same content, planned from the same
+running versions, it is reused instead of stored again, so planning twice
+before a deploy does not pile up copies.
 """
 
 from __future__ import annotations
@@ -111,7 +112,13 @@ def compile_and_store(
             if item.decision not in _STORED or manifest is None:
                 continue
             last = latest.get(item.instance)
-            if last is not None and last.status in _PENDING and last.hash == manifest.hash:
+            base = {c.component: str(c.from_version) for c in item.components if c.from_version}
+            if (
+                last is not None
+                and last.status in _PENDING
+                and last.hash == manifest.hash
+                and dict(last.base or {}) == base
+            ):
                 revisions[item.instance] = last.number
                 continue
             number = 1 if last is None else last.number + 1
@@ -121,9 +128,7 @@ def compile_and_store(
                     "instance": item.instance,
                     "number": number,
                     "components": manifest.to_json(),
-                    "base": {
-                        c.component: str(c.from_version) for c in item.components if c.from_version
-                    },
+                    "base": base,
                     "hash": manifest.hash,
                     "parent": parent,
                     "rollback_of": None,

@@ -4,6 +4,11 @@ what happened to each instance (the flows' only way into the database).
 A deploy spec carries everything one deploy task needs: the revision, the
 manifest as the target receives it (versions with artifact url and sha256),
 the target block name, and the last good manifest to go back to.
+
+An approved spec deploys only while its approval holds: `stale_approvals`
+checks it against the fleet as it is just before the deploy
+(`fleet.core.approvals.stale_reasons`), and a stale one is recorded
+`stale-approval`, its revision `superseded` (the next run plans again).
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from packaging.version import Version
 from sqlalchemy import Engine, select
 
+from fleet.core.advisories import Security
+from fleet.core.approvals import ApprovedRevision, stale_reasons
 from fleet.core.durations import isoformat
 from fleet.core.errors import InputError, NotFoundError
 from fleet.core.manifests import Manifest, ManifestStatus
@@ -35,6 +43,7 @@ __all__ = [
     "prepare_rollout",
     "record_finished",
     "record_started",
+    "stale_approvals",
 ]
 
 
@@ -55,6 +64,10 @@ class DeploySpec:
     good_hash: str | None = None
     changes: tuple[tuple[str, str | None, str | None, str], ...] = ()
     rollback_of: int | None = None
+    # Only verified approvals count on the instance's channel.
+    verified_approvals: bool = False
+    # It passed an approval gate: checked for a stale approval just before it deploys.
+    approved: bool = False
 
     @property
     def manifest_hash(self) -> str:
@@ -129,6 +142,7 @@ def _spec(
         manifest=agent_manifest(item.instance, revision, manifest, state.registry),
         approvals_required=item.approvals_required,
         approval_timeout_seconds=channel.approval_timeout.total_seconds(),
+        verified_approvals=channel.verified_approvals,
         good_revision=good[0],
         good_hash=good[1],
         changes=tuple(
@@ -223,6 +237,7 @@ def rollback_spec(
         manifest=agent_manifest(instance, revision, manifest, state.registry),
         approvals_required=0,
         approval_timeout_seconds=channel.approval_timeout.total_seconds(),
+        verified_approvals=channel.verified_approvals,
         good_revision=good[0],
         good_hash=good[1],
         changes=tuple(
@@ -267,6 +282,8 @@ _STATUS_OF_OUTCOME = {
     "succeeded": ManifestStatus.DEPLOYED,
     "failed": ManifestStatus.FAILED,
     "rolled-back": ManifestStatus.FAILED,
+    # Never deployed, and never to be: the next run plans the instance again.
+    "stale-approval": ManifestStatus.SUPERSEDED,
 }
 
 
@@ -283,7 +300,8 @@ def record_finished(
 
     `succeeded` makes the revision the running one; `failed` and
     `rolled-back` mark it failed (the instance keeps, or went back to, its
-    last good manifest); `halted`, `expired`, `skipped` leave it as it is.
+    last good manifest); `stale-approval` marks it superseded (it is not
+    reused); `halted`, `expired`, `skipped` leave it as it is.
     """
     now = now_or_clock(None)
     with writing(engine) as session:
@@ -297,6 +315,59 @@ def record_finished(
             session, spec.instance, flow_run_id=flow_run_id, outcome=outcome, error=error, now=now
         )
         append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
+
+
+def stale_approvals(
+    specs: Collection[DeploySpec],
+    *,
+    flow_run_id: str,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> dict[str, str]:
+    """Instance -> why its approval went stale, for approved specs about to deploy.
+
+    Call it with the instances' locks held. Specs this run has already
+    finished (a run that re-executes) are left to their deploy task, which
+    reports what was recorded.
+    """
+    now = now_or_clock(now)
+    out: dict[str, str] = {}
+    with reading(engine) as session:
+        state = fleet_repo.load_state(session)
+        instances = {i.name: i for i in state.instances}
+        security = Security(
+            state.advisories, state.risk_acceptances, now=now, deadlines=state.deadlines
+        )
+        for spec in specs:
+            if deployments.outcome_in(session, spec.instance, flow_run_id) not in (None, "running"):
+                continue
+            row = session.execute(
+                select(MANIFEST).where(
+                    (MANIFEST.c.instance == spec.instance) & (MANIFEST.c.number == spec.revision)
+                )
+            ).first()
+            inst = instances.get(spec.instance)
+            if row is None or inst is None:
+                out[spec.instance] = f"stale approval: {spec.instance} r{spec.revision} is gone"
+                continue
+            approved = ApprovedRevision(
+                instance=spec.instance,
+                channel=inst.channel,
+                revision=spec.revision,
+                components=Manifest.from_json(row.components).components,
+                base={c: Version(v) for c, v in (row.base or {}).items()},
+                rollback=row.rollback_of is not None,
+            )
+            reasons = stale_reasons(
+                approved,
+                running=inst.current,
+                registry=state.registry,
+                pins=state.pins,
+                security=security,
+            )
+            if reasons:
+                out[spec.instance] = "stale approval: " + "; ".join(reasons)
+    return out
 
 
 def describe(spec: DeploySpec) -> str:

@@ -3,16 +3,17 @@ decide the ones waiting for approval with a verified approver.
 
 Runs are started through their Prefect deployments (`<flow-name>/fleet`)
 without waiting. A run waits for approval when it is Paused; what it waits
-for is in Fleet's records: the manifest revisions stored with its flow run
-id that are still `compiled`.
+for is in Fleet's records: the approval requests it recorded when it opened
+its approval gate (`fleet.services.approvals`), whichever run compiled the
+revisions, less what is decided (approved, rejected, expired or deployed).
 
-A verified decision is first recorded as Fleet's approval (`verified`),
-then handed to the run as its run input with the principal's name as the
-approver. The flow records inputs idempotently, so it finds the verified
-record and does not store a self-declared copy. The requester of a run can
-never approve it: the refusal is recorded in the audit chain and raised as
-`PermissionDenied`. Approving twice is harmless: the run counts distinct
-approvers, so n approvals need n principals.
+A verified decision is first recorded as Fleet's approval (`verified`, bound
+to the revision and hash the run waits for), then the run is resumed: it
+counts the decisions in Fleet's records, so the run input only wakes it.
+The requester of a run can never approve it (`fleet.core.approvals`): the
+refusal is recorded in the audit chain and raised as `PermissionDenied`.
+Approving twice is harmless: the run counts distinct people, so n approvals
+need n principals.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import Engine, select
 
+from fleet.core.approvals import refusal
 from fleet.core.errors import ConflictError, FleetError, InputError, NotFoundError, PermissionDenied
+from fleet.core.identity import check_identity
 from fleet.db.history import MANIFEST
 from fleet.services import approvals, deployments
 from fleet.services._common import reading
@@ -39,6 +42,7 @@ __all__ = [
     "list_runs",
     "read_run",
     "start_run",
+    "waiting_instances",
     "waiting_runs",
 ]
 
@@ -47,14 +51,6 @@ ROLLBACK = "rollback"
 PATCH_ROLLOUT = "patch-rollout"
 APPROVAL_FLOWS = (COMPILE_AND_DEPLOY, ROLLBACK, PATCH_ROLLOUT)
 DEPLOYMENT_NAME = "fleet"
-# Whom each flow names as requester when a run was started without one.
-_DEFAULT_REQUESTER = {
-    COMPILE_AND_DEPLOY: "scheduler",
-    ROLLBACK: "operator",
-    PATCH_ROLLOUT: "security-policy",
-}
-# Decisions that never wait for approval (deployed before the approval gate).
-_NO_APPROVAL = ("deploy", "enforce-security")
 
 
 class RunsUnavailable(FleetError):
@@ -188,28 +184,18 @@ def read_run(flow_run_id: str, flows: Sequence[str]) -> dict[str, Any]:
     return _run_json(run, flow_name)
 
 
-def _pending(flow_run_id: str, engine: Engine | None) -> list[Any]:
-    """The revisions this run stored that still wait (compiled, not deployed on sight)."""
-    with reading(engine) as session:
-        return list(
-            session.execute(
-                select(MANIFEST)
-                .where(
-                    (MANIFEST.c.flow_run_id == flow_run_id)
-                    & (MANIFEST.c.status == "compiled")
-                    & MANIFEST.c.decision.not_in(_NO_APPROVAL)
-                )
-                .order_by(MANIFEST.c.instance)
-            ).all()
-        )
-
-
 def _waiting(flow_run_id: str, engine: Engine | None) -> dict[str, Any]:
     """Instance -> revision row, for the instances the run still waits on."""
-    rejected = {
-        a.instance for a in approvals.given(flow_run_id, engine=engine) if a.decision == "reject"
-    }
-    return {r.instance: r for r in _pending(flow_run_id, engine) if r.instance not in rejected}
+    open_now = approvals.still_open(flow_run_id, engine=engine)
+    if not open_now:
+        return {}
+    with reading(engine) as session:
+        rows = session.execute(
+            select(MANIFEST)
+            .where(MANIFEST.c.instance.in_(sorted(open_now)))
+            .order_by(MANIFEST.c.instance)
+        ).all()
+    return {r.instance: r for r in rows if r.number == open_now[r.instance].revision}
 
 
 def _plan_json(row: Any) -> dict[str, Any]:
@@ -218,6 +204,7 @@ def _plan_json(row: Any) -> dict[str, Any]:
     return {
         "instance": row.instance,
         "revision": row.number,
+        "hash": row.hash,
         "decision": row.decision,
         "status": row.status,
         "changes": {
@@ -275,6 +262,19 @@ def waiting_runs(
     return out, total
 
 
+def waiting_instances(
+    *, engine: Engine | None = None, limit: int = 200
+) -> dict[str, tuple[str, int]]:
+    """Instance -> (flow run id, revision number) for every instance a paused run
+    of Fleet's flows waits to have approved (the newest `limit` paused runs)."""
+    paused, _ = list_runs(APPROVAL_FLOWS, limit=limit, offset=0, paused_only=True)
+    out: dict[str, tuple[str, int]] = {}
+    for item in reversed(paused):  # the newest run wins
+        for name, row in _waiting(item["flow_run_id"], engine).items():
+            out[name] = (item["flow_run_id"], row.number)
+    return out
+
+
 def _until_paused(client: Any, run_id: UUID, flows: Sequence[str], wait: float) -> tuple[Any, str]:
     """The run (and its flow's name) once it is paused; a run between two pauses gets
     `wait` seconds."""
@@ -314,9 +314,10 @@ def decide(
     run_id = _parse_id(flow_run_id)
     if decision not in ("approve", "reject"):
         raise InputError(f"Invalid decision: {decision!r} (approve or reject)")
+    approver = check_identity(approver, kind="approver")
     try:
         with _client() as client:
-            run, flow_name = _until_paused(client, run_id, APPROVAL_FLOWS, wait)
+            _until_paused(client, run_id, APPROVAL_FLOWS, wait)
             waiting = _waiting(flow_run_id, engine)
             chosen = list(dict.fromkeys(instances)) or sorted(waiting)
             unknown = [n for n in chosen if n not in waiting]
@@ -328,50 +329,45 @@ def decide(
                 )
             if not chosen:
                 raise ConflictError(f"Flow run {flow_run_id!r} waits for no instance")
-            requester = str(
-                (run.parameters or {}).get("requested_by", _DEFAULT_REQUESTER.get(flow_name, ""))
-            )
-            if decision == "approve" and approver.strip().lower() == requester.strip().lower():
-                reason = f"{approver!r} requested this run and cannot approve it (four eyes)"
+            opened = approvals.requests_of(flow_run_id, engine=engine)
+            assert opened is not None  # it waits for something
+            why = refusal(approver, requested_by=opened.requested_by, approve=decision == "approve")
+            if why is not None:
                 approvals.record_refusal(
                     chosen,
                     approver=approver,
-                    reason=reason,
+                    reason=why,
                     key=f"api-{uuid4()}",
                     flow_run_id=flow_run_id,
+                    details={"via": "api"},
                     engine=engine,
                 )
-                raise PermissionDenied(reason)
-            done = {
-                a.instance: a
-                for a in approvals.given(flow_run_id, engine=engine)
-                if a.approver == approver and a.decision == decision and a.verified
-            }
-            recorded = []
-            for name in chosen:
-                if name in done:
-                    recorded.append(done[name])
-                    continue
-                recorded.append(
-                    deployments.record_approval(
-                        name,
-                        approver=approver,
-                        decision=decision,
-                        comment=comment,
-                        verified=True,
-                        flow_run_id=flow_run_id,
-                        manifest_number=waiting[name].number,
-                        now=now,
-                        engine=engine,
-                    )
+                raise PermissionDenied(why)
+            recorded = [
+                approvals.record(
+                    name,
+                    approver=approver,
+                    decision=decision,
+                    comment=comment,
+                    verified=True,
+                    flow_run_id=flow_run_id,
+                    manifest_number=waiting[name].number,
+                    manifest_hash=waiting[name].hash,
+                    via="api",
+                    now=now,
+                    engine=engine,
                 )
+                for name in chosen
+            ]
             response = client.resume_flow_run(
                 run_id,
+                # Only a wake-up: the run counts the verified records made above.
                 run_input={
                     "decision": decision,
                     "approver": approver,
                     "comment": comment,
                     "instances": chosen,
+                    "code": "",
                 },
             )
             if response.status == SetStateStatus.REJECT:

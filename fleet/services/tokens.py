@@ -19,7 +19,10 @@ requester of a run can never approve it.
 
 A token's name is the principal's identity: it becomes `requested_by`,
 the approver and the actor in the audit chain. Names are never reused,
-not even after a revocation, so a name always means one holder.
+not even after a revocation, so a name always means one holder; and names
+are compared through the one identity rule (`fleet.core.identity`), so
+`Alice` cannot be created beside `alice`: they would be one person to every
+four-eyes check.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from fleet.core.durations import isoformat
 from fleet.core.errors import ConflictError, InputError, NotFoundError
+from fleet.core.identity import check_identity, identity_key
 from fleet.db.audit import Entry, append_events
 from fleet.db.models import ApiTokenRow, table_of
 from fleet.services._common import now_or_clock, reading, writing
@@ -47,6 +51,7 @@ __all__ = [
     "Principal",
     "Role",
     "StoredToken",
+    "active_principal",
     "authenticate",
     "create_token",
     "hash_token",
@@ -130,15 +135,21 @@ def create_token(
 ) -> tuple[StoredToken, str]:
     """A new token for principal `name`; returns it with its secret (shown only now)."""
     now = now_or_clock(now)
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.match(name):
         raise InputError(
             f"Invalid token name: {name!r} (letters, digits, '.', '_', '@', '-'; at most 100)"
         )
+    check_identity(name, kind="token name")
     parsed = _role(role)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with writing(engine) as session:
-        if session.execute(select(TOKEN.c.id).where(TOKEN.c.name == name)).first() is not None:
-            raise ConflictError(f"Token name {name!r} exists already (names are never reused)")
+        key = identity_key(name)
+        for existing in session.execute(select(TOKEN.c.name)).scalars():
+            if identity_key(existing) == key:
+                raise ConflictError(
+                    f"Token name {name!r} exists already as {existing!r} (names are never "
+                    "reused, and names that differ only in case are one person)"
+                )
         session.execute(
             insert(TOKEN),
             [
@@ -187,6 +198,16 @@ def revoke_token(
             at=now,
         )
     return StoredToken(row.name, Role(row.role), row.created_at, now)
+
+
+def active_principal(name: str, *, session: Connection) -> Principal | None:
+    """The principal of `name`'s token when it is not revoked (inside the caller's transaction)."""
+    row = session.execute(
+        select(TOKEN.c.role, TOKEN.c.revoked_at).where(TOKEN.c.name == name)
+    ).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    return Principal(name, Role(row.role))
 
 
 def authenticate(secret: str, *, engine: Engine | None = None) -> Principal | None:

@@ -155,6 +155,20 @@ def test_changes_are_attributed_to_the_principal(api):
         headers=headers,
     )
     assert r.status_code == 200 and r.json()["approvals_required"] == 2
+    assert r.json()["verified_approvals"] is False
+    r = api.client.put(
+        "/channels/lts",
+        json={"policy": "manual-approval", "approvals_required": 2, "verified_approvals": True},
+        headers=headers,
+    )
+    assert r.status_code == 200 and r.json()["verified_approvals"] is True
+    assert api.client.get("/channels/lts", headers=headers).json()["verified_approvals"] is True
+    r = api.client.put(
+        "/channels/lts",
+        json={"policy": "manual-approval", "verified_approvals": "nan"},
+        headers=headers,
+    )
+    assert r.status_code == 422, r.text
     r = api.client.put(
         "/instances/acme-prod/policy", json={"policy_override": "frozen"}, headers=headers
     )

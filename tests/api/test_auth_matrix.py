@@ -48,6 +48,7 @@ ROUTES: list[tuple[str, str, Any, str | None]] = [
     ("GET", f"/rollouts/{RUN}", None, "viewer"),
     ("GET", "/approvals", None, "viewer"),
     ("POST", f"/approvals/{RUN}", {"decision": "approve"}, "approver"),
+    ("POST", f"/approvals/{RUN}/code", None, "approver"),
     ("POST", "/rollbacks", {"instances": ["acme-prod"], "reason": "r"}, "operator"),
     ("GET", "/history/acme-prod", None, "viewer"),
     ("GET", "/history/acme-prod/deployments", None, "viewer"),

@@ -157,6 +157,61 @@ def test_a_rejection_through_the_api_deploys_nothing(live, tmp_path, start_agent
     assert world.applies("m1") == []
 
 
+def test_a_rerun_reusing_an_earlier_runs_revision_is_approved_through_the_api(
+    live,
+    tmp_path,
+    start_agent,  # noqa: F811
+):
+    """Seen: a new run that reuses revisions compiled by an earlier (rejected) run
+    answered 409 "waits for no instance" to every verified approval."""
+    api, _ = live
+    world = build_world(tmp_path, start_agent, [("m1", "manual", None)], approvals_required=1)
+    api.add_token("ops", "admin")
+    api.add_token("bob", "approver")
+    first: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: first.update(r=compile_and_deploy(requested_by="ops", strategy=FAST)),
+        daemon=True,
+    )
+    thread.start()
+    run1 = waiting_run(api)["flow_run_id"]
+    r = api.client.post(
+        f"/approvals/{run1}",
+        json={"decision": "reject", "comment": "not today"},
+        headers=api.auth("bob"),
+    )
+    assert r.status_code == 200, r.text
+    thread.join(120)
+    assert first["r"]["outcomes"] == {"m1": "skipped"}
+
+    second: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: second.update(r=compile_and_deploy(requested_by="ops", strategy=FAST)),
+        daemon=True,
+    )
+    thread.start()
+    item = waiting_run(api)
+    run2 = item["flow_run_id"]
+    assert run2 != run1
+    (waiting,) = item["plan"]
+    assert waiting["revision"] == 1 and waiting["hash"]  # the earlier run's revision, reused
+    r = api.client.post(f"/approvals/{run2}/code", headers=api.auth("ops"))
+    assert r.status_code == 403 and "four eyes" in r.json()["detail"]
+    r = api.client.post(f"/approvals/{run2}/code", headers=api.auth("bob"))
+    assert r.status_code == 201, r.text
+    assert r.json()["principal"] == "bob" and r.json()["flow_run_id"] == run2
+    r = api.client.post(f"/approvals/{run2}", json={"comment": "ok"}, headers=api.auth("bob"))
+    assert r.status_code == 200, r.text
+    assert [(a["revision"], a["manifest_hash"]) for a in r.json()["approvals"]] == [
+        (1, waiting["hash"])
+    ]
+    thread.join(120)
+    assert second["r"]["outcomes"] == {"m1": "succeeded"}
+    assert world.running("m1")["api"] == "1.1.0"
+    r = api.client.post(f"/approvals/{run2}/code", headers=api.auth("bob"))
+    assert r.status_code == 409  # nothing left to decide
+
+
 def test_deciding_an_unknown_or_finished_run(api):
     r = api.client.post(
         "/approvals/00000000-0000-0000-0000-000000000000", json={}, headers=api.auth("approver")

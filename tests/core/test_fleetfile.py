@@ -269,6 +269,12 @@ RULES = [
         "risk_acceptances[0].instance: unknown instance 'globex'",
     ),
     (
+        "risk acceptance by with a zero-width space",
+        _set("risk_acceptances.0.by", "ciso\u200b@vendor.example"),
+        "risk_acceptances[0].by: 'ciso\\u200b@vendor.example' (U+200B is an invisible format "
+        "character)",
+    ),
+    (
         "risk acceptance advisory",
         _set("risk_acceptances.0.advisory", "FLEET-2026-0002"),
         "risk_acceptances[0].advisory: unknown advisory 'FLEET-2026-0002'",
@@ -322,6 +328,16 @@ RULES = [
         "approvals_required text",
         _set("channels.0.approvals_required", "two"),
         "channels[stable].approvals_required: expected an integer, got 'two'",
+    ),
+    (
+        "verified_approvals text",
+        _set("channels.0.verified_approvals", "yes"),
+        "channels[stable].verified_approvals: expected true or false, got 'yes'",
+    ),
+    (
+        "verified_approvals number",
+        _set("channels.0.verified_approvals", 1),
+        "channels[stable].verified_approvals: expected true or false, got 1",
     ),
     (
         "allow_prereleases text",

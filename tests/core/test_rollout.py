@@ -1,18 +1,11 @@
-"""Rollout rules: waves, the halt threshold, the approval tally."""
+"""Rollout rules: waves and the halt threshold."""
 
 from __future__ import annotations
 
 import pytest
 
 from fleet.core.errors import InputError
-from fleet.core.rollout import (
-    Amount,
-    ApprovalTally,
-    ApprovalVerdict,
-    RolloutStrategy,
-    halted,
-    waves,
-)
+from fleet.core.rollout import Amount, RolloutStrategy, halted, waves
 
 NAMES = [f"i{n}" for n in range(10)]
 
@@ -58,26 +51,3 @@ def test_halt_threshold(threshold, failed, started, stop):
 def test_bad_amounts_name_the_value(text):
     with pytest.raises(InputError, match=repr(text)):
         Amount.parse(text)
-
-
-def test_tally_needs_distinct_approvers_and_refuses_the_requester():
-    tally = ApprovalTally("alice", {"m1": 2, "m2": 1})
-    assert tally.refusal("alice", True) is not None
-    assert tally.refusal("Alice ", True) is not None
-    assert tally.refusal("alice", False) is None  # the requester may withdraw (reject)
-    assert tally.add("bob", True) == ["m1", "m2"]
-    assert tally.verdict("m2") is ApprovalVerdict.APPROVED
-    assert tally.verdict("m1") is ApprovalVerdict.PENDING
-    tally.add("bob", True, ["m1"])
-    assert tally.missing("m1") == 1
-    tally.add("carol", True, ["m1"])
-    assert tally.pending() == []
-
-
-def test_tally_rejection_and_subsets():
-    tally = ApprovalTally("alice", {"m1": 1, "m2": 1})
-    assert tally.add("bob", False, ["m1"]) == ["m1"]
-    assert tally.verdict("m1") is ApprovalVerdict.REJECTED
-    assert tally.add("carol", True) == ["m2"]  # only what is still waiting
-    with pytest.raises(InputError, match="'m9'"):
-        tally.add("carol", True, ["m9"])

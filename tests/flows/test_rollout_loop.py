@@ -30,25 +30,27 @@ class Finished:
         return DONE
 
 
-def settled(future: Finished) -> tuple[Any, InstanceOutcome | None]:
+def settled(future: Finished, counts: list[InstanceOutcome]) -> tuple[Any, ...]:
     into: Queue[Any] = Queue()
-    _settle(future, into=into)  # type: ignore[arg-type]
+    _settle(future, into=into, count=counts.append)  # type: ignore[arg-type]
     return into.get_nowait()
 
 
-def test_a_completed_deploy_comes_with_its_outcome() -> None:
-    future = Finished(Completed())
-    assert settled(future) == (future, DONE)
+def test_a_completed_deploy_comes_with_its_outcome_counted_in_its_thread() -> None:
+    future, counts = Finished(Completed()), []
+    assert settled(future, counts) == (future, DONE, True)
+    assert counts == [DONE]
 
 
-def test_a_failed_deploy_comes_without_one() -> None:
-    future = Finished(Failed())
-    assert settled(future) == (future, None)
+def test_a_failed_deploy_comes_without_one_and_uncounted() -> None:
+    future, counts = Finished(Failed()), []
+    assert settled(future, counts) == (future, None, False)
+    assert counts == []  # the loop reads and counts it
 
 
 def test_an_error_reading_it_still_hands_it_over() -> None:
-    future = Finished(Completed(), wait_raises=RuntimeError("lost"))
-    assert settled(future) == (future, None)
+    future, counts = Finished(Completed(), wait_raises=RuntimeError("lost")), []
+    assert settled(future, counts) == (future, None, False)
 
 
 def test_a_suspension_signal_still_hands_it_over_and_goes_on() -> None:
@@ -56,4 +58,4 @@ def test_a_suspension_signal_still_hands_it_over_and_goes_on() -> None:
     into: Queue[Any] = Queue()
     with pytest.raises(Pause):
         _settle(future, into=into)  # type: ignore[arg-type]
-    assert into.get_nowait() == (future, None)
+    assert into.get_nowait() == (future, None, False)

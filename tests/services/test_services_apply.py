@@ -177,3 +177,24 @@ def test_security_deadlines_are_applied_audited_and_exported(engine: Engine) -> 
     # ... and a pruning apply resets them to the defaults.
     apply_fleet_file(fleet, actor="ops", prune=True, now=NOW, engine=engine)
     assert "security" not in export_fleet_file(engine=engine).to_data()
+
+
+def test_verified_approvals_round_trips_through_apply_and_export(engine: Engine) -> None:
+    fleet = example()
+    apply_fleet_file(fleet, actor="ops", now=NOW, engine=engine)
+    data = fleet.to_data()
+    lts = next(c for c in data["channels"] if c["name"] == "lts")
+    assert "verified_approvals" not in lts  # false is the default and is not written
+    lts["verified_approvals"] = True
+    result = apply_fleet_file(parse_fleet_data(data), actor="ciso", now=NOW, engine=engine)
+    assert [(c.action, c.subject) for c in result.changes] == [("update", "channel:lts")]
+    (event,) = [e for e in audit.events(subject="channel:lts", engine=engine) if e.actor == "ciso"]
+    assert set(event.details["changes"]) == {"verified_approvals"}
+    assert load_state(engine=engine).channels["lts"].verified_approvals
+    assert not load_state(engine=engine).channels["stable"].verified_approvals
+    exported = export_fleet_file(engine=engine)
+    (written,) = [c for c in exported.to_data()["channels"] if c["name"] == "lts"]
+    assert written["verified_approvals"] is True
+    before = snapshot(engine)
+    assert not apply_fleet_file(exported, actor="ops", now=NOW, engine=engine).changed
+    assert snapshot(engine) == before

@@ -1,4 +1,5 @@
-"""Approvals: runs waiting for approval with their plan; approve or reject as yourself."""
+"""Approvals: runs waiting for approval with their plan; approve or reject as yourself,
+here or in the Prefect UI's form with a one-time code."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from fastapi import APIRouter, Path
 
 from fleet.api.deps import ApproverDep, EngineDep, PageDep, ViewerDep
 from fleet.api.errors import problem_responses
-from fleet.api.models import DecisionBody, DecisionPublic, Page, WaitingRun
-from fleet.services import runs
+from fleet.api.models import ApprovalCodePublic, DecisionBody, DecisionPublic, Page, WaitingRun
+from fleet.services import codes, runs
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
@@ -48,3 +49,14 @@ def decide(
         "verified": True,
         "approvals": [a.to_json() for a in recorded],
     }
+
+
+@router.post(
+    "/{flow_run_id}/code",
+    response_model=ApprovalCodePublic,
+    status_code=201,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def code(flow_run_id: RunId, principal: ApproverDep, engine: EngineDep) -> Any:
+    """A one-time code to decide this run in the Prefect UI's form as yourself (approver)."""
+    return codes.issue_code(flow_run_id, principal=principal, engine=engine).to_json()

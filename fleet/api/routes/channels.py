@@ -31,6 +31,7 @@ def channel_json(c: ChannelEntry) -> dict[str, Any]:
         "maintenance_window": data.get("maintenance_window"),
         "approvals_required": c.approvals_required,
         "approval_timeout": data.get("approval_timeout", "72h"),
+        "verified_approvals": c.verified_approvals,
     }
 
 

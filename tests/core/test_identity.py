@@ -1,0 +1,138 @@
+"""One identity rule: names are compared after NFKC, case-folding and trimming,
+and names with invisible or non-characters are refused."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fleet.core.errors import InputError, InvalidIdentity
+from fleet.core.identity import MAX_IDENTITY_LENGTH, check_identity, identity_key, same_person
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("carol", "Carol"),
+        ("carol", "CAROL"),
+        ("carol", " carol "),
+        ("carol", "carol\t"),  # white space at the edges is trimmed
+        ("carol", "carol\r\n"),  # a form's trailing newline
+        ("carol", "ｃａｒｏｌ"),  # full-width (NFKC)
+        ("Demo-Approver", "demo-approver"),
+        ("straße", "STRASSE"),  # full case folding
+        ("carol smith", "Carol  Smith"),  # one space between words
+        ("carol smith", "carol\u00a0smith"),  # no-break space (NFKC: a space)
+        ("café", "cafe\u0301"),  # composed and decomposed
+        ("ﬁona", "fiona"),  # ligature (NFKC)
+    ],
+)
+def test_one_person(a, b):
+    assert same_person(a, b)
+    assert identity_key(a) == identity_key(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("carol", "caro1"),
+        ("carol", "carol2"),
+        ("car ol", "carol"),
+        ("carol", "сarol"),  # a Cyrillic 'с': a different name (no confusable folding)
+    ],
+)
+def test_different_people(a, b):
+    assert not same_person(a, b)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("\u3000", "empty"),  # ideographic space
+        ("alice\u200b", "U+200B is an invisible format character"),  # zero-width space
+        ("\u200balice", "U+200B"),
+        ("al\u200dice", "U+200D"),  # zero-width joiner
+        ("al\u200cice", "U+200C"),  # zero-width non-joiner
+        ("\ufeffalice", "U+FEFF"),  # byte order mark
+        ("alice\u2060", "U+2060"),  # word joiner
+        ("alice\u00ad", "U+00AD"),  # soft hyphen
+        ("\u202ealice", "U+202E"),  # right-to-left override
+        ("alice\u200e", "U+200E"),  # left-to-right mark
+        ("alice\u2066", "U+2066"),  # left-to-right isolate
+        ("alice\x00", "U+0000 is a control character"),
+        ("\x00alice", "U+0000"),  # NUL is not white space: not trimmed
+        ("alice\nbob", "U+000A is a control character"),
+        ("alice\x7f", "U+007F"),
+        ("ali\x85ce", "U+0085"),  # next line (C1 control), not at an edge
+        ("alice\ud800", "U+D800 is a lone surrogate"),
+        ("alice\ue000", "U+E000 is a private-use character"),
+        ("alice\U000f0000", "private-use"),
+        ("alice\u0378", "U+0378 is an unassigned code point"),
+        ("ali\u2028ce", "line separator"),
+        ("ali\u2029ce", "paragraph separator"),
+        ("alice\ufe0f", "U+FE0F is an invisible character"),  # variation selector 16
+        ("alice\u034f", "U+034F"),  # combining grapheme joiner
+        ("\u3164", "U+3164"),  # Hangul filler, looks like nothing
+        ("alice\uffa0", "U+FFA0"),  # half-width Hangul filler
+        ("alice\U000e0041", "U+E0041"),  # tag letter
+        ("x" * (MAX_IDENTITY_LENGTH + 1), "201 characters"),
+        ("x" * 10_000_000, "10000000 characters"),
+    ],
+)
+def test_names_that_cannot_be_names_are_refused(name, why):
+    with pytest.raises(InvalidIdentity, match="Invalid approver") as raised:
+        check_identity(name, kind="approver")
+    assert why in str(raised.value)
+    assert isinstance(raised.value, InputError) and isinstance(raised.value, ValueError)
+    with pytest.raises(InvalidIdentity):
+        identity_key(name)
+    with pytest.raises(InvalidIdentity):
+        same_person(name, "alice")  # never "not the same person"
+
+
+@pytest.mark.parametrize("value", [None, 3, b"alice", ["alice"]])
+def test_only_text_is_a_name(value):
+    with pytest.raises(InvalidIdentity, match="not text"):
+        check_identity(value)
+
+
+def test_the_longest_name_is_accepted_and_kept_as_given():
+    name = "Ä" * MAX_IDENTITY_LENGTH
+    assert check_identity(f"  {name}\t") == name
+    assert identity_key(name) == "ä" * MAX_IDENTITY_LENGTH
+
+
+def test_the_bad_value_is_quoted_even_when_shortened():
+    with pytest.raises(InvalidIdentity) as raised:
+        check_identity("y" * 5000, kind="requester")
+    assert str(raised.value).startswith("Invalid requester: 'yyyy")
+
+
+_refused = st.characters(categories=["Cc", "Cf", "Cs", "Co", "Zl", "Zp"])
+_names = st.text(
+    st.characters(categories=["L", "M", "N", "P", "S", "Zs"]), min_size=1, max_size=30
+).filter(lambda s: s.strip() and all(unicodedata.category(c) != "Cn" for c in s))
+
+
+@given(_names)
+def test_the_key_is_stable_and_ignores_case_width_and_edges(name):
+    try:
+        key = identity_key(name)
+    except InvalidIdentity:  # a default-ignorable letter such as U+3164, or empty once folded
+        return
+    assert identity_key(key) == key  # normalising twice changes nothing
+    assert identity_key(f" {name.upper()} ") == identity_key(name.upper())
+    assert same_person(unicodedata.normalize("NFKC", name), name)
+    assert same_person(unicodedata.normalize("NFD", name), name)
+
+
+@given(_names, _refused, st.integers(min_value=0, max_value=30))
+def test_a_refused_character_anywhere_makes_it_no_name(name, bad, at):
+    at = min(at, len(name))
+    with pytest.raises(InvalidIdentity):  # inside the name: white space at an edge is trimmed
+        check_identity("a" + name[:at] + bad + name[at:] + "z")
