@@ -342,7 +342,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         # What `fleet setup` does once: a concurrency limit (the deploy lock) per instance.
         from deployments.setup import setup
 
-        setup(instances=names)
+        setup()
         strategy = Strategy(canary="0", batch="100%", halt_after="100%")
         breakdown = Breakdown()
         agent_pids = {a.proc.pid for a in agents}

@@ -1,8 +1,8 @@
 """`fleet setup`: make a Prefect workspace ready for Fleet; running it again changes nothing.
 
-It creates (or brings back in line) the process work pool `fleet`, one
-concurrency limit of 1 per instance, Fleet's block types, and three
-automations:
+It creates (or brings back in line) the process work pool `fleet`, Fleet's
+block types, and three automations (instance locks are Fleet's own, in its
+database: nothing to create here):
 - a run whose heartbeats stop is marked Crashed (a zombie: its process or
   machine died); Fleet's flow processes beat every `HEARTBEAT_SECONDS`;
 - a crashed run of a Fleet flow starts `recover/fleet` for it (once that
@@ -14,7 +14,6 @@ Each step reports `created`, `updated`, `unchanged` or why it was skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -78,34 +77,6 @@ def _work_pool(client: Any, limit: int | None) -> SetupStep:
     return SetupStep("work pool", WORK_POOL, "unchanged")
 
 
-def _limits(client: Any, instances: Iterable[str]) -> list[SetupStep]:
-    from prefect.client.schemas.actions import (
-        GlobalConcurrencyLimitCreate,
-        GlobalConcurrencyLimitUpdate,
-    )
-    from prefect.exceptions import ObjectNotFound
-
-    from tasks.deploying import lock_name
-
-    steps = []
-    for instance in instances:
-        name = lock_name(instance)
-        try:
-            found = client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            steps.append(SetupStep("concurrency limit", name, "created"))
-            continue
-        if found.limit != 1 or not found.active:
-            client.update_global_concurrency_limit(
-                name, GlobalConcurrencyLimitUpdate(limit=1, active=True)
-            )
-            steps.append(SetupStep("concurrency limit", name, "updated"))
-        else:
-            steps.append(SetupStep("concurrency limit", name, "unchanged"))
-    return steps
-
-
 def _block_types(client: Any) -> list[SetupStep]:
     from prefect.exceptions import ObjectNotFound
 
@@ -166,7 +137,7 @@ def approval_automation(block_document_id: Any, console_url: str | None = None) 
     )
 
 
-def zombie_automation(heartbeat: int = HEARTBEAT_SECONDS) -> Any:
+def zombie_automation(silence: int | None = None) -> Any:
     """A run that stops beating (its process or machine died) is marked Crashed.
 
     Only a running process beats: a suspended run (waiting days for an
@@ -177,13 +148,14 @@ def zombie_automation(heartbeat: int = HEARTBEAT_SECONDS) -> Any:
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
-    silence = heartbeat * MISSED_HEARTBEATS
+    if silence is None:
+        silence = HEARTBEAT_SECONDS * MISSED_HEARTBEATS
     ends = ("Completed", "Failed", "Cancelled", "Crashed", "Paused", "Suspended", "AwaitingRetry")
     return AutomationCore(
         name=ZOMBIE_AUTOMATION,
         description=(
-            f"Mark a flow run Crashed when {MISSED_HEARTBEATS} heartbeats ({silence} s) did not "
-            "come: its process or machine is gone (a zombie run)."
+            f"Mark a flow run Crashed when no heartbeat came for {silence} s (flow processes "
+            f"beat every {HEARTBEAT_SECONDS} s): its process or machine is gone (a zombie run)."
         ),
         enabled=True,
         trigger=EventTrigger(
@@ -332,7 +304,6 @@ def _automation(client: Any, notification_block: str) -> SetupStep:
 
 def setup(
     *,
-    instances: Iterable[str] = (),
     pool_limit: int | None = None,
     notification_block: str | None = None,
 ) -> list[SetupStep]:
@@ -341,9 +312,11 @@ def setup(
 
     with get_client(sync_client=True) as client:
         steps = [_work_pool(client, pool_limit)]
-        steps.extend(_limits(client, sorted(set(instances))))
         steps.extend(_block_types(client))
-        steps.append(_ensure_automation(client, zombie_automation()))
+        from fleet.settings import get_settings
+
+        silence = get_settings().zombie_after_seconds
+        steps.append(_ensure_automation(client, zombie_automation(silence)))
         steps.append(_recovery(client, notification_block))
         if notification_block:
             steps.append(_automation(client, notification_block))

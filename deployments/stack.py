@@ -666,10 +666,10 @@ def bring_up(stack: Stack) -> dict[str, str]:
         stack.start(name, [*prefect, *argv, "--limit", str(c.worker_limit)], cwd=directory)
     say(f"workers: {c.workers} in {c.work / 'workers'}, pool {WORK_POOL!r}")
     say(f"Fleet API: starting on {c.api_url} (2 workers)")
-    port = str(c.api_port)
+    api_port = str(c.api_port)
     stack.start(
         "fleet-api",
-        [*fleet_cli, "api", "serve", "--host", c.host, "--port", port, "--workers", "2"],
+        [*fleet_cli, "api", "serve", "--host", c.host, "--port", api_port, "--workers", "2"],
     )
     say(f"agents: starting {len(names)} from port {c.agent_port_base}")
     agents_started = time.monotonic()

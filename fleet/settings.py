@@ -55,6 +55,17 @@ class Settings(BaseSettings):
         ),
     )
 
+    zombie_after_seconds: int = Field(
+        default=90,
+        ge=40,
+        le=86_400,
+        description=(
+            "How long a flow run may go without a heartbeat before `fleet setup`'s "
+            "automation marks it Crashed (FLEET_ZOMBIE_AFTER_SECONDS); flow processes "
+            "beat every 30 s, so keep it well above that."
+        ),
+    )
+
     def console_link(self, path: str) -> str | None:
         """The console's address of `path` (e.g. `/console/approvals/ID`), if it is known."""
         if not self.console_url:

@@ -47,11 +47,9 @@ from fleet.settings import get_settings
 from tasks._tagcheck import TagChecks
 from tasks.deploying import (
     InstanceOutcome,
-    check_approvals,
     deploy_instance,
     halt_signal,
     load_targets,
-    locked,
     record_outcome,
 )
 from tasks.reporting import Progress
@@ -413,9 +411,10 @@ class Rollout:
     threshold is passed, deploys still queued in the task runner are
     cancelled, and one that a thread picks up anyway finds the run's halt
     signal and returns `halted` without touching its instance. The instances
-    not started are recorded `halted`. Approved specs are checked just before
-    they deploy, their locks held: an approval gone stale is recorded
-    `stale-approval` and nothing is deployed.
+    not started are recorded `halted`. Each deploy takes its own instance's
+    lock (`tasks.deploying`): a wave never waits for more than its own
+    instances, and one held by another run for longer than
+    `lock_timeout_seconds` is reported `locked` while the rest go on.
     """
 
     def __init__(
@@ -435,12 +434,11 @@ class Rollout:
         self.started = 0
         self._lock = threading.Lock()
         self._signal = halt_signal(str(flow_run.id))  # kept: the registry holds it weakly
-        self._deploy = deploy_instance.with_options(
-            retries=strategy.retries,
-            retry_delay_seconds=[
-                strategy.retry_delay_seconds * 2**i for i in range(strategy.retries)
-            ],
-        )
+        self._options = {
+            "retries": strategy.retries,
+            "retry_delay": strategy.retry_delay_seconds,
+            "lock_timeout": strategy.lock_timeout_seconds,
+        }
 
     @property
     def stopped(self) -> bool:
@@ -473,9 +471,8 @@ class Rollout:
             if number and self.strategy.soak_seconds:
                 logger.info("soaking %s s before wave %s", self.strategy.soak_seconds, number + 1)
                 time.sleep(self.strategy.soak_seconds)
-            with locked(wave, timeout=self.strategy.lock_timeout_seconds), TagChecks() as checks:
-                ready = self._fresh([by_name[n] for n in wave])
-                not_started = self._wave(ready, blocks, checks)
+            with TagChecks() as checks:
+                not_started = self._wave([by_name[n] for n in wave], blocks, checks)
             if self.stopped:
                 rest = not_started + [by_name[n] for later in plan[number + 1 :] for n in later]
                 logger.error(
@@ -487,23 +484,6 @@ class Rollout:
                 self.halt(rest)
                 return True
         return False
-
-    def _fresh(self, wave: list[DeploySpec]) -> list[DeploySpec]:
-        """The wave less the approved specs whose approval went stale (recorded as such)."""
-        approved = [s for s in wave if s.approved]
-        if not approved:
-            return wave
-        stale = check_approvals(approved)
-        for spec in wave:
-            why = stale.get(spec.instance)
-            if why is not None:
-                get_run_logger().warning("%s: %s", spec.instance, why)
-                record_outcome(spec, "stale-approval", actor=self.actor, error=why)
-                self.done.append(
-                    InstanceOutcome(spec.instance, spec.revision, "stale-approval", why)
-                )
-                self.progress.advance()
-        return [s for s in wave if s.instance not in stale]
 
     def _wave(
         self, specs: list[DeploySpec], blocks: Mapping[str, TargetBlock], checks: TagChecks
@@ -522,7 +502,9 @@ class Rollout:
                 spec = waiting.pop()
                 with self._lock:
                     self.started += 1
-                future = _submit(self._deploy, spec, blocks, checks, actor=self.actor)
+                future = _submit(
+                    deploy_instance, spec, blocks, checks, actor=self.actor, **self._options
+                )
                 running[future] = spec
                 future.add_done_callback(partial(_settle, into=finished, count=self.count))
             if self.stopped:
@@ -583,6 +565,7 @@ def _submit(
     checks: TagChecks,
     *,
     actor: str,
+    **options: float,
 ) -> PrefectFuture[InstanceOutcome]:
     """Submit `spec`'s deploy task, its run tagged with instance, channel, revision, release."""
     release = [f"release:{c}-{new}" for c, _, new, _ in spec.changes if new]
@@ -594,7 +577,7 @@ def _submit(
     ):
         checks.clear(TagsContext.get().current_tags | set(deploy.tags))
         target = blocks.get(spec.target) if spec.target else None
-        future: PrefectFuture[InstanceOutcome] = deploy.submit(spec, target, actor=actor)
+        future: PrefectFuture[InstanceOutcome] = deploy.submit(spec, target, actor=actor, **options)
         return future
 
 

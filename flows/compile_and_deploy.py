@@ -26,7 +26,6 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from fleet.core.identity import check_identity
 from fleet.services.rollouts import describe
 from flows._rollout import DEPLOY_CONCURRENCY, ApprovalInput, Selector, Strategy, deploy_then_ask
-from tasks.deploying import ensure_instance_locks
 from tasks.planning import plan_rollout
 from tasks.reporting import publish_outcomes, publish_plan
 
@@ -90,8 +89,6 @@ def compile_and_deploy(
             logger.error("%s cannot be planned: %s", item.instance, "; ".join(item.errors))
     for name, error in prepared.errors.items():
         logger.error("%s cannot be deployed: %s", name, error)
-    if prepared.specs:
-        ensure_instance_locks([s.instance for s in prepared.specs])
 
     done = deploy_then_ask(
         now_specs,

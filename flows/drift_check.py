@@ -17,7 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from fleet.core.drift import Drift
 from fleet.core.identity import check_identity
 from flows._rollout import DEPLOY_CONCURRENCY, Strategy, rollout
-from tasks.deploying import InstanceOutcome, ensure_instance_locks
+from tasks.deploying import InstanceOutcome
 from tasks.drift import observe, read_recorded, record_drift, store_repair
 from tasks.reporting import Progress
 
@@ -139,7 +139,6 @@ def drift_check(
     strategy = strategy or Strategy(halt_after="100%")
     done: list[InstanceOutcome] = []
     if specs:
-        ensure_instance_locks([s.instance for s in specs])
         rollout(
             specs,
             strategy,

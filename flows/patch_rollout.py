@@ -14,6 +14,7 @@ The runbook this flow replaces:
 5. publish the compliance table after.
 """
 
+from dataclasses import replace
 from datetime import datetime
 
 from prefect import flow, get_run_logger
@@ -23,13 +24,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from fleet.core.durations import isoformat
 from fleet.core.identity import check_identity
 from flows._rollout import DEPLOY_CONCURRENCY, Strategy, deploy_then_ask
-from tasks.deploying import ensure_instance_locks
 from tasks.planning import plan_rollout
 from tasks.reporting import publish_outcomes, publish_plan
 from tasks.security import (
     publish_compliance,
     read_compliance,
-    record_waiver,
     select_patch,
     waiver_comment,
 )
@@ -128,10 +127,8 @@ def patch_rollout(
             logger.info("%s: nothing to change", item.instance)
     for name, error in prepared.errors.items():
         logger.error("%s cannot be deployed: %s", name, error)
-    if prepared.specs:
-        ensure_instance_locks([s.instance for s in prepared.specs])
-    for spec in enforced:
-        record_waiver(spec, comment=waiver_comment(rows, spec.instance), flow_run_id=run_id)
+    # The waiver is recorded by each deploy as it starts: never for one that did not happen.
+    enforced = [replace(s, waiver=waiver_comment(rows, s.instance)) for s in enforced]
 
     done = deploy_then_ask(
         enforced + normal_now,

@@ -26,7 +26,7 @@ from fleet.core.identity import check_identity
 from fleet.core.rollback import RollbackTarget
 from fleet.services.rollouts import DeploySpec
 from flows._rollout import DEPLOY_CONCURRENCY, Rollout, Strategy, approval_gate, record_closed
-from tasks.deploying import InstanceOutcome, ensure_instance_locks
+from tasks.deploying import InstanceOutcome
 from tasks.reporting import Progress, publish_outcomes
 from tasks.rollback import (
     accept_risk,
@@ -126,8 +126,6 @@ def rollback(
             refused[name] = str(exc)
 
     done: list[InstanceOutcome] = []
-    if specs:
-        ensure_instance_locks([s.instance for s in specs])
     progress = Progress(len(specs))
     deploy = Rollout(strategy, actor=requested_by, progress=progress, done=done)
     at_once = [s for s in specs if not s.approvals_required]

@@ -1,36 +1,38 @@
 """Deploy one instance: lock it, apply through its target, verify, roll back on failure.
 
 One task per instance does fetch, apply and verify (task runs stay
-proportional to instances); the rollout holds the instances' locks around
-each wave (`locked`), so two runs never touch one instance at once. It
-retries only transient target errors; a permanent failure or a failed health
-check rolls the instance back to its last good manifest and is recorded
-`rolled-back`.
+proportional to instances). The deploy takes its instance's lock in Fleet's
+database (`fleet.services.locks`: a lease its process renews, free again
+once a holder that died stops renewing it) and holds it from before it looks
+at the instance until its record is written, so two runs never touch one
+instance at once and a wave never waits for more than its own instances: an
+instance another run holds for longer than the rollout waits is reported
+`locked`, naming the run, and the rest of the wave goes on.
+
+Under the lock, before it applies anything, a deploy:
+- settles what a dead run left open on the instance (recovery);
+- reports `already-deployed` when the revision already runs there (another
+  run deployed it);
+- checks an approved revision against the fleet as it is now
+  (`stale-approval`);
+- records the security waiver of an enforced fix, only now that it deploys.
+It retries transient target errors itself, with backoff, the lock held; a
+permanent failure or a failed health check rolls the instance back to its
+last good manifest and is recorded `rolled-back`.
 """
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import ConcurrencyLeaseHolder
-from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
-from prefect.concurrency._events import _emit_concurrency_event
-from prefect.concurrency._leases import maintain_concurrency_lease
-from prefect.concurrency._sync import (
-    acquire_concurrency_slots_with_lease,
-    release_concurrency_slots_with_lease,
-)
-from prefect.events import Event
-from prefect.exceptions import ObjectAlreadyExists
 from prefect.runtime import flow_run
 
 from blocks.targets import TargetBlock, load_target_blocks
@@ -38,15 +40,13 @@ from fleet.agent.errors import PermanentTargetError, TransientTargetError
 from fleet.agent.models import Manifest
 from fleet.agent.target import Target
 from fleet.core.errors import FleetError
-from fleet.services import rollouts
+from fleet.services import approvals, deployments, locks, recovery, rollouts
+from fleet.services.locks import LockTimeout
 from fleet.services.rollouts import DeploySpec
-from tasks._tagcheck import all_concurrency_limits
 
-LOCK_PREFIX = "fleet-instance-"
-
-
-def lock_name(instance: str) -> str:
-    return f"{LOCK_PREFIX}{instance}"
+# A process that runs deploys: how the recovery of another run's orphans is signed.
+RECOVERY_ACTOR = "recovery"
+SECURITY_POLICY = "security-policy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,93 +72,6 @@ def halt_signal(run_id: str) -> threading.Event:
             signal = threading.Event()
             _HALTS[run_id] = signal
         return signal
-
-
-# A lock lease is renewed at three quarters of this, while the wave runs.
-LOCK_LEASE_SECONDS = 300
-
-
-@contextmanager
-def locked(instances: list[str], *, timeout: float) -> Iterator[None]:
-    """Hold the locks of `instances` (a wave) while the wave runs.
-
-    Each instance has its own global concurrency limit of 1. The wave takes
-    them all in one request, which the server grants whole or not at all, so
-    two runs wanting overlapping sets cannot deadlock, and a wave of 200 costs
-    one request, not one per instance. The acquisition is strict: a limit
-    missing on the server is an error, never a silent no-lock. `timeout`
-    bounds the wait for another run's locks.
-
-    This is what `prefect.concurrency.sync.concurrency(names, strict=True)`
-    does, with two differences: it checks that *every* limit exists (Prefect
-    only errors when none does), and each lock's acquired/released event
-    names that lock alone. Prefect relates every lock of a request to all
-    the others, and refuses an event with more than 100 related resources:
-    a wave of 200 lost all its events.
-    """
-    names = sorted(lock_name(n) for n in set(instances))
-    if not names:
-        yield
-        return
-    run_id = flow_run.id
-    holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
-    lease = acquire_concurrency_slots_with_lease(
-        names,
-        1,
-        timeout_seconds=timeout,
-        lease_duration=LOCK_LEASE_SECONDS,
-        strict=True,
-        holder=holder,
-    )
-    acquired: dict[UUID, Event | None] = {}
-    try:
-        missing = sorted(set(names) - {limit.name for limit in lease.limits})
-        if missing:
-            raise ConcurrencySlotAcquisitionError(
-                f"No concurrency limit for {', '.join(missing)}: run `fleet setup` "
-                "or the rollout's `ensure instance locks` task first"
-            )
-        acquired = {
-            limit.id: _emit_concurrency_event("acquired", limit, [limit], 1)
-            for limit in lease.limits
-        }
-        with maintain_concurrency_lease(
-            lease.lease_id, LOCK_LEASE_SECONDS, raise_on_lease_renewal_failure=True
-        ):
-            yield
-    finally:  # a wave that failed releases its locks, and says so, too
-        release_concurrency_slots_with_lease(lease.lease_id)
-        for limit in lease.limits:
-            if limit.id in acquired:
-                _emit_concurrency_event("released", limit, [limit], 1, follows=acquired[limit.id])
-
-
-@task(name="ensure instance locks", cache_policy=NO_CACHE)
-def ensure_instance_locks(instances: list[str]) -> None:
-    """A global concurrency limit of 1 per instance; strict acquisition needs it to exist.
-
-    `fleet setup` creates them; this reads them all in a few pages and creates
-    only those missing (an instance added since).
-    """
-    with get_client(sync_client=True) as client:
-        existing = all_concurrency_limits(client)
-        for name in instances:
-            if existing.get(lock_name(name)) != 1:
-                # Two runs starting at once may both find it missing; the second's
-                # create then finds the first's limit of 1, which is what it wanted.
-                with suppress(ObjectAlreadyExists):
-                    client.upsert_global_concurrency_limit_by_name(lock_name(name), 1)
-
-
-def _transient_only(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what a retry can fix (connection trouble, 5xx, a busy instance)."""
-    try:
-        state.result(raise_on_failure=True)
-    except TransientTargetError:
-        return True
-    except Exception:
-        return False
-    return False
 
 
 def _rollback(target: Target, spec: DeploySpec) -> str:
@@ -189,76 +102,173 @@ def load_targets(names: list[str]) -> dict[str, TargetBlock]:
 
 
 def deploy(
-    spec: DeploySpec, target_block: TargetBlock | None, *, actor: str, run_id: str
+    spec: DeploySpec,
+    target_block: TargetBlock | None,
+    *,
+    actor: str,
+    run_id: str,
+    retries: int = 4,
+    retry_delay: float = 0.5,
+    lock_timeout: float = 600.0,
 ) -> InstanceOutcome:
-    """The body of the deploy task. The caller holds the instance's lock (`locked`)."""
-    logger = get_run_logger()
+    """The body of the deploy task: the instance's lock, then everything under it."""
     signal = _HALTS.get(run_id)
     if signal is not None and signal.is_set():
         # Failures passed the threshold while this deploy waited for a thread.
-        if rollouts.record_started(spec, flow_run_id=run_id, actor=actor) in (None, "running"):
-            rollouts.record_finished(
-                spec, "halted", flow_run_id=run_id, actor=actor, error="rollout halted"
+        return _close(spec, "halted", actor=actor, run_id=run_id, error="rollout halted")
+    try:
+        with locks.keeper().hold(spec.instance, run=run_id, timeout=lock_timeout):
+            return _deploy_locked(
+                spec, target_block, actor=actor, run_id=run_id, retries=retries, delay=retry_delay
             )
-        return InstanceOutcome(spec.instance, spec.revision, "halted", "rollout halted")
+    except LockTimeout as exc:
+        get_run_logger().warning("%s", exc)
+        return _close(spec, "locked", actor=actor, run_id=run_id, error=str(exc))
+
+
+def _close(
+    spec: DeploySpec, outcome: str, *, actor: str, run_id: str, error: str | None
+) -> InstanceOutcome:
+    """Record an outcome that deployed nothing (once: a re-run finds it recorded)."""
     recorded = rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
     if recorded not in (None, "running"):
+        return InstanceOutcome(spec.instance, spec.revision, recorded, "recorded earlier")
+    rollouts.record_finished(spec, outcome, flow_run_id=run_id, actor=actor, error=error)
+    return InstanceOutcome(spec.instance, spec.revision, outcome, error or "")
+
+
+def _settle_orphans(spec: DeploySpec, target: Target | None, run_id: str) -> None:
+    """Close what dead runs left open on this instance; we hold its lock, so every
+    other open record of it is an orphan. Record what the target runs."""
+    logger = get_run_logger()
+    for orphan in recovery.orphans(instances=[spec.instance], except_run=run_id):
+        recovery.close_orphan(orphan, actor=RECOVERY_ACTOR, flow_run_id=run_id)
+        observed = None
+        if target is not None:
+            try:
+                observed = target.state().manifest_hash
+            except FleetError as exc:
+                logger.warning("%s: could not read its target: %s", spec.instance, exc)
+        settled = recovery.settle(orphan, observed, actor=RECOVERY_ACTOR, flow_run_id=run_id)
+        logger.warning("%s; %s", orphan.describe(), settled.action)
+
+
+def _deploy_locked(
+    spec: DeploySpec,
+    target_block: TargetBlock | None,
+    *,
+    actor: str,
+    run_id: str,
+    retries: int,
+    delay: float,
+) -> InstanceOutcome:
+    logger = get_run_logger()
+    if rollouts.deployment_outcome(spec.instance, run_id) not in (None, "running"):
         # This run finished this instance before (a resumed run re-executes).
+        recorded = rollouts.deployment_outcome(spec.instance, run_id)
+        assert recorded is not None
         return InstanceOutcome(spec.instance, spec.revision, recorded, "recorded earlier")
     if target_block is None:
+        _settle_orphans(spec, None, run_id)
         error = (
             f"{spec.instance} has no target block to deploy through"
             if spec.target is None
             else f"No target block named {spec.target!r}"
         )
-        rollouts.record_finished(spec, "failed", flow_run_id=run_id, actor=actor, error=error)
-        return InstanceOutcome(spec.instance, spec.revision, "failed", error)
+        return _close(spec, "failed", actor=actor, run_id=run_id, error=error)
     with _opened(target_block) as target:
-        try:
-            result = target.apply(Manifest.model_validate(dict(spec.manifest)))
-            target.health().raise_for_health()
-        except TransientTargetError:
-            raise
-        except PermanentTargetError as exc:
-            logger.warning("%s: %s; rolling back", spec.instance, exc)
+        _settle_orphans(spec, target, run_id)
+        running = rollouts.running_revision(spec.instance)
+        if running == spec.revision:
+            why = f"r{spec.revision} already runs on {spec.instance} (deployed by another run)"
+            logger.info("%s", why)
+            return _close(spec, "already-deployed", actor=actor, run_id=run_id, error=why)
+        if spec.approved:
+            stale = rollouts.stale_approvals([spec], flow_run_id=run_id).get(spec.instance)
+            if stale is not None:
+                logger.warning("%s: %s", spec.instance, stale)
+                return _close(spec, "stale-approval", actor=actor, run_id=run_id, error=stale)
+        rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
+        if spec.waiver is not None:
+            _record_waiver(spec, run_id)
+        attempt = 0
+        while True:
             try:
-                undone = _rollback(target, spec)
-            except FleetError as undo:
-                error = f"{exc}; rollback failed too: {undo}"
+                result = target.apply(Manifest.model_validate(dict(spec.manifest)))
+                target.health().raise_for_health()
+                break
+            except TransientTargetError as exc:
+                if attempt >= retries:
+                    error = f"{exc} (after {retries} retries)"
+                    rollouts.record_finished(
+                        spec, "failed", flow_run_id=run_id, actor=actor, error=error
+                    )
+                    return InstanceOutcome(spec.instance, spec.revision, "failed", error)
+                wait = delay * 2**attempt * (1 + random.uniform(-0.5, 0.5))
+                logger.info("%s: %s; retry %s in %.1f s", spec.instance, exc, attempt + 1, wait)
+                attempt += 1
+                time.sleep(wait)
+            except PermanentTargetError as exc:
+                logger.warning("%s: %s; rolling back", spec.instance, exc)
+                try:
+                    undone = _rollback(target, spec)
+                except FleetError as undo:
+                    error = f"{exc}; rollback failed too: {undo}"
+                    rollouts.record_finished(
+                        spec, "failed", flow_run_id=run_id, actor=actor, error=error
+                    )
+                    return InstanceOutcome(spec.instance, spec.revision, "failed", error)
+                error = f"{exc} ({undone})"
                 rollouts.record_finished(
-                    spec, "failed", flow_run_id=run_id, actor=actor, error=error
+                    spec, "rolled-back", flow_run_id=run_id, actor=actor, error=error
                 )
-                return InstanceOutcome(spec.instance, spec.revision, "failed", error)
-            error = f"{exc} ({undone})"
-            rollouts.record_finished(
-                spec, "rolled-back", flow_run_id=run_id, actor=actor, error=error
-            )
-            return InstanceOutcome(spec.instance, spec.revision, "rolled-back", error)
+                return InstanceOutcome(spec.instance, spec.revision, "rolled-back", error)
     rollouts.record_finished(spec, "succeeded", flow_run_id=run_id, actor=actor)
     logger.info("%s r%s: %s", spec.instance, spec.revision, result.message)
     return InstanceOutcome(spec.instance, spec.revision, "succeeded", result.message)
+
+
+def _record_waiver(spec: DeploySpec, run_id: str) -> None:
+    """An enforced fix needs no approval: record it as waived, once, as it deploys."""
+    for given in approvals.given(run_id):
+        if given.instance == spec.instance and given.decision == "waived":
+            return
+    deployments.record_approval(
+        spec.instance,
+        approver=SECURITY_POLICY,
+        decision="waived",
+        comment=spec.waiver or "",
+        flow_run_id=run_id,
+        manifest_number=spec.revision,
+        manifest_hash=spec.manifest_hash,
+        via="policy",
+    )
+    get_run_logger().info("%s r%s: approval waived (%s)", spec.instance, spec.revision, spec.waiver)
 
 
 @task(
     name="deploy instance",
     task_run_name="deploy {spec.instance} r{spec.revision}",
     cache_policy=NO_CACHE,
-    retries=4,
-    retry_delay_seconds=[0.5, 1, 2, 4],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_transient_only,
 )
 def deploy_instance(
-    spec: DeploySpec, target_block: TargetBlock | None, *, actor: str
+    spec: DeploySpec,
+    target_block: TargetBlock | None,
+    *,
+    actor: str,
+    retries: int = 4,
+    retry_delay: float = 0.5,
+    lock_timeout: float = 600.0,
 ) -> InstanceOutcome:
-    return deploy(spec, target_block, actor=actor, run_id=str(flow_run.id))
-
-
-@task(name="check approvals", cache_policy=NO_CACHE)
-def check_approvals(specs: list[DeploySpec]) -> dict[str, str]:
-    """Instance -> why its approval went stale, for approved specs about to deploy
-    (the caller holds their locks)."""
-    return rollouts.stale_approvals(specs, flow_run_id=str(flow_run.id))
+    return deploy(
+        spec,
+        target_block,
+        actor=actor,
+        run_id=str(flow_run.id),
+        retries=retries,
+        retry_delay=retry_delay,
+        lock_timeout=lock_timeout,
+    )
 
 
 @task(name="record outcome", cache_policy=NO_CACHE)

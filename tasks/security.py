@@ -8,16 +8,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
 from prefect.events import emit_event
 
 from fleet.core.compliance import BREACH_EVENTS, ComplianceRow, PatchSelection, patch_selection
 from fleet.core.durations import isoformat
-from fleet.services import approvals, deployments, windows
 from fleet.services import security as compliance
-from fleet.services.rollouts import DeploySpec
+from fleet.services import windows
 
 SECURITY_POLICY = "security-policy"
 
@@ -100,25 +99,6 @@ def emit_breaches(rows: Sequence[ComplianceRow], *, now: datetime) -> list[dict[
         )
         sent.append({"event": name, "instance": row.instance, "advisory": row.advisory})
     return sent
-
-
-@task(name="record security waiver", cache_policy=NO_CACHE)
-def record_waiver(spec: DeploySpec, *, comment: str, flow_run_id: str) -> None:
-    """An enforced fix needs no approval: record it as waived by security policy, once."""
-    for given in approvals.given(flow_run_id):
-        if given.instance == spec.instance and given.decision == "waived":
-            return
-    deployments.record_approval(
-        spec.instance,
-        approver=SECURITY_POLICY,
-        decision="waived",
-        comment=comment,
-        flow_run_id=flow_run_id,
-        manifest_number=spec.revision,
-        manifest_hash=spec.manifest_hash,
-        via="policy",
-    )
-    get_run_logger().info("%s r%s: approval waived (%s)", spec.instance, spec.revision, comment)
 
 
 def waiver_comment(rows: Sequence[ComplianceRow], instance: str) -> str:

@@ -91,16 +91,14 @@ def test_serve_offers_the_same_deployments():
 
 @pytest.mark.usefixtures("prefect_server")
 def test_setup_twice_changes_nothing_the_second_time():
-    first = setup(instances=["acme-prod", "globex-eu"], pool_limit=4)
+    first = setup(pool_limit=4)
     kinds = {s.kind for s in first}
-    assert kinds == {"work pool", "concurrency limit", "block type", "automation"}
-    second = setup(instances=["acme-prod", "globex-eu"], pool_limit=4)
+    assert kinds == {"work pool", "block type", "automation"}
+    second = setup(pool_limit=4)
     assert {s.action for s in second} <= {"unchanged", "skipped"}, second
     with get_client(sync_client=True) as client:
         pool = client.read_work_pool(WORK_POOL)
         assert (pool.type, pool.concurrency_limit) == ("process", 4)
-        limit = client.read_global_concurrency_limit_by_name("fleet-instance-acme-prod")
-        assert limit.limit == 1
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -170,9 +168,9 @@ def test_prefect_deploy_all_works_from_the_repository_root():
 def test_fleet_setup_command_twice_reports_nothing_changed(capsys):
     from fleet.cli.main import main
 
-    assert main(["setup", "--no-instances", "--pool-limit", "2"]) == 0
+    assert main(["setup", "--pool-limit", "2"]) == 0
     capsys.readouterr()
-    assert main(["setup", "--no-instances", "--pool-limit", "2"]) == 0
+    assert main(["setup", "--pool-limit", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines and all(": unchanged" in line or ": skipped" in line for line in lines), lines
     assert lines[0] == "work pool fleet: unchanged"

@@ -12,7 +12,7 @@ __all__ = ["register"]
 def register(sub: Any) -> None:
     setup = sub.add_parser(
         "setup",
-        help="create the work pool, instance locks, block types and approval notification",
+        help="create the work pool, block types, and the crash and approval automations",
     )
     setup.add_argument(
         "--pool-limit", type=int, default=None, help="concurrent flow runs in the work pool"
@@ -23,11 +23,6 @@ def register(sub: Any) -> None:
         default=None,
         help="notification block (e.g. slack-webhook/ops) told when a run waits for approval",
     )
-    setup.add_argument(
-        "--no-instances",
-        action="store_true",
-        help="do not read Fleet's database for the per-instance locks",
-    )
     setup.set_defaults(func=_setup)
     serve = sub.add_parser("serve", help="serve every Fleet flow with its schedule (no worker)")
     serve.add_argument("--limit", type=int, default=None, help="concurrent runs")
@@ -37,15 +32,7 @@ def register(sub: Any) -> None:
 def _setup(args: argparse.Namespace) -> int:
     from deployments.setup import setup
 
-    instances: list[str] = []
-    if not args.no_instances:
-        from fleet.cli._db import database
-        from fleet.services.fleet import load_state
-
-        instances = [i.name for i in load_state(engine=database()).instances]
-    for step in setup(
-        instances=instances, pool_limit=args.pool_limit, notification_block=args.notify
-    ):
+    for step in setup(pool_limit=args.pool_limit, notification_block=args.notify):
         print(step)
     return 0
 

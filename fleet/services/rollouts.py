@@ -43,6 +43,7 @@ __all__ = [
     "prepare_rollout",
     "record_finished",
     "record_started",
+    "running_revision",
     "stale_approvals",
 ]
 
@@ -68,6 +69,9 @@ class DeploySpec:
     verified_approvals: bool = False
     # It passed an approval gate: checked for a stale approval just before it deploys.
     approved: bool = False
+    # An enforced fix: the approval is waived by security policy (this comment), which
+    # the deploy records when it starts.
+    waiver: str | None = None
 
     @property
     def manifest_hash(self) -> str:
@@ -247,6 +251,12 @@ def rollback_spec(
         ),
         rollback_of=row.rollback_of,
     )
+
+
+def running_revision(instance: str, *, engine: Engine | None = None) -> int | None:
+    """The revision Fleet records as running on `instance` (None: none deployed)."""
+    with reading(engine) as session:
+        return _good(session, instance)[0]
 
 
 def deployment_outcome(

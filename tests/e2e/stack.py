@@ -62,8 +62,15 @@ def processes_with_home(home: Path) -> list[int]:
 class Stack:
     """The main job on a temporary FLEET_HOME and free ports; its output is kept."""
 
-    def __init__(self, home: Path, fleet_file: Path | None = None, agents: int = 12) -> None:
+    def __init__(
+        self,
+        home: Path,
+        fleet_file: Path | None = None,
+        agents: int = 12,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.home = home
+        self.extra_env = dict(env or {})
         self.fleet_file = fleet_file
         self.prefect_port = free_port()
         self.api_port = free_port()
@@ -83,6 +90,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEET_"))}
         env["FLEET_HOME"] = str(self.home)
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 300) -> Stack:

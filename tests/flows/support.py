@@ -3,7 +3,6 @@ Fleet's database, all on loopback and temporary files."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterable
@@ -12,14 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound
 
 from blocks.targets import FleetAgent
 from fleet.artifacts import build_demo_artifact
 from fleet.core.fleetfile import parse_fleet_data
 from fleet.services.fleet import apply_fleet_file
-from tasks.deploying import lock_name
 from tests.agent.support import AgentProcess
 
 COMPONENTS = ("api", "web")
@@ -79,19 +75,6 @@ class World:
         return dict(r.json()["components"])
 
 
-def fresh_locks(instances: Iterable[str]) -> None:
-    """Drop the deploy locks of these instance names on the session's Prefect server.
-
-    Tests share one server and reuse instance names; a run that an earlier
-    test left behind (a flow thread still retrying against stopped agents)
-    must not hold a lock this test needs. Rollouts recreate the limits.
-    """
-    with get_client(sync_client=True) as client:
-        for name in instances:
-            with contextlib.suppress(ObjectNotFound):
-                client.delete_global_concurrency_limit_by_name(lock_name(name))
-
-
 def build_world(
     tmp: Path,
     start_agent: Callable[..., AgentProcess],
@@ -103,7 +86,6 @@ def build_world(
 ) -> World:
     """`instances`: (name, channel, policy_override) on channels auto, manual and frozen."""
     instances = list(instances)
-    fresh_locks(name for name, _, _ in instances)
     store = tmp / "store"
     data: dict[str, Any] = {
         "format": 1,

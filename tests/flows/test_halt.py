@@ -8,7 +8,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleet.services import deployments, rollouts
 from flows._rollout import Rollout, Strategy
-from tasks.deploying import InstanceOutcome, ensure_instance_locks
+from tasks.deploying import InstanceOutcome
 from tasks.reporting import Progress
 from tests.flows.support import build_world
 
@@ -20,7 +20,6 @@ pytestmark = pytest.mark.usefixtures("prefect_server", "fleet_db")
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
 def one_at_a_time(instances: list[str], strategy: Strategy) -> list[InstanceOutcome]:
     prepared = rollouts.prepare_rollout(actor="ops", instances=instances)
-    ensure_instance_locks(instances)
     done: list[InstanceOutcome] = []
     Rollout(strategy, actor="ops", progress=Progress(len(prepared.specs)), done=done)(
         list(prepared.specs)

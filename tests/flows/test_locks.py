@@ -1,149 +1,91 @@
-"""Per-instance locks: a wave takes all its instances' limits in one request, or none."""
+"""Instance locks in a real rollout: a wave is not held hostage by one locked
+instance, and re-runs converge (a revision deploys once, a dead run's deploy is
+settled by the next one), on a real Prefect server with real agents."""
 
 from __future__ import annotations
 
-import logging
-import threading
-import uuid
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from prefect import flow
-from prefect.client.orchestration import get_client
-from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.deploying import ensure_instance_locks, lock_name, locked
+from fleet.agent.client import AgentClient
+from fleet.agent.models import Manifest
+from fleet.services import audit, deployments, locks, rollouts
+from fleet.services.drift import recorded_manifests
+from flows._rollout import Rollout, Strategy
+from tasks.deploying import InstanceOutcome
+from tasks.reporting import Progress
+from tests.flows.support import build_world
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = pytest.mark.usefixtures("prefect_server", "fleet_db")
 
-
-@pytest.fixture(scope="module")
-def names() -> Iterator[list[str]]:
-    """A wave of instances, more than an event may relate, with their limits; removed after."""
-    tag = uuid.uuid4().hex[:8]
-    made = [f"lock-{tag}-{i:03d}" for i in range(110)]
-    ensure_instance_locks.fn(made)
-    yield made
-
-    def delete(name: str) -> None:
-        with get_client(sync_client=True) as client:
-            client.delete_global_concurrency_limit_by_name(lock_name(name))
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(delete, made))
+QUICK = Strategy(canary="0", batch="100%", halt_after="100%", retries=0, lock_timeout_seconds=2)
 
 
-def active(names: list[str]) -> list[int]:
-    with get_client(sync_client=True) as client:
-        return [
-            client.read_global_concurrency_limit_by_name(lock_name(n)).active_slots for n in names
-        ]
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
+def roll(instances: list[str], strategy: Strategy) -> dict[str, tuple[str, str]]:
+    prepared = rollouts.prepare_rollout(actor="ops", instances=instances)
+    done: list[InstanceOutcome] = []
+    Rollout(strategy, actor="ops", progress=Progress(len(prepared.specs)), done=done)(
+        list(prepared.specs)
+    )
+    return {o.instance: (o.outcome, o.detail) for o in done}
 
 
-class Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+@flow
+def roll_specs(specs: list[rollouts.DeploySpec], strategy: Strategy) -> dict[str, str]:
+    done: list[InstanceOutcome] = []
+    Rollout(strategy, actor="ops", progress=Progress(len(specs)), done=done)(specs)
+    return {o.instance: o.outcome for o in done} | {"_run": str(flow_run.id)}
 
 
-def test_a_wave_holds_every_lock_then_none(names):
-    errors = Errors()
-    logger = logging.getLogger("prefect.events")
-    logger.addHandler(errors)
-    seen: dict[str, list[int]] = {}
-
-    @flow
-    def wave() -> None:
-        with locked(list(reversed(names)), timeout=30):
-            seen["inside"] = active(names)
-
-    try:
-        wave()
-    finally:
-        logger.removeHandler(errors)
-    assert seen["inside"] == [1] * len(names)
-    assert active(names) == [0] * len(names)
-    # One event per lock acquired and released. Prefect's own `concurrency()`
-    # relates each to every other lock of its request: with more than 100 locks
-    # the events broke Prefect's limit of 100 related resources and were lost.
-    assert errors.messages == []
+def test_an_instance_another_run_holds_is_reported_and_the_wave_goes_on(tmp_path, start_agent):
+    world = build_world(tmp_path, start_agent, [("a1", "auto", None), ("a2", "auto", None)])
+    held = locks.take("a1", run="other-run", holder="elsewhere:1", lease=timedelta(minutes=10))
+    outcomes = roll(["a1", "a2"], QUICK)
+    assert outcomes["a2"][0] == "succeeded"  # not held hostage by a1
+    outcome, detail = outcomes["a1"]
+    assert outcome == "locked" and "held by run other-run (elsewhere:1)" in detail
+    assert world.applies("a1") == []
+    (record,) = deployments.deployments_of("a1")
+    assert record.outcome == "locked" and "other-run" in (record.error or "")
+    assert [lease.run for lease in locks.held()] == [held.run]  # ours released, theirs kept
 
 
-def test_a_held_lock_times_out_and_the_wave_takes_none(names):
-    taken, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with locked([names[-1]], timeout=10):
-            taken.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert taken.wait(30)
-        with pytest.raises(TimeoutError), locked(names, timeout=1.5):
-            pytest.fail("acquired a lock another holder has")
-        assert active(names) == [0] * (len(names) - 1) + [1]
-    finally:
-        release.set()
-        thread.join(30)
-    assert active(names) == [0] * len(names)
+def test_two_runs_for_one_revision_deploy_it_once(tmp_path, start_agent):
+    world = build_world(tmp_path, start_agent, [("a1", "auto", None)])
+    prepared = rollouts.prepare_rollout(actor="ops", instances=["a1"])
+    (spec,) = prepared.specs
+    first = roll_specs([spec], QUICK)
+    second = roll_specs([spec], QUICK)  # a second run, waiting for the same revision
+    assert first["a1"] == "succeeded" and second["a1"] == "already-deployed"
+    assert len(world.applies("a1")) == 1
+    records = {d.flow_run_id: d for d in deployments.deployments_of("a1")}
+    assert records[first["_run"]].outcome == "succeeded"
+    assert records[second["_run"]].outcome == "already-deployed"
+    (now,) = recorded_manifests(["a1"])
+    assert now.revision == spec.revision  # never marked failed
+    assert locks.held() == []
 
 
-def test_the_wave_waits_for_a_lock_released_in_time(names):
-    taken, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with locked([names[0]], timeout=10):
-            taken.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    assert taken.wait(30)
-    threading.Timer(1.0, release.set).start()
-    try:
-        with locked(names, timeout=30):
-            assert release.is_set()  # granted only once the holder let go
-            assert active(names) == [1] * len(names)
-    finally:
-        release.set()
-        thread.join(30)
-    assert active(names) == [0] * len(names)
-
-
-def test_an_instance_without_a_limit_is_an_error_and_the_wave_takes_none(names):
-    stray = f"lock-missing-{uuid.uuid4().hex[:8]}"
-    missing = pytest.raises(ConcurrencySlotAcquisitionError, match=lock_name(stray))
-    with missing, locked([*names, stray], timeout=5):
-        pytest.fail("deployed without a lock")
-    assert active(names) == [0] * len(names)
-
-
-def test_an_empty_wave_takes_nothing():
-    with locked([], timeout=1):
-        pass
-
-
-def test_a_wave_that_fails_releases_every_lock_and_says_so(names, monkeypatch):
-    import tasks.deploying
-
-    emitted: list[tuple[str, str]] = []
-    emit = tasks.deploying._emit_concurrency_event
-
-    def spy(phase, limit, *args, **kwargs):
-        emitted.append((phase, limit.name))
-        return emit(phase, limit, *args, **kwargs)
-
-    monkeypatch.setattr(tasks.deploying, "_emit_concurrency_event", spy)
-    wave = names[:3]
-    with pytest.raises(RuntimeError, match="deploy went wrong"), locked(wave, timeout=10):
-        raise RuntimeError("deploy went wrong")
-    assert active(names) == [0] * len(names)
-    locks = sorted(lock_name(n) for n in wave)
-    assert sorted(n for p, n in emitted if p == "acquired") == locks
-    assert sorted(n for p, n in emitted if p == "released") == locks
+def test_a_deploy_a_dead_run_left_open_is_settled_by_the_next_deploy(tmp_path, start_agent):
+    world = build_world(tmp_path, start_agent, [("a1", "auto", None)])
+    prepared = rollouts.prepare_rollout(actor="ops", instances=["a1"])
+    (spec,) = prepared.specs
+    # A run that applied the revision and died before recording it (no lock left).
+    rollouts.record_started(spec, flow_run_id="dead-run", actor="ops")
+    agent = world.agents["a1"]
+    with AgentClient(agent.url, agent.token) as client:
+        client.apply(Manifest.model_validate(dict(spec.manifest)))
+    outcome = roll_specs([spec], QUICK)
+    assert outcome["a1"] == "already-deployed"
+    assert len(world.applies("a1")) == 1  # applied once, by the dead run
+    records = {d.flow_run_id: d.outcome for d in deployments.deployments_of("a1")}
+    assert records["dead-run"] == "interrupted"
+    (now,) = recorded_manifests(["a1"])
+    assert (now.revision, now.hash) == (spec.revision, spec.manifest_hash)
+    assert any(e.action == "recovery.settled" for e in audit.events())
+    assert audit.verify().ok
