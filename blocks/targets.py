@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import cast
+from typing import Annotated, cast
 
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from fleet.agent.client import AgentClient
 from fleet.agent.command import CommandRunner
 from fleet.agent.installation import DEFAULT_KEEP, Installation
+from fleet.agent.models import check_instance_name
 from fleet.agent.target import Target
 from fleet.core.errors import FleetError, NotFoundError
 
@@ -39,17 +40,40 @@ class BlockRegistrationError(FleetError):
     """The block types could not be registered with the Prefect server."""
 
 
+def _empty_is_none(value: object) -> object:
+    # A form's emptied field comes as "": it means no instance, not an invalid one.
+    return None if value == "" else value
+
+
 class FleetAgent(Block):
-    """A Fleet agent running beside the instance, reached over HTTP."""
+    """A Fleet agent running beside the instance, reached over HTTP.
+
+    Without `instance` the agent serves one installation (`fleet agent serve`);
+    with it, the agent is a host of many instances (`fleet agent serve
+    --multi-instance`) and this block reaches the one named.
+    """
 
     _block_type_name = "Fleet Agent"
     _block_type_slug = "fleet-agent"
-    _description = "A Fleet agent beside one instance: base URL, bearer token, timeouts."
+    _description = (
+        "A Fleet agent beside one instance, or one instance of an agent host: base URL, "
+        "bearer token, instance on the host, timeouts."
+    )
 
     base_url: str = Field(
         description="Base URL of the agent, e.g. https://acme-prod.internal:8700",
     )
     token: SecretStr = Field(description="Bearer token the agent was started with.")
+    instance: Annotated[
+        Annotated[str, AfterValidator(check_instance_name)] | None,
+        BeforeValidator(_empty_is_none),
+    ] = Field(
+        default=None,
+        description=(
+            "The instance on an agent host serving many (started with --multi-instance); "
+            "empty for an agent serving one installation."
+        ),
+    )
     timeout: float = Field(
         default=300.0,
         gt=0,
@@ -63,6 +87,7 @@ class FleetAgent(Block):
         return AgentClient(
             self.base_url,
             self.token.get_secret_value(),
+            instance=self.instance,
             timeout=self.timeout,
             connect_timeout=self.connect_timeout,
         )
