@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from fleet.agent.errors import InstanceNotFound, ManifestRejected, TargetError, Unauthorized
 from fleet.agent.faults import FaultMiddleware, Faults
@@ -119,6 +120,15 @@ class _AuthMiddleware:
         await self.app(scope, receive, send)
 
 
+class _AnyText(PathConvertor):
+    """Like `:path`, and line breaks too (`.` stops at them)."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("instance", _AnyText())
+
+
 def create_app(state: AgentState) -> FastAPI:
     app = FastAPI(
         title="Fleet agent",
@@ -175,41 +185,41 @@ def create_app(state: AgentState) -> FastAPI:
         """The apply log, oldest first: start and end of every apply and rollback."""
         return agent.installation().apply_log()
 
-    # A name is matched with `:path` so that one holding "/" reaches the name check and
-    # gets its 422, instead of matching no route at all.
+    # A name is matched as `:instance`, any text, so that one holding "/" or a line break
+    # reaches the name check and gets its 422, instead of matching no route at all.
     @app.get("/v1/instances", response_model=InstanceList)
     def list_instances(agent: Agent) -> InstanceList:
         """The instances this host serves, sorted."""
         return InstanceList(instances=agent.host().names())
 
-    @app.post("/v1/instances/{name:path}/apply", response_model=ApplyResult)
+    @app.post("/v1/instances/{name:instance}/apply", response_model=ApplyResult)
     def apply_instance(agent: Agent, name: str, body: dict[str, Any]) -> ApplyResult:
         """Install a manifest on one instance of the host and switch to it."""
         host = agent.host()
         host.get(name)  # an unknown instance says more than a problem in the manifest
         return host.apply(name, parse_manifest(body))
 
-    @app.get("/v1/instances/{name:path}/state", response_model=TargetState)
+    @app.get("/v1/instances/{name:instance}/state", response_model=TargetState)
     def read_instance_state(agent: Agent, name: str) -> TargetState:
         """One instance's current release."""
         return agent.host().get(name).state()
 
-    @app.get("/v1/instances/{name:path}/health", response_model=HealthReport)
+    @app.get("/v1/instances/{name:instance}/health", response_model=HealthReport)
     def instance_health(agent: Agent, name: str) -> HealthReport:
         """Run each component's health check on one instance's current release."""
         return _health(agent, agent.host().get(name))
 
-    @app.post("/v1/instances/{name:path}/rollback", response_model=ApplyResult)
+    @app.post("/v1/instances/{name:instance}/rollback", response_model=ApplyResult)
     def rollback_instance(agent: Agent, name: str, body: RollbackRequest) -> ApplyResult:
         """Switch one instance back to a release still on disk."""
         return agent.host().get(name).rollback(body.manifest_hash)
 
-    @app.get("/v1/instances/{name:path}/applies", response_model=list[ApplyLogEntry])
+    @app.get("/v1/instances/{name:instance}/applies", response_model=list[ApplyLogEntry])
     def instance_applies(agent: Agent, name: str) -> list[ApplyLogEntry]:
         """One instance's apply log, oldest first."""
         return agent.host().get(name).apply_log()
 
-    @app.put("/v1/instances/{name:path}", response_model=InstanceCreated)
+    @app.put("/v1/instances/{name:instance}", response_model=InstanceCreated)
     def create_instance(agent: Agent, name: str, response: Response) -> InstanceCreated:
         """Serve instance `name` from now on (201), or say it already is (200)."""
         created = agent.host().create(name)
