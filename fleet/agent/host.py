@@ -25,7 +25,12 @@ from pathlib import Path
 
 import httpx
 
-from fleet.agent.errors import InstanceNameRejected, InstanceNotFound, ManifestRejected
+from fleet.agent.errors import (
+    InstanceNameRejected,
+    InstanceNotFound,
+    ManifestRejected,
+    TargetError,
+)
 from fleet.agent.installation import DEFAULT_KEEP, Installation
 from fleet.agent.models import ApplyResult, Manifest, check_instance_name
 
@@ -108,7 +113,10 @@ class AgentHost:
         with self._adding:
             if name in self._installations:
                 return False
-            self._installations[name] = self._installation(name)
+            try:
+                self._installations[name] = self._installation(name)
+            except OSError as exc:
+                raise TargetError(f"Cannot create instance {name!r}: {exc}") from None
         return True
 
     def create_all(self, names: Iterable[str]) -> int:

@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
         "Serve many instances under ROOT/instances/, each with its own installation at "
         "/v1/instances/{name}/...; instances are created at start (the options below) or "
         "by PUT /v1/instances/{name}; those on disk from an earlier run are served again. "
-        "Any option below implies --multi-instance.",
+        "--instance and --instance-count imply --multi-instance.",
     )
     many.add_argument(
         "--multi-instance", action="store_true", help="serve many instances under ROOT"

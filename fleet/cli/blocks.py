@@ -19,7 +19,9 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    blocks = sub.add_parser("blocks", help="Prefect block types of deploy targets")
+    blocks = sub.add_parser(
+        "blocks", help="deploy target blocks: register their types, add an agent host's"
+    )
     blocks_sub = blocks.add_subparsers(dest="blocks_command", metavar="ACTION")
     blocks_sub.required = True
     reg = blocks_sub.add_parser("register", help="register the block types with Prefect")

@@ -22,6 +22,7 @@ from fleet.agent.errors import (
     InstanceNotFound,
     ManifestRejected,
     TargetBusy,
+    TargetError,
 )
 from fleet.agent.faults import Faults
 from fleet.agent.host import AgentHost, numbered_instances
@@ -409,7 +410,7 @@ def test_numbered_instances(prefix: str, count: int, expected: list[str] | None)
         assert names == sorted(names)  # padded: the host lists them in numeric order
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.one_of(st.text(max_size=70), st.from_regex(NAME_PATTERN, fullmatch=True)))
 def test_a_name_is_an_instance_directory_or_refused(name: str) -> None:
     import tempfile
@@ -436,4 +437,9 @@ def test_a_host_ignores_what_is_not_an_instance_under_its_root(tmp_path: Path) -
     (instances / "Not-A-Name").mkdir()
     (instances / "stray-file").write_text("x")
     (instances / "linked").symlink_to(tmp_path)
-    assert AgentHost(tmp_path).names() == ["acme-prod"]
+    host = AgentHost(tmp_path)
+    assert host.names() == ["acme-prod"]
+    # A file where the instance's directory would go is an error, not a crash.
+    with pytest.raises(TargetError, match="Cannot create instance 'stray-file'"):
+        host.create("stray-file")
+    assert host.names() == ["acme-prod"]
