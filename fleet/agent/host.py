@@ -48,7 +48,7 @@ def numbered_instances(prefix: str, count: int) -> list[str]:
     both name instances with this, so a host and its target blocks agree.
     """
     if count < 0:
-        raise InstanceNameRejected(f"Invalid instance count: {count!r} (expected 0 or more)")
+        raise ValueError(f"Invalid instance count: {count!r} (expected 0 or more)")
     width = max(4, len(str(count)))
     names = [f"{prefix}-{i:0{width}d}" for i in range(1, count + 1)]
     check_instance_name(prefix)

@@ -175,6 +175,10 @@ def test_a_host_started_through_the_full_cli_hands_its_instance_options_over(
         tmp_path,
         "--instance",
         "acme-prod",
+        "--instance",
+        "acme-prod",  # named twice
+        "--instance",
+        "shop-0002",  # and among the numbered ones
         "--instance-count",
         "2",
         "--instance-prefix",
@@ -401,6 +405,8 @@ def test_a_root_serves_as_the_kind_it_was_made(
     ],
 )
 def test_numbered_instances(prefix: str, count: int, expected: list[str] | None) -> None:
+    with pytest.raises(ValueError, match="Invalid instance count: -1"):
+        numbered_instances(prefix, -1)
     names = numbered_instances(prefix, count)
     assert len(names) == count == len(set(names))
     if expected is not None:
