@@ -71,6 +71,12 @@ FLOWS: tuple[FlowEntry, ...] = (
         parameters={"repair": False},
         description="Hourly: compare what instances run with the recorded manifests.",
     ),
+    FlowEntry(
+        "recover",
+        "flows/recover.py:recover",
+        parameters={"wait_for_leases": True},
+        description="After a crash: close what a dead run left open, record what runs.",
+    ),
 )
 
 

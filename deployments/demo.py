@@ -7,8 +7,9 @@ It starts a Prefect server on SQLite (PREFECT_HOME under FLEET_HOME), builds
 demo artifacts for a copy of the fleet file (file:// URLs), starts one agent
 per instance and registers a FleetAgent block named after it, creates Fleet's
 database and applies the copy, runs `fleet setup`, creates an operator and an
-approver API token, starts Fleet's API and serves every flow with its schedule
-(`fleet serve`). Then it prints where to look and what to try, and waits.
+approver API token, starts Fleet's API (with the console at its root) and serves every flow with
+its schedule (`fleet serve`). Then it prints where to look (the console's
+address first) and what to try, and waits.
 
 Once it is up, a child that dies (an agent, the API, the Prefect server, `fleet
 serve`) is logged and restarted with backoff (`deployments.supervisor`); the
@@ -41,6 +42,7 @@ from typing import Any
 import httpx
 
 from deployments.prefect_server import server_env
+from deployments.setup import HEARTBEAT_SECONDS
 from deployments.supervisor import Child, Supervisor
 
 __all__ = ["Demo", "DemoConfig", "main"]
@@ -113,9 +115,13 @@ class Demo:
             PREFECT_HOME=str(c.home / "prefect"),
             PREFECT_API_URL=f"{c.prefect_url}/api",
             PREFECT_UI_URL=c.prefect_url,
+            # The approval form and notifications link to the console.
+            FLEET_CONSOLE_URL=c.api_url,
             PREFECT_SERVER_API_HOST=c.host,
             PREFECT_SERVER_API_PORT=str(c.prefect_port),
             PREFECT_LOGGING_LEVEL=env.get("PREFECT_LOGGING_LEVEL", "INFO"),
+            # Flow runs beat so that a run whose process dies is marked Crashed (fleet setup).
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT_SECONDS),
             PYTHONUNBUFFERED="1",
         )
         env.pop("FLEET_DATABASE_URL", None)  # the demo's data is under FLEET_HOME only
@@ -351,6 +357,10 @@ def bring_up(demo: Demo) -> dict[str, str]:
     demo.start("fleet-serve", [*fleet_cli, "serve"])
     demo.wait_for("the Fleet API", lambda: _http_ok(f"{c.api_url}/health"), timeout=60)
     demo.wait_for("the served flows", _served_since(started), timeout=120)
+    # Now that recover/fleet exists, setup can point the crash automation at it.
+    with contextlib.redirect_stdout(io.StringIO()):
+        if fleet(["setup"]) != 0:
+            raise DemoError("fleet setup (after the flows were served) failed")
     return issued
 
 
@@ -363,11 +373,12 @@ def banner(config: DemoConfig, issued: dict[str, str]) -> str:
         advisory = ADVISORY
     return f"""
 {BANNER_READY}
+  Fleet console {api}/
   Prefect UI    {ui}
   Fleet API     {api}/docs
   logs          {config.work / "logs"}
 
-API tokens (Authorization: Bearer ...):
+API tokens (sign in to the console with one; or Authorization: Bearer ... in the API):
   operator      {issued["operator"]}
   approver      {issued["approver"]}
 
@@ -376,7 +387,8 @@ Three things to try:
      Custom run; set requested_by to your name and submit. Auto-update instances
      deploy at once; the critical fix is enforced on the frozen initech-prod.
   2. Approve the paused run: the rollout waits for the manual-approval instances
-     (lts needs two approvers, wayne-beta one). Approve as a verified principal:
+     (lts needs two approvers, wayne-beta one). Approve as a verified principal in
+     the console ({api}/console/approvals, signed in with the approver token), or:
        curl -s -H "Authorization: Bearer {issued["approver"]}" {api}/approvals
        curl -s -X POST -H "Authorization: Bearer {issued["approver"]}" \\
             -H 'Content-Type: application/json' -d '{{"decision": "approve"}}' \\

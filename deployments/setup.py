@@ -1,34 +1,60 @@
 """`fleet setup`: make a Prefect workspace ready for Fleet; running it again changes nothing.
 
 It creates (or brings back in line) the process work pool `fleet`, one
-concurrency limit of 1 per instance (the per-instance deploy lock), Fleet's
-block types, and, when a notification block is named, an automation that
-notifies when a run pauses for approval. Each step reports `created`,
-`updated` or `unchanged`.
+concurrency limit of 1 per instance, Fleet's block types, and three
+automations:
+- a run whose heartbeats stop is marked Crashed (a zombie: its process or
+  machine died); Fleet's flow processes beat every `HEARTBEAT_SECONDS`;
+- a crashed run of a Fleet flow starts `recover/fleet` for it (once that
+  deployment exists: run `fleet setup` again after deploying the flows), and
+  notifies through the notification block when one is named;
+- when a notification block is named, a run that pauses for approval notifies.
+Each step reports `created`, `updated`, `unchanged` or why it was skipped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from deployments.catalog import WORK_POOL
 from fleet.core.errors import FleetError, InputError, NotFoundError
 
-__all__ = ["AUTOMATION_NAME", "SetupStep", "approval_automation", "setup"]
+__all__ = [
+    "AUTOMATION_NAME",
+    "HEARTBEAT_SECONDS",
+    "RECOVERY_AUTOMATION",
+    "ZOMBIE_AUTOMATION",
+    "SetupStep",
+    "approval_automation",
+    "recovery_automation",
+    "setup",
+    "zombie_automation",
+]
 
 AUTOMATION_NAME = "fleet: run waiting for approval"
+ZOMBIE_AUTOMATION = "fleet: runs without heartbeats are crashed"
+RECOVERY_AUTOMATION = "fleet: recover after a crashed run"
+# PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the processes that run Fleet's flows (Prefect's
+# minimum is 30); a run is a zombie after MISSED_HEARTBEATS beats did not come.
+HEARTBEAT_SECONDS = 30
+MISSED_HEARTBEATS = 3
+RECOVER_DEPLOYMENT = "recover/fleet"
+# The flows whose crash can leave a deploy half done.
+DEPLOYING_FLOWS = ("compile-and-deploy", "patch-rollout", "rollback", "auto-update", "drift-check")
 
 
 @dataclass(frozen=True, slots=True)
 class SetupStep:
     kind: str
     name: str
-    action: str  # created, registered, updated, unchanged
+    action: str  # created, registered, updated, unchanged, skipped
+    note: str = ""
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.name}: {self.action}"
+        return f"{self.kind} {self.name}: {self.action}" + (f" ({self.note})" if self.note else "")
 
 
 def _work_pool(client: Any, limit: int | None) -> SetupStep:
@@ -103,10 +129,22 @@ def _block_types(client: Any) -> list[SetupStep]:
     ]
 
 
-def approval_automation(block_document_id: Any) -> Any:
-    """The automation: a flow run entered Paused (it waits for an approval form)."""
+def approval_automation(block_document_id: Any, console_url: str | None = None) -> Any:
+    """The automation: a flow run entered Paused (it waits for an approval form).
+    With the console's address, the notification links to the run there."""
     from prefect.events.actions import SendNotification
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    body = (
+        "Flow run {{ flow_run.name }} ({{ flow.name }}) is paused waiting for "
+        "an approval: {{ flow_run|ui_url }}"
+    )
+    if console_url:
+        body += (
+            "\nApprove or reject it as yourself (verified) in Fleet's console: "
+            + console_url.rstrip("/")
+            + "/console/approvals/{{ flow_run.id }}"
+        )
 
     return AutomationCore(
         name=AUTOMATION_NAME,
@@ -122,13 +160,139 @@ def approval_automation(block_document_id: Any) -> Any:
             SendNotification(
                 block_document_id=block_document_id,
                 subject="Fleet: {{ flow_run.name }} waits for approval",
-                body=(
-                    "Flow run {{ flow_run.name }} ({{ flow.name }}) is paused waiting for "
-                    "an approval: {{ flow_run|ui_url }}"
-                ),
+                body=body,
             )
         ],
     )
+
+
+def zombie_automation(heartbeat: int = HEARTBEAT_SECONDS) -> Any:
+    """A run that stops beating (its process or machine died) is marked Crashed.
+
+    Only a running process beats: a suspended run (waiting days for an
+    approval, no process) and a run waiting for a retry are expected to be
+    silent, so their states end the wait like the final ones.
+    """
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    silence = heartbeat * MISSED_HEARTBEATS
+    ends = ("Completed", "Failed", "Cancelled", "Crashed", "Paused", "Suspended", "AwaitingRetry")
+    return AutomationCore(
+        name=ZOMBIE_AUTOMATION,
+        description=(
+            f"Mark a flow run Crashed when {MISSED_HEARTBEATS} heartbeats ({silence} s) did not "
+            "come: its process or machine is gone (a zombie run)."
+        ),
+        enabled=True,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{s}" for s in ends)},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=silence),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {silence} s: the run's process or machine stopped",
+            )
+        ],
+    )
+
+
+def recovery_automation(deployment_id: Any, block_document_id: Any | None = None) -> Any:
+    """A crashed run of a deploying flow starts `recover/fleet` for it, and notifies."""
+    from prefect.events.actions import RunDeployment, SendNotification
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    actions: list[Any] = [
+        RunDeployment(
+            source="selected",
+            deployment_id=deployment_id,
+            parameters={"flow_run_id": "{{ flow_run.id }}", "wait_for_leases": True},
+        )
+    ]
+    if block_document_id is not None:
+        actions.append(
+            SendNotification(
+                block_document_id=block_document_id,
+                subject="Fleet: {{ flow_run.name }} crashed; recovery started",
+                body=(
+                    "Flow run {{ flow_run.name }} ({{ flow.name }}) crashed: "
+                    "{{ flow_run|ui_url }}. Fleet's recover flow closes what it left open "
+                    "and records what its instances run; its locks are free within a lease."
+                ),
+            )
+        )
+    return AutomationCore(
+        name=RECOVERY_AUTOMATION,
+        description="Recover what a crashed Fleet run left open, and tell the operator.",
+        enabled=True,
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Crashed"},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={
+                "prefect.resource.role": "flow",
+                "prefect.resource.name": list(DEPLOYING_FLOWS),
+            },
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=actions,
+    )
+
+
+def _ensure_automation(client: Any, wanted: Any) -> SetupStep:
+    existing = client.read_automations_by_name(wanted.name)
+    if not existing:
+        client.create_automation(wanted)
+        return SetupStep("automation", wanted.name, "created")
+    current = existing[0]
+    keys = {"name", "description", "enabled", "trigger", "actions"}
+    if current.model_dump(mode="json", include=keys) == wanted.model_dump(
+        mode="json", include=keys
+    ):
+        return SetupStep("automation", wanted.name, "unchanged")
+    client.update_automation(current.id, wanted)
+    return SetupStep("automation", wanted.name, "updated")
+
+
+def _notification_block(client: Any, notification_block: str) -> Any:
+    from prefect.exceptions import ObjectNotFound
+
+    slug, _, name = notification_block.partition("/")
+    if not name:
+        raise InputError(
+            f"Invalid notification block: {notification_block!r} "
+            "(expected <block-type-slug>/<name>, e.g. slack-webhook/ops)"
+        )
+    try:
+        return client.read_block_document_by_name(name, slug, include_secrets=False)
+    except ObjectNotFound as exc:
+        raise NotFoundError(f"No notification block {notification_block!r}") from exc
+
+
+def _recovery(client: Any, notification_block: str | None) -> SetupStep:
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        deployment = client.read_deployment_by_name(RECOVER_DEPLOYMENT)
+    except ObjectNotFound:
+        return SetupStep(
+            "automation",
+            RECOVERY_AUTOMATION,
+            "skipped",
+            f"{RECOVER_DEPLOYMENT} is not deployed yet: deploy the flows, then run fleet "
+            "setup again",
+        )
+    block = None
+    if notification_block:
+        block = _notification_block(client, notification_block).id
+    return _ensure_automation(client, recovery_automation(deployment.id, block))
 
 
 def _automation(client: Any, notification_block: str) -> SetupStep:
@@ -144,7 +308,9 @@ def _automation(client: Any, notification_block: str) -> SetupStep:
         document = client.read_block_document_by_name(name, slug, include_secrets=False)
     except ObjectNotFound as exc:
         raise NotFoundError(f"No notification block {notification_block!r}") from exc
-    wanted = approval_automation(document.id)
+    from fleet.settings import get_settings
+
+    wanted = approval_automation(document.id, get_settings().console_url)
     existing = client.read_automations_by_name(AUTOMATION_NAME)
     if not existing:
         client.create_automation(wanted)
@@ -172,6 +338,8 @@ def setup(
         steps = [_work_pool(client, pool_limit)]
         steps.extend(_limits(client, sorted(set(instances))))
         steps.extend(_block_types(client))
+        steps.append(_ensure_automation(client, zombie_automation()))
+        steps.append(_recovery(client, notification_block))
         if notification_block:
             steps.append(_automation(client, notification_block))
     return steps

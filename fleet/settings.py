@@ -40,6 +40,27 @@ class Settings(BaseSettings):
         ),
     )
 
+    console_session_hours: float = Field(
+        default=8,
+        gt=0,
+        le=24 * 30,
+        description="How long a console sign-in lasts (FLEET_CONSOLE_SESSION_HOURS).",
+    )
+    console_url: str | None = Field(
+        default=None,
+        max_length=500,
+        description=(
+            "Where people reach Fleet's console, e.g. https://fleet.internal "
+            "(FLEET_CONSOLE_URL): the approval form and notifications link there."
+        ),
+    )
+
+    def console_link(self, path: str) -> str | None:
+        """The console's address of `path` (e.g. `/console/approvals/ID`), if it is known."""
+        if not self.console_url:
+            return None
+        return self.console_url.rstrip("/") + "/" + path.lstrip("/")
+
     @property
     def url(self) -> str:
         """The database URL in effect."""

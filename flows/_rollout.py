@@ -43,6 +43,7 @@ from fleet.core.rollout import (
 )
 from fleet.services import approvals, manifests
 from fleet.services.rollouts import DeploySpec
+from fleet.settings import get_settings
 from tasks._tagcheck import TagChecks
 from tasks.deploying import (
     InstanceOutcome,
@@ -123,10 +124,17 @@ def _approval_text(
     tally: ApprovalTally,
     deadlines: dict[str, datetime],
     notes: Mapping[str, str],
+    console: str | None = None,
 ) -> str:
     lines = ["# Approval needed", ""]
     lines.append(f"Requested by **{tally.requested_by}** (who cannot approve it).")
     lines.append("")
+    if console:
+        lines.append(
+            f"Approve or reject as yourself in [Fleet's console]({console}): the approval is "
+            "recorded as verified. A name typed into this form is recorded as self-declared."
+        )
+        lines.append("")
     for name in tally.pending():
         spec = specs[name]
         given = ", ".join(sorted(tally.approvers.get(name, ()))) or "none yet"
@@ -177,6 +185,7 @@ def approval_gate(
     }
     closed: list[tuple[DeploySpec, str, str]] = []
     expired: set[str] = set()
+    console = get_settings().console_link(f"/console/approvals/{run_id}")
     key = 0
     while True:
         now = datetime.now(UTC)
@@ -194,7 +203,10 @@ def approval_gate(
         timeout = max(1, math.ceil(remaining.total_seconds()))
         try:
             answer = _wait_for_input(
-                _approval_text(specs, tally, deadlines, notes), f"approval-{key}", timeout, poll
+                _approval_text(specs, tally, deadlines, notes, console),
+                f"approval-{key}",
+                timeout,
+                poll,
             )
         except FlowPauseTimeout:
             continue  # the deadline check at the top expires what is due

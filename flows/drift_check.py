@@ -2,7 +2,8 @@
 
 1. ask each instance's target what it runs;
 2. compare with the recorded manifest (versions and manifest hash);
-3. report drift as a table artifact and a `fleet.instance.drift` event;
+3. report drift as a table artifact and a `fleet.instance.drift` event, and keep
+   it in Fleet's records (the console's matrix shows it);
 4. with `repair`, store the recorded manifest again as a new revision and
    redeploy it with the same deploy task as every rollout.
 """
@@ -16,7 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from fleet.core.drift import Drift
 from flows._rollout import DEPLOY_CONCURRENCY, Strategy, rollout
 from tasks.deploying import InstanceOutcome, ensure_instance_locks
-from tasks.drift import observe, read_recorded, store_repair
+from tasks.drift import observe, read_recorded, record_drift, store_repair
 from tasks.reporting import Progress
 
 
@@ -89,6 +90,12 @@ def drift_check(
             payload={"revision": found.revision, "drift": found.describe()},
         )
         logger.warning("%s drifted: %s", found.instance, found.describe())
+    record_drift(
+        [r.instance for r, f in futures if f.state.is_completed()],
+        drifted,
+        actor=requested_by,
+        flow_run_id=run_id,
+    )
     create_table_artifact(
         rows
         or [

@@ -1,4 +1,4 @@
-"""Drift tasks: ask a target what it runs, store the repair revision."""
+"""Drift tasks: ask a target what it runs, keep what was found, store the repair revision."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ def observe(recorded: Recorded) -> Drift:
         observed=state.components,
         observed_hash=state.manifest_hash if known else None,
     )
+
+
+@task(name="record drift", cache_policy=NO_CACHE)
+def record_drift(checked: list[str], found: list[Drift], *, actor: str, flow_run_id: str) -> None:
+    """Keep the check's findings in Fleet's records (the console shows them)."""
+    drift.record_check(checked, found, actor=actor, flow_run_id=flow_run_id)
 
 
 @task(

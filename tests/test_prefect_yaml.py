@@ -4,6 +4,7 @@ matches what `fleet serve` serves; `prefect deploy --all` works against a server
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from prefect.flows import load_flow_from_entrypoint
 from deployments.catalog import FLOWS, TIMEZONE, WORK_POOL, load_flow
 from deployments.serve import runner_deployments
 from deployments.setup import setup
+from fleet.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {
@@ -28,6 +30,7 @@ NAMES = {
     "compliance-scan",
     "auto-update",
     "drift-check",
+    "recover",
 }
 
 
@@ -82,9 +85,10 @@ def test_serve_offers_the_same_deployments():
 @pytest.mark.usefixtures("prefect_server")
 def test_setup_twice_changes_nothing_the_second_time():
     first = setup(instances=["acme-prod", "globex-eu"], pool_limit=4)
-    assert {s.kind for s in first} == {"work pool", "concurrency limit", "block type"}
+    kinds = {s.kind for s in first}
+    assert kinds == {"work pool", "concurrency limit", "block type", "automation"}
     second = setup(instances=["acme-prod", "globex-eu"], pool_limit=4)
-    assert [s.action for s in second] == ["unchanged"] * len(second), second
+    assert {s.action for s in second} <= {"unchanged", "skipped"}, second
     with get_client(sync_client=True) as client:
         pool = client.read_work_pool(WORK_POOL)
         assert (pool.type, pool.concurrency_limit) == ("process", 4)
@@ -93,7 +97,9 @@ def test_setup_twice_changes_nothing_the_second_time():
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_setup_with_a_notification_block_adds_the_approval_automation_once():
+def test_setup_with_a_notification_block_adds_the_approval_automation_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from prefect.blocks.notifications import SlackWebhook
 
     with warnings.catch_warnings():
@@ -104,10 +110,24 @@ def test_setup_with_a_notification_block_adds_the_approval_automation_once():
     first = setup(notification_block="slack-webhook/fleet-ops")
     assert first[-1].kind == "automation" and first[-1].action in ("created", "unchanged")
     second = setup(notification_block="slack-webhook/fleet-ops")
-    assert [s.action for s in second] == ["unchanged"] * len(second), second
+    assert {s.action for s in second} <= {"unchanged", "skipped"}, second
     with get_client(sync_client=True) as client:
         (automation,) = client.read_automations_by_name("fleet: run waiting for approval")
         assert "prefect.flow-run.Paused" in automation.trigger.expect  # type: ignore[union-attr]
+        assert "console" not in automation.actions[0].body  # type: ignore[union-attr]
+    # Once the console's address is known, the notification links to the run there.
+    monkeypatch.setenv("FLEET_CONSOLE_URL", "https://fleet.example")
+    get_settings.cache_clear()
+    try:
+        third = setup(notification_block="slack-webhook/fleet-ops")
+    finally:
+        monkeypatch.delenv("FLEET_CONSOLE_URL")
+        get_settings.cache_clear()
+    assert third[-1].action == "updated"
+    with get_client(sync_client=True) as client:
+        (automation,) = client.read_automations_by_name("fleet: run waiting for approval")
+        body = automation.actions[0].body  # type: ignore[union-attr]
+        assert "https://fleet.example/console/approvals/{{ flow_run.id }}" in body
 
 
 @pytest.mark.slow
@@ -145,5 +165,46 @@ def test_fleet_setup_command_twice_reports_nothing_changed(capsys):
     capsys.readouterr()
     assert main(["setup", "--no-instances", "--pool-limit", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines and all(line.endswith(": unchanged") for line in lines), lines
+    assert lines and all(": unchanged" in line or ": skipped" in line for line in lines), lines
     assert lines[0] == "work pool fleet: unchanged"
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_setup_installs_zombie_detection_and_recovery_once_the_recover_flow_is_deployed():
+    from prefect.blocks.notifications import SlackWebhook
+
+    from deployments.setup import RECOVERY_AUTOMATION, ZOMBIE_AUTOMATION
+    from flows.recover import recover
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        SlackWebhook(url="https://hooks.slack.invalid/services/T/B/X").save(
+            "fleet-oncall", overwrite=True
+        )
+    with get_client(sync_client=True) as client:
+        for name in (RECOVERY_AUTOMATION,):
+            for found in client.read_automations_by_name(name):
+                client.delete_automation(found.id)
+        with contextlib.suppress(Exception):
+            client.delete_deployment(client.read_deployment_by_name("recover/fleet").id)
+    steps = {s.name: s for s in setup(notification_block="slack-webhook/fleet-oncall")}
+    assert steps[RECOVERY_AUTOMATION].action == "skipped"
+    assert "recover/fleet is not deployed yet" in str(steps[RECOVERY_AUTOMATION])
+    deployment_id = recover.to_deployment("fleet").apply()
+    steps = {s.name: s for s in setup(notification_block="slack-webhook/fleet-oncall")}
+    assert steps[RECOVERY_AUTOMATION].action == "created"
+    assert steps[ZOMBIE_AUTOMATION].action in ("created", "unchanged")
+    with get_client(sync_client=True) as client:
+        (zombie,) = client.read_automations_by_name(ZOMBIE_AUTOMATION)
+        trigger = zombie.trigger
+        assert trigger.posture == "Proactive" and trigger.within.total_seconds() == 90  # type: ignore[union-attr]
+        assert trigger.after == {"prefect.flow-run.heartbeat"}  # type: ignore[union-attr]
+        # A suspended run waiting for an approval has no process: it is not a zombie.
+        assert "prefect.flow-run.Suspended" in trigger.expect  # type: ignore[union-attr]
+        assert zombie.actions[0].type == "change-flow-run-state"
+        (recovery,) = client.read_automations_by_name(RECOVERY_AUTOMATION)
+        assert recovery.trigger.expect == {"prefect.flow-run.Crashed"}  # type: ignore[union-attr]
+        run, notify = recovery.actions
+        assert run.type == "run-deployment" and str(run.deployment_id) == str(deployment_id)  # type: ignore[union-attr]
+        assert run.parameters["flow_run_id"] == "{{ flow_run.id }}"  # type: ignore[union-attr]
+        assert notify.type == "send-notification"

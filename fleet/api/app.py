@@ -11,6 +11,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from fleet import console
 from fleet.api import errors
 from fleet.api.auth import SECURITY_SCHEME
 from fleet.api.deps import settings_of
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.get("/health", response_model=Health, tags=["health"])(_health)
     for router in ROUTERS:
         app.include_router(router)
+    console.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

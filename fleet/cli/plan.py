@@ -88,11 +88,23 @@ def _plan(args: argparse.Namespace) -> int:
         state, now, instances=args.instance or None, channels=args.channel or None, labels=labels
     )
     if args.json:
-        json.dump(plan.to_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        write_plan_json(plan, sys.stdout)
     else:
         render_plan(plan, sys.stdout)
     return 0
+
+
+def write_plan_json(plan: Plan, out: TextIO) -> None:
+    """The plan as JSON with one instance per line.
+
+    Python's JSON encoder is written in C only when it does not indent; indented,
+    10,000 instances took seconds. One line per instance stays readable and
+    greppable (`fleet plan --json | grep '"acme-prod"'`).
+    """
+    out.write('{"at": ' + json.dumps(isoformat(plan.at)) + ', "instances": [')
+    for n, item in enumerate(plan.instances):
+        out.write(("\n" if n == 0 else ",\n") + json.dumps(item.to_json(), ensure_ascii=False))
+    out.write("\n]}\n")
 
 
 def _state_from_database() -> FleetState:

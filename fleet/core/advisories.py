@@ -268,6 +268,9 @@ class Finding:
         return self.open and (self.enforced or self.advisory.severity.rank >= Severity.MEDIUM.rank)
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class AdvisoryIndex:
     """Which advisories affect a component version: a cached look-up that does
     not depend on time, so a plan memo can keep it across compiles.
@@ -340,7 +343,7 @@ class Security:
     def accepted_ids(self, instance: str) -> frozenset[str]:
         """The advisory ids risk-accepted on `instance` now."""
         if instance not in self._accepting:
-            return frozenset()
+            return _NONE
         return frozenset(a for (i, a) in self._acceptances if i == instance)
 
     def _facts_of(self, adv: Advisory) -> tuple[datetime | None, bool, bool]:

@@ -293,6 +293,7 @@ class PlanMemo:
         self.acceptances = {k: tuple(v) for k, v in acceptances.items()}
         self.related = _related_pairs(state)
         self.known = frozenset(state.components)
+        self.groups = _groups(state.components, self.related)
         self._positions: dict[str, list[int]] | None = None
         self._contains: dict[tuple[int, Version], bool] = {}
         self._compat: dict[tuple[int, int], bool] = {}
@@ -395,18 +396,20 @@ class PlanMemo:
         pins: Sequence[Pin],
         pin_ids: tuple[int, ...],
     ) -> tuple[ComponentVersion, ...]:
-        """`eligible` cut at the floor and to the pins, newest first (no soak, no floor)."""
-        key: _Key = (channel.name, component, id(floor), pin_ids)
-        hit = self._domains.get(key)
-        if hit is None:
-            kept: list[ComponentVersion] = []
-            for cv in self.eligible(channel, component):
-                if floor is not None and cv.version < floor.version:
-                    break  # newest first: everything after is lower still
-                if all(self.meets(p.spec, cv.version) for p in pins):
-                    kept.append(cv)
-            hit = self._domains[key] = tuple(kept)
-        return hit
+        """`eligible` cut to the pins and at the floor, newest first (no soak, no floor).
+
+        The list for the pins is made once; each floor takes a prefix of it."""
+        key: _Key = (channel.name, component, pin_ids)
+        full = self._domains.get(key)
+        if full is None:
+            full = self._domains[key] = tuple(
+                cv
+                for cv in self.eligible(channel, component)
+                if all(self.meets(p.spec, cv.version) for p in pins)
+            )
+        if floor is None:
+            return full
+        return full[: _count_at_or_above(full, floor.version)]
 
     def expired_note(self, pin: Pin) -> str:
         note = self._notes.get(id(pin))
@@ -415,6 +418,46 @@ class PlanMemo:
             note = f"expired pin ignored: {pin.describe()} expired {isoformat(pin.expires_at)}"
             self._notes[id(pin)] = note
         return note
+
+
+def _count_at_or_above(newest_first: Sequence[ComponentVersion], floor: Version) -> int:
+    """How many of `newest_first` are at or above `floor` (a binary search)."""
+    lo, hi = 0, len(newest_first)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if newest_first[mid].version >= floor:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _groups(
+    order: Sequence[str], related: Collection[tuple[str, str]]
+) -> tuple[tuple[str, ...], ...]:
+    """The components linked by `requires` (directly or not), each group in declared
+    order: groups never constrain each other, so each is resolved on its own.
+
+    >>> _groups(["api", "web", "db"], {("web", "api"), ("api", "web")})
+    (('api', 'web'), ('db',))
+    """
+    parent = {c: c for c in order}
+
+    def root(c: str) -> str:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    for a, b in related:
+        if a in parent and b in parent:
+            ra, rb = root(a), root(b)
+            if ra != rb:
+                parent[rb] = ra
+    members: dict[str, list[str]] = {}
+    for c in order:
+        members.setdefault(root(c), []).append(c)
+    return tuple(tuple(m) for m in members.values())
 
 
 def _related_pairs(state: FleetState) -> frozenset[tuple[str, str]]:
@@ -504,9 +547,13 @@ class _Planner:
         self._resolutions: dict[_Key, _Resolution | PlanError] = {}
         self._fixes: dict[_Key, _SecurityFix | PlanError] = {}
         self._window_notes: dict[str, str] = {}
-        self._reasons: dict[_Key, str] = {}
         self._domains: dict[_Key, list[_Choice]] = {}
         self._found: dict[_Key, list[Finding]] = {}
+        self._group_resolutions: dict[_Key, _Resolution | PlanError] = {}
+        self._narrowed: dict[_Key, Sequence[_Choice]] = {}
+        self._scopes: dict[tuple[str, str | None], tuple[tuple[Pin, ...], list[str]]] = {}
+        self._wide: dict[_Key, list[ComponentVersion]] = {}
+        self._reasons: dict[_Key, str] = {}
         self._flag_sets: dict[_Key, tuple[AdvisoryFlag, ...]] = {}
         self._yanked: dict[_Key, list[str]] = {}
 
@@ -563,12 +610,13 @@ class _Planner:
         channel = self.state.channels[inst.channel]
         policy = effective_policy(channel, inst.policy_override)
         active: list[Pin] = []
-        expired: list[Pin] = []
+        warnings: list[str] = []
         for scope in (("global", None), ("channel", inst.channel), ("instance", inst.name)):
-            for p in self.pins_by_scope.get(scope, ()):
-                (active if p.is_active(self.now) else expired).append(p)
-        warnings = [self.memo.expired_note(p) for p in expired]
-        warnings.extend(self._expired_acceptances(inst.name))
+            live, notes = self._scope_pins(scope)
+            active.extend(live)
+            warnings.extend(notes)
+        if inst.name in self.memo.acceptances:
+            warnings.extend(self._expired_acceptances(inst.name))
         current = {c: inst.current.get(c) for c in self.order}
         warnings.extend(self._yanked_notes(current))
         accepted = self.security.accepted_ids(inst.name)
@@ -639,6 +687,17 @@ class _Planner:
             (),
             tuple(warnings),
         )
+
+    def _scope_pins(self, scope: tuple[str, str | None]) -> tuple[tuple[Pin, ...], list[str]]:
+        """A scope's active pins, and the notes of its expired ones, at `now`."""
+        hit = self._scopes.get(scope)
+        if hit is None:
+            pins = self.pins_by_scope.get(scope, ())
+            hit = self._scopes[scope] = (
+                tuple(p for p in pins if p.is_active(self.now)),
+                [self.memo.expired_note(p) for p in pins if not p.is_active(self.now)],
+            )
+        return hit
 
     def _expired_acceptances(self, instance: str) -> list[str]:
         """Expired risk acceptances of `instance` that no active one replaces."""
@@ -813,86 +872,127 @@ class _Planner:
         instance: str,
         accepted: frozenset[str],
     ) -> _Resolution:
-        registry = self.state.registry
-        pins_by_component: dict[str, list[Pin]] = {}
-        for pin in pins:
-            pins_by_component.setdefault(pin.component, []).append(pin)
-
-        warnings: list[str] = []
-        domains: list[tuple[str, list[_Choice]]] = []
+        """The normal plan: each group of related components resolved on its own,
+        and each group's answer shared by every instance with the same floors,
+        pins and risk acceptances for it (a fleet where no two instances share a
+        whole manifest still shares most groups)."""
+        find = self.state.registry.find
         floors: dict[str, ComponentVersion | None] = {}
-        for component in self.order:
-            version = current[component]
+        for component, version in current.items():
             floor = None
             if version is not None:
-                floor = registry.find(component, version)
+                floor = find(component, version)
                 if floor is None:
                     raise UnknownVersionError(
                         f"{component} {version} is not in the version registry"
                     )
-            comp_pins = pins_by_component.get(component, [])
-            pin_ids = tuple(self.pin_ids[id(p)] for p in comp_pins)
+            floors[component] = floor
+        pins_by_component: dict[str, list[Pin]] = {}
+        for pin in pins:
+            pins_by_component.setdefault(pin.component, []).append(pin)
+        pin_ids: dict[str, tuple[int, ...]] = dict.fromkeys(self.order, ())
+        for component, comp_pins in pins_by_component.items():
+            ids = pin_ids[component] = tuple(self.pin_ids[id(p)] for p in comp_pins)
             if len(comp_pins) > 1:
-                clash = self.memo.pin_clash(component, comp_pins, pin_ids)
+                clash = self.memo.pin_clash(component, comp_pins, ids)
                 if clash:
                     names = "; ".join(p.describe() for p in clash)
                     raise PinConflictError(f"pin conflict on {component}: {names}")
-            floors[component] = floor
-            domain = self._domain(channel, component, floor, comp_pins, pin_ids, instance, accepted)
-            domains.append((component, domain))
 
+        manifest: dict[str, Version | None] = {}
+        reasons: dict[str, str] = {}
+        warnings: list[str] = []
+        for group in self.memo.groups:
+            key: _Key = (
+                channel.name,
+                accepted,
+                group,
+                tuple([id(floors[c]) for c in group]),
+                tuple([pin_ids[c] for c in group]) if pins else (),
+            )
+            part = self._group_resolutions.get(key)
+            if part is None:
+                try:
+                    part = self._resolve_group(
+                        group, channel, floors, pins_by_component, pin_ids, instance, accepted
+                    )
+                except PlanError as exc:
+                    part = exc
+                self._group_resolutions[key] = part
+            if isinstance(part, PlanError):
+                raise part
+            manifest.update(part.manifest)
+            reasons.update(part.reasons)
+            warnings.extend(part.warnings)
+        return _Resolution({c: manifest[c] for c in self.order}, reasons, warnings)
+
+    def _resolve_group(
+        self,
+        group: Sequence[str],
+        channel: Channel,
+        floors: Mapping[str, ComponentVersion | None],
+        pins_by_component: Mapping[str, Sequence[Pin]],
+        pin_ids: Mapping[str, tuple[int, ...]],
+        instance: str,
+        accepted: frozenset[str],
+    ) -> _Resolution:
+        domains = [
+            (
+                c,
+                self._domain(
+                    channel,
+                    c,
+                    floors[c],
+                    pins_by_component.get(c, ()),
+                    pin_ids[c],
+                    instance,
+                    accepted,
+                ),
+            )
+            for c in group
+        ]
         chosen = self._search(domains)
         if chosen is None:
             raise IncompatibleError(self._explain_clash(domains))
-
-        for component, floor in floors.items():
+        warnings: list[str] = []
+        for component in group:
+            floor = floors[component]
             if floor is None or chosen.get(component) is not floor:
                 continue
-            for pin in pins_by_component.get(component, []):
+            for pin in pins_by_component.get(component, ()):
                 if not self._meets(pin.spec, floor.version):
                     warnings.append(
                         f"{component} {floor.version} breaks {pin.describe()}; "
                         "kept (compile never lowers a version)"
                     )
-        manifest: dict[str, Version | None] = {}
-        for component in self.order:
-            cv = chosen.get(component)
-            manifest[component] = None if cv is None else cv.version
         present = {c: cv for c, cv in chosen.items() if cv is not None}
+        manifest = {c: None if cv is None else cv.version for c, cv in chosen.items()}
         reasons = {}
-        for component in self.order:
-            floor, chosen_cv = floors[component], chosen.get(component)
-            comp_pins = pins_by_component.get(component, [])
-            comp_pin_ids = tuple(self.pin_ids[id(p)] for p in comp_pins)
+        for c in group:
             # The reason depends on the chosen versions of related components only.
             key: _Key = (
                 channel.name,
-                component,
-                id(floor),
-                id(chosen_cv),
-                comp_pin_ids,
+                c,
+                id(floors[c]),
+                id(chosen[c]),
+                pin_ids[c],
                 accepted,
-                tuple(
-                    (other, id(cv))
-                    for other, cv in chosen.items()
-                    if (component, other) in self._related
-                ),
+                tuple((o, id(cv)) for o, cv in chosen.items() if (c, o) in self._related),
             )
             text = self._reasons.get(key)
             if text is None:
-                text = self._reason(
+                text = self._reasons[key] = self._reason(
                     channel,
-                    component,
-                    floor,
-                    chosen_cv,
-                    comp_pins,
-                    comp_pin_ids,
+                    c,
+                    floors[c],
+                    chosen[c],
+                    pins_by_component.get(c, ()),
+                    pin_ids[c],
                     present,
                     instance,
                     accepted,
                 )
-                self._reasons[key] = text
-            reasons[component] = text
+            reasons[c] = text
         return _Resolution(manifest, reasons, warnings)
 
     def _domain(
@@ -915,13 +1015,20 @@ class _Planner:
         key: _Key = (channel.name, component, id(floor), pin_ids, accepted)
         hit = self._domains.get(key)
         if hit is None:
-            static = self.memo.domain(channel, component, floor, pins, pin_ids)
-            hit = [
-                cv
-                for cv in static
-                if self._soaked(channel, cv) and not self._hole(instance, accepted, cv)
-            ]
-            if floor is not None and (not hit or hit[-1] is not floor):
+            wide_key: _Key = (channel.name, component, pin_ids, accepted)
+            wide = self._wide.get(wide_key)
+            if wide is None:
+                static = self.memo.domain(channel, component, None, pins, pin_ids)
+                wide = self._wide[wide_key] = [
+                    cv
+                    for cv in static
+                    if self._soaked(channel, cv)
+                    and not self._hole(instance, accepted, cv)
+                    and self._standalone(cv)
+                ]
+            kept = wide if floor is None else wide[: _count_at_or_above(wide, floor.version)]
+            hit = list[_Choice](kept)
+            if floor is not None and (not hit or hit[-1] is not floor) and self._standalone(floor):
                 hit.append(floor)
             if floor is None:
                 hit.append(None)
@@ -956,10 +1063,11 @@ class _Planner:
         When the search fails, arc consistency names the clash.
         """
         names = [name for name, _ in domains]
-        present = [[cv for cv in options if self._standalone(cv)] for _, options in domains]
+        present = [options for _, options in domains]  # never changed: shared lists
         if any(not options for options in present):
             return None
         related = self._related
+        narrowed = self._narrowed
         # For each level, the earlier levels that touch it or anything after it.
         depends = [
             tuple(
@@ -971,7 +1079,7 @@ class _Planner:
         ]
         failed: set[tuple[int, tuple[int, ...]]] = set()
 
-        def extend(level: int, chosen: list[_Choice], rest: list[list[_Choice]]) -> bool:
+        def extend(level: int, chosen: list[_Choice], rest: list[Sequence[_Choice]]) -> bool:
             if level == len(names):
                 return True
             key = (level, tuple(id(chosen[j]) for j in depends[level]))
@@ -979,11 +1087,19 @@ class _Planner:
                 return False
             name = names[level]
             for cv in rest[0]:
-                pruned: list[list[_Choice]] = []
+                pruned: list[Sequence[_Choice]] = []
                 for offset, future in enumerate(rest[1:], start=level + 1):
                     other = names[offset]
                     if (name, other) in related:
-                        future = [w for w in future if self._fits(name, cv, other, w)]
+                        # What is left of a later domain once `cv` is chosen: the same
+                        # for every search that meets the same list (the domains and
+                        # these narrowed lists live as long as this planner).
+                        narrow_key = (name, id(cv), id(future))
+                        narrower = narrowed.get(narrow_key)
+                        if narrower is None:
+                            narrower = [w for w in future if self._fits(name, cv, other, w)]
+                            narrowed[narrow_key] = narrower
+                        future = narrower
                         if not future:
                             break
                     pruned.append(future)
@@ -1053,19 +1169,16 @@ class _Planner:
         names = [name for name, _ in domains]
         present = [list(options) for _, options in domains]
         for name, options in zip(names, present, strict=True):
-            unknown = sorted(
-                {
-                    f"{cv.component} {cv.version} requires {other}, which is not a component"
-                    for cv in options
-                    if cv is not None
-                    for other in cv.requires
-                    if other not in self.memo.known
-                }
-            )
-            kept = [cv for cv in options if self._standalone(cv)]
-            if not kept:
+            if not options:
+                unknown = sorted(
+                    {
+                        f"{cv.component} {cv.version} requires {other}, which is not a component"
+                        for cv in self.state.registry.versions(name)
+                        for other in cv.requires
+                        if other not in self.memo.known
+                    }
+                )
                 return f"no compatible combination: {name}: {'; '.join(unknown[:6])}"
-            options[:] = kept
         clash = self._arc_consistent(names, present)
         if clash is None:
             clash = "every pair of components has a compatible choice, but no whole manifest does"

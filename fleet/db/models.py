@@ -28,7 +28,9 @@ __all__ = [
     "AuditEventRow",
     "ChannelRow",
     "ComponentRow",
+    "ConsoleSessionRow",
     "DeploymentRow",
+    "DriftRow",
     "InstanceLockRow",
     "InstanceRow",
     "ManifestRow",
@@ -269,6 +271,36 @@ class AuditEventRow(SQLModel, table=True):
     flow_run_id: str | None = Field(default=None, max_length=64)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+
+
+class ConsoleSessionRow(SQLModel, table=True):
+    """A signed-in console session (only the hash of its cookie is stored).
+
+    The principal is the name of the API token that signed in; its role is
+    read from that token on every request, so a revoked token ends its sessions.
+    """
+
+    __tablename__ = "console_session"
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(max_length=64, unique=True)
+    principal: str = Field(max_length=100, index=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class DriftRow(SQLModel, table=True):
+    """What the last drift check found on an instance that runs something else than
+    Fleet recorded (current state: the row goes when a check finds it in sync)."""
+
+    __tablename__ = "instance_drift"
+    id: int | None = Field(default=None, primary_key=True)
+    instance: str = Field(max_length=63, unique=True)
+    observed_at: datetime = Field(sa_type=UTCDateTime)
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    revision: int | None = None
+    differences: list[list[str | None]] = Field(default_factory=list, sa_type=JSON)
+    summary: str = Field(default="", sa_type=Text)
 
 
 def table_of(model: type[SQLModel]) -> Table:

@@ -1,4 +1,12 @@
-"""What Fleet recorded each instance runs, and the repair revision that redeploys it.
+"""What Fleet recorded each instance runs, what the drift check found, and the repair
+revision that redeploys it.
+
+The drift check's findings are kept per instance (`record_check`): a row
+while an instance runs something else than Fleet recorded, gone once a check
+finds it in sync again; each change is audited (`instance.drift`,
+`instance.drift-resolved`). `drifted()` reads them: a finding older than the
+instance's last deploy no longer counts (that deploy put the recorded
+manifest back, or the next check will say otherwise).
 
 A repair stores a new revision with the recorded manifest (decision
 `repair`, parent the running revision): history only moves forward, and the
@@ -12,16 +20,27 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, delete, insert, select, update
 
+from fleet.core.drift import Drift
 from fleet.core.errors import ConflictError, NotFoundError
 from fleet.core.manifests import ManifestStatus
 from fleet.db import fleet as fleet_repo
 from fleet.db.audit import Entry, append_events
 from fleet.db.history import MANIFEST
+from fleet.db.models import DriftRow, table_of
 from fleet.services._common import now_or_clock, reading, writing
 
-__all__ = ["Recorded", "recorded_manifests", "store_repair"]
+__all__ = [
+    "DriftFinding",
+    "Recorded",
+    "drifted",
+    "record_check",
+    "recorded_manifests",
+    "store_repair",
+]
+
+DRIFT = table_of(DriftRow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +161,102 @@ def store_repair(
             flow_run_id=flow_run_id,
         )
         return number
+
+
+@dataclass(frozen=True, slots=True)
+class DriftFinding:
+    """An instance found running something else than Fleet recorded."""
+
+    instance: str
+    observed_at: datetime
+    flow_run_id: str | None
+    revision: int | None
+    differences: tuple[tuple[str, str | None, str | None], ...]
+    summary: str
+
+    @property
+    def components(self) -> frozenset[str]:
+        return frozenset(c for c, _, _ in self.differences)
+
+
+def record_check(
+    checked: Collection[str],
+    found: Collection[Drift],
+    *,
+    actor: str,
+    flow_run_id: str | None = None,
+    now: datetime | None = None,
+    engine: Engine | None = None,
+) -> None:
+    """Keep what one drift check found: `found` among the `checked` instances (an
+    unreachable instance is not `checked`: what was known of it stays)."""
+    now = now_or_clock(now)
+    by_name = {d.instance: d for d in found if d.drifted}
+    names = set(checked) | set(by_name)
+    with writing(engine) as session:
+        known = {
+            r.instance: r
+            for r in session.execute(select(DRIFT).where(DRIFT.c.instance.in_(sorted(names))))
+        }
+        entries: list[Entry] = []
+        for name in sorted(names):
+            drift, row = by_name.get(name), known.get(name)
+            if drift is None:
+                if row is not None:
+                    session.execute(delete(DRIFT).where(DRIFT.c.id == row.id))
+                    entries.append(
+                        Entry("instance.drift-resolved", f"instance:{name}", {"was": row.summary})
+                    )
+                continue
+            values = {
+                "observed_at": now,
+                "flow_run_id": flow_run_id,
+                "revision": drift.revision,
+                "differences": [list(d) for d in drift.differences],
+                "summary": drift.describe(),
+            }
+            if row is None:
+                session.execute(insert(DRIFT), [{"instance": name, **values}])
+            else:
+                session.execute(update(DRIFT).where(DRIFT.c.id == row.id).values(**values))
+            if row is None or row.summary != values["summary"]:
+                entries.append(
+                    Entry(
+                        "instance.drift",
+                        f"instance:{name}",
+                        {"revision": drift.revision, "drift": values["summary"]},
+                    )
+                )
+        append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
+
+
+def drifted(*, engine: Engine | None = None) -> dict[str, DriftFinding]:
+    """The instances whose last drift check found drift, unless deployed since."""
+    with reading(engine) as session:
+        rows = session.execute(select(DRIFT)).all()
+        deployed = {
+            r.instance: r.deployed_at
+            for r in session.execute(
+                select(MANIFEST.c.instance, MANIFEST.c.deployed_at)
+                .join(
+                    fleet_repo.INSTANCE,
+                    (fleet_repo.INSTANCE.c.name == MANIFEST.c.instance)
+                    & (fleet_repo.INSTANCE.c.current_revision == MANIFEST.c.number),
+                )
+                .where(MANIFEST.c.instance.in_([r.instance for r in rows]))
+            )
+        }
+    out = {}
+    for r in rows:
+        since = deployed.get(r.instance)
+        if since is not None and since > r.observed_at:
+            continue
+        out[r.instance] = DriftFinding(
+            r.instance,
+            r.observed_at,
+            r.flow_run_id,
+            r.revision,
+            tuple((str(d[0]), d[1], d[2]) for d in r.differences),
+            r.summary,
+        )
+    return out

@@ -39,6 +39,7 @@ __all__ = [
     "list_runs",
     "read_run",
     "start_run",
+    "waiting_instances",
     "waiting_runs",
 ]
 
@@ -273,6 +274,19 @@ def waiting_runs(
     except Exception as exc:
         raise RunsUnavailable(f"Could not read paused runs: {exc}") from exc
     return out, total
+
+
+def waiting_instances(
+    *, engine: Engine | None = None, limit: int = 200
+) -> dict[str, tuple[str, int]]:
+    """Instance -> (flow run id, revision number) for every instance a paused run
+    of Fleet's flows waits to have approved (the newest `limit` paused runs)."""
+    paused, _ = list_runs(APPROVAL_FLOWS, limit=limit, offset=0, paused_only=True)
+    out: dict[str, tuple[str, int]] = {}
+    for item in reversed(paused):  # the newest run wins
+        for name, row in _waiting(item["flow_run_id"], engine).items():
+            out[name] = (item["flow_run_id"], row.number)
+    return out
 
 
 def _until_paused(client: Any, run_id: UUID, flows: Sequence[str], wait: float) -> tuple[Any, str]:

@@ -87,6 +87,45 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
+@contextlib.contextmanager
+def fleet_api(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[str]:
+    """`fleet api serve` (the REST API and the console) in a child process: its URL."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "fleet.cli.main", "api", "serve", "--host", "127.0.0.1"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*argv, "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"fleet api serve exited: {log.read_text()[-3000:]}")
+                try:
+                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("fleet api serve did not start in 60 s")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
 @pytest.fixture
 def prefect_ui(ui_server: str) -> Iterator[str]:
     """Prefect clients of this test, in every thread, talk to the UI server."""

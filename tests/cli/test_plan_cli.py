@@ -142,3 +142,22 @@ def test_console_script_is_installed():
     )
     assert result.returncode == 0, result.stderr
     assert "initech-prod" in result.stdout and "enforce-security" in result.stdout
+
+
+def test_plan_json_is_one_instance_per_line_and_parses_to_the_plan(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from datetime import datetime
+
+    from fleet.core.fleetfile import parse_fleet_text
+    from fleet.core.plan import compile_plan
+
+    code = main(["plan", str(EXAMPLE), "--json", "--at", "2026-11-26T12:00:00Z"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    state = parse_fleet_text(EXAMPLE.read_text()).to_state()
+    plan = compile_plan(state, datetime.fromisoformat("2026-11-26T12:00:00+00:00"))
+    assert json.loads(out) == plan.to_json()
+    assert len(lines) == len(plan.instances) + 2  # the head, one line each, the tail
+    assert '"acme-prod"' in lines[1]

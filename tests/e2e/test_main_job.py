@@ -4,6 +4,7 @@ run on the same FLEET_HOME comes back to the same data."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -60,6 +61,17 @@ def gone(home: Path, timeout: float = 10) -> list[int]:
     return left
 
 
+def signed_in_console(url: str, token: str) -> str:
+    """Sign in to the console with `token` as a browser would; the matrix's HTML."""
+    with httpx.Client(base_url=url, timeout=30, follow_redirects=True) as client:
+        form = client.get("/")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert form.url.path == "/console/sign-in" and csrf is not None
+        matrix = client.post("/console/sign-in", data={"csrf": csrf.group(1), "token": token})
+        assert matrix.url.path == "/console/" and "signed in as" in matrix.text, matrix.text
+        return matrix.text
+
+
 def test_up_stop_and_up_again_on_the_same_data(tmp_path: Path) -> None:
     home = tmp_path / "home"
     stack = Stack(home)
@@ -79,6 +91,10 @@ def test_up_stop_and_up_again_on_the_same_data(tmp_path: Path) -> None:
         headers = {"Authorization": f"Bearer {operator}"}
         instances = httpx.get(f"{stack.api_url}/instances", headers=headers, timeout=10).json()
         assert instances["total"] == 12
+        assert f"Fleet console {stack.api_url}/" in stack.output
+        for role in ("operator", "approver"):
+            matrix = signed_in_console(stack.api_url, stack.token(role))
+            assert matrix.count('<th scope="row">') == 12
         first_id = found["compile-and-deploy/fleet"]["id"]
         children = processes_with_home(home)
         assert len(children) >= 15  # server, 12 agents, API, serve

@@ -11,6 +11,7 @@ from prefect.flow_runs import resume_flow_run
 from fleet.core.durations import isoformat
 from fleet.core.errors import RollbackRefused
 from fleet.services import audit, deployments, manifests
+from fleet.settings import get_settings
 from flows.compile_and_deploy import compile_and_deploy
 from flows.rollback import RiskAcceptanceInput, rollback
 from tests.flows.runs import FAST, form_description, paused_run, run_in_thread
@@ -84,7 +85,11 @@ def test_rollback_to_a_time_restores_that_manifest_and_holds_the_security_floor(
     assert audit.verify().ok
 
 
-def test_rollback_of_a_manual_approval_instance_waits_for_one_approver(tmp_path, start_agent):
+def test_rollback_of_a_manual_approval_instance_waits_for_one_approver(
+    tmp_path, start_agent, monkeypatch
+):
+    monkeypatch.setenv("FLEET_CONSOLE_URL", "https://fleet.example/")
+    get_settings.cache_clear()
     world = build_world(tmp_path, start_agent, [("a1", "auto", None)])
     compile_and_deploy(requested_by="ops", strategy=FAST)  # r1: 1.1.0
     world.publish("api", "1.2.0")
@@ -97,7 +102,10 @@ def test_rollback_of_a_manual_approval_instance_waits_for_one_approver(tmp_path,
         rollback, instances=["a1"], reason="1.2 is slow", requested_by="alice", strategy=FAST
     )
     run_id = paused_run("rollback")
-    assert "1.2 is slow" in form_description(run_id)
+    text = form_description(run_id)
+    assert "1.2 is slow" in text
+    # The form sends people to the console, where an approval is verified.
+    assert f"[Fleet's console](https://fleet.example/console/approvals/{run_id})" in text
     assert world.running("a1") == V12
     resume_flow_run(run_id, run_input={"decision": "approve", "approver": "bob"})
     thread.join(60)

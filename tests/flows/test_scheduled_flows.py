@@ -8,7 +8,7 @@ import pytest
 
 from blocks.targets import load_target
 from fleet.agent.models import Manifest
-from fleet.services import manifests
+from fleet.services import audit, drift, manifests
 from flows.auto_update import auto_update
 from flows.compile_and_deploy import compile_and_deploy
 from flows.drift_check import drift_check
@@ -69,10 +69,20 @@ def test_drift_check_finds_a_change_behind_fleets_back_and_repairs_it(tmp_path, 
 
     report = drift_check()
     assert report["drifted"] == {"a1": "web recorded 1.1.0, running 1.0.0"}
+    # Fleet keeps the finding (the console's matrix shows it), audited once.
+    found = drift.drifted()
+    assert list(found) == ["a1"] and found["a1"].components == {"web"}
+    assert found["a1"].differences == (("web", "1.1.0", "1.0.0"),)
     repaired = drift_check(repair=True, strategy=FAST)
     assert repaired["repaired"] == {"a1": "succeeded"}
+    assert drift.drifted() == {}  # deployed since the finding
     assert world.running("a1") == {"api": "1.1.0", "web": "1.1.0"}
     assert drift_check()["drifted"] == {}
+    actions = [(e.action, e.subject) for e in audit.events() if "drift" in e.action]
+    assert actions == [
+        ("instance.drift", "instance:a1"),
+        ("instance.drift-resolved", "instance:a1"),
+    ]
     history = manifests.history("a1")
     assert [h.decision for h in history] == ["deploy", "repair"]
     assert [h.revision.status.value for h in history] == ["superseded", "deployed"]

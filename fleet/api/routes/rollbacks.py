@@ -9,11 +9,7 @@ from fastapi import APIRouter
 from fleet.api.deps import EngineDep, OperatorDep
 from fleet.api.errors import problem_responses
 from fleet.api.models import RollbackCreate, RunPublic
-from fleet.core.durations import isoformat
-from fleet.core.errors import InputError, PermissionDenied
-from fleet.core.rollback import RollbackTarget
-from fleet.services import plans, runs
-from fleet.services.tokens import Role
+from fleet.services import rollbacks
 
 router = APIRouter(prefix="/rollbacks", tags=["rollbacks"])
 
@@ -26,25 +22,13 @@ router = APIRouter(prefix="/rollbacks", tags=["rollbacks"])
 )
 def start_rollback(body: RollbackCreate, principal: OperatorDep, engine: EngineDep) -> Any:
     """Start a rollback of instances; a risk acceptance in it needs an admin (operator)."""
-    RollbackTarget.parse(body.target)
-    if not body.reason.strip():
-        raise InputError(f"Invalid rollback reason: {body.reason!r} (say why)")
-    plans.check_selection(instances=body.instances, engine=engine)
-    parameters: dict[str, Any] = {
-        "instances": list(dict.fromkeys(body.instances)),
-        "target": body.target,
-        "reason": body.reason,
-        "requested_by": principal.name,
-    }
-    if body.risk_acceptance is not None:
-        if not principal.can(Role.ADMIN):
-            raise PermissionDenied(
-                f"A risk acceptance needs the admin role; {principal.name!r} is "
-                f"{principal.role.value!r}"
-            )
-        parameters["risk_acceptance"] = {
-            "by": principal.name,
-            "reason": body.risk_acceptance.reason,
-            "until": isoformat(body.risk_acceptance.until),
-        }
-    return runs.start_run(runs.ROLLBACK, parameters)
+    risk = body.risk_acceptance
+    return rollbacks.start_rollback(
+        body.instances,
+        target=body.target,
+        reason=body.reason,
+        principal=principal,
+        risk_reason=None if risk is None else risk.reason,
+        risk_until=None if risk is None else risk.until,
+        engine=engine,
+    )

@@ -1,0 +1,65 @@
+"""Recovery tasks: find what dead runs left, read what their instances run, settle it."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.targets import load_target
+from fleet.core.errors import FleetError
+from fleet.core.locks import DEFAULT_LEASE
+from fleet.db import fleet as fleet_repo
+from fleet.services import locks, recovery
+from fleet.services._common import reading
+from fleet.services.recovery import Orphan, Settled
+
+
+@task(name="find orphaned deploys", cache_policy=NO_CACHE)
+def find_orphans(run: str | None, *, wait_for_leases: bool) -> list[Orphan]:
+    """The open deployment records no live lease covers (of `run`, or of any run).
+
+    With `wait_for_leases`, a run that still holds live leases (its process may
+    just have stopped) is given until they run out: a lock outlives its holder
+    by at most one lease.
+    """
+    found = recovery.orphans(run=run)
+    if run is None or not wait_for_leases:
+        return found
+    deadline = time.monotonic() + DEFAULT_LEASE.total_seconds() + 5
+    while time.monotonic() < deadline:
+        live = [lease for lease in locks.held() if lease.run == run]
+        if not live:
+            break
+        time.sleep(2)
+    return recovery.orphans(run=run)
+
+
+def _target_of(instance: str) -> str | None:
+    with reading(None) as session:
+        state = fleet_repo.load_state(session)
+    return next((i.target for i in state.instances if i.name == instance), None)
+
+
+@task(name="settle orphan", task_run_name="settle {orphan.instance}", cache_policy=NO_CACHE)
+def settle_orphan(orphan: Orphan, *, actor: str, flow_run_id: str) -> Settled:
+    """Close the orphan as interrupted, then record what its target reports running."""
+    logger = get_run_logger()
+    recovery.close_orphan(orphan, actor=actor, flow_run_id=flow_run_id)
+    name = _target_of(orphan.instance)
+    observed = None
+    if name is not None:
+        try:
+            target = load_target(name)
+            try:
+                observed = target.state().manifest_hash
+            finally:
+                close = getattr(target, "close", None)
+                if callable(close):
+                    close()
+        except FleetError as exc:
+            logger.warning("%s: could not read its target: %s", orphan.instance, exc)
+    settled = recovery.settle(orphan, observed, actor=actor, flow_run_id=flow_run_id)
+    logger.warning("%s; %s", orphan.describe(), settled.action)
+    return settled
