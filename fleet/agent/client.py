@@ -1,4 +1,9 @@
-"""Client of the agent API, mapping every failure to a transient or permanent error."""
+"""Client of the agent API, mapping every failure to a transient or permanent error.
+
+An `AgentClient` speaks to a single-instance agent (`/v1/apply`, ...) or, given
+`instance`, to that instance of a many-instance host (`/v1/instances/{name}/apply`,
+...). Either way it is one instance's `Target`.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,16 @@ from fleet.agent.errors import (
     error_for_code,
 )
 from fleet.agent.faults import Faults
-from fleet.agent.models import ApplyLogEntry, ApplyResult, HealthReport, Manifest, TargetState
+from fleet.agent.models import (
+    ApplyLogEntry,
+    ApplyResult,
+    HealthReport,
+    InstanceCreated,
+    InstanceList,
+    Manifest,
+    TargetState,
+    check_instance_name,
+)
 
 __all__ = ["AgentClient"]
 
@@ -36,18 +50,23 @@ def _tls_context() -> ssl.SSLContext:
 
 
 class AgentClient:
-    """Speaks to one agent: `apply`, `state`, `health`, `rollback` (the `Target` interface)."""
+    """Speaks to one agent, or to one instance of a host when given `instance`:
+    `apply`, `state`, `health`, `rollback` (the `Target` interface)."""
 
     def __init__(
         self,
         base_url: str,
         token: str,
         *,
+        instance: str | None = None,
         timeout: float = 60.0,
         connect_timeout: float = 5.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.instance = None if instance is None else check_instance_name(instance)
+        # A checked name is safe in a path: lowercase letters, digits and dashes.
+        self._prefix = "/v1" if instance is None else f"/v1/instances/{instance}"
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}"},
@@ -57,28 +76,41 @@ class AgentClient:
         )
 
     def __repr__(self) -> str:
-        return f"AgentClient({self.base_url!r})"
+        if self.instance is None:
+            return f"AgentClient({self.base_url!r})"
+        return f"AgentClient({self.base_url!r}, instance={self.instance!r})"
 
     def apply(self, manifest: Manifest) -> ApplyResult:
-        body = self._request("POST", "/v1/apply", json=manifest.model_dump(mode="json"))
+        body = self._request("POST", f"{self._prefix}/apply", json=manifest.model_dump(mode="json"))
         return self._parse(ApplyResult, body)
 
     def state(self) -> TargetState:
-        return self._parse(TargetState, self._request("GET", "/v1/state"))
+        return self._parse(TargetState, self._request("GET", f"{self._prefix}/state"))
 
     def health(self) -> HealthReport:
-        return self._parse(HealthReport, self._request("GET", "/v1/health"))
+        return self._parse(HealthReport, self._request("GET", f"{self._prefix}/health"))
 
     def rollback(self, manifest_hash: str | None = None) -> ApplyResult:
-        body = self._request("POST", "/v1/rollback", json={"manifest_hash": manifest_hash})
+        body = self._request(
+            "POST", f"{self._prefix}/rollback", json={"manifest_hash": manifest_hash}
+        )
         return self._parse(ApplyResult, body)
 
     def applies(self) -> list[ApplyLogEntry]:
-        """The agent's apply log, oldest first."""
+        """The instance's apply log, oldest first."""
         try:
-            return _LOG.validate_python(self._request("GET", "/v1/applies"))
+            return _LOG.validate_python(self._request("GET", f"{self._prefix}/applies"))
         except ValidationError as exc:
             raise PermanentTargetError(f"Unexpected answer from {self.base_url}: {exc}") from None
+
+    def instances(self) -> list[str]:
+        """Every instance the host serves (a many-instance host only)."""
+        return self._parse(InstanceList, self._request("GET", "/v1/instances")).instances
+
+    def create_instance(self, name: str) -> bool:
+        """Make the host serve instance `name`; False when it already did."""
+        path = f"/v1/instances/{check_instance_name(name)}"
+        return self._parse(InstanceCreated, self._request("PUT", path)).created
 
     def set_faults(self, faults: Faults) -> Faults:
         """Switch the agent's injected faults (test use)."""

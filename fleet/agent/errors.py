@@ -9,10 +9,12 @@
         └── PermanentTargetError        a retry cannot fix it
             ├── Unauthorized            missing or wrong token (401)
             ├── ManifestRejected        unknown fields, bad names (also InputError)
+            │   └── InstanceNameRejected   a host's instance name that cannot be one
             ├── ArtifactError           artifact unreachable or unreadable
             │   ├── ChecksumMismatch
             │   └── UnsafeArchive       a member would escape the release directory
             ├── ReleaseNotFound         rollback target not on disk
+            ├── InstanceNotFound        no such instance on a many-instance host (404)
             ├── HealthCheckFailed
             └── CommandFailed           a command target exited non-zero
 
@@ -30,6 +32,8 @@ __all__ = [
     "ChecksumMismatch",
     "CommandFailed",
     "HealthCheckFailed",
+    "InstanceNameRejected",
+    "InstanceNotFound",
     "ManifestRejected",
     "PermanentTargetError",
     "ReleaseNotFound",
@@ -90,6 +94,13 @@ class ManifestRejected(PermanentTargetError, InputError):
     status = 422
 
 
+class InstanceNameRejected(ManifestRejected):
+    """A many-instance host refuses a name that is not a valid instance name."""
+
+    code = "invalid_instance_name"
+    status = 422
+
+
 class ArtifactError(PermanentTargetError):
     code = "artifact_unavailable"
     status = 424
@@ -107,6 +118,13 @@ class UnsafeArchive(ArtifactError):
 
 class ReleaseNotFound(PermanentTargetError):
     code = "release_not_found"
+    status = 404
+
+
+class InstanceNotFound(PermanentTargetError):
+    """The host serves no instance of that name (or the agent is of the other kind)."""
+
+    code = "instance_not_found"
     status = 404
 
 
@@ -131,10 +149,12 @@ _BY_CODE: dict[str, type[TargetError]] = {
         PermanentTargetError,
         Unauthorized,
         ManifestRejected,
+        InstanceNameRejected,
         ArtifactError,
         ChecksumMismatch,
         UnsafeArchive,
         ReleaseNotFound,
+        InstanceNotFound,
         HealthCheckFailed,
         CommandFailed,
     )

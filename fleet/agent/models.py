@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from fleet.agent.errors import HealthCheckFailed, ManifestRejected
+from fleet.agent.errors import HealthCheckFailed, InstanceNameRejected, ManifestRejected
 from fleet.core.errors import InvalidName
-from fleet.core.names import validate_name
+from fleet.core.names import NAME_PATTERN, validate_name
 
 __all__ = [
     "ApplyLogEntry",
@@ -18,8 +18,11 @@ __all__ = [
     "ComponentHealth",
     "ComponentSpec",
     "HealthReport",
+    "InstanceCreated",
+    "InstanceList",
     "Manifest",
     "TargetState",
+    "check_instance_name",
     "parse_manifest",
 ]
 
@@ -27,6 +30,7 @@ _HASH = re.compile(r"^[0-9a-f]{8,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Versions end up in environment variables and state files: printable, no separators.
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
+_QUOTED_MAX = 80
 
 
 def _component_name(name: str) -> str:
@@ -41,6 +45,20 @@ def _instance_name(name: str) -> str:
         return validate_name(name, kind="instance")
     except InvalidName as exc:
         raise ValueError(str(exc)) from None
+
+
+def check_instance_name(name: str) -> str:
+    """`name` when it is a valid instance name, else `InstanceNameRejected` quoting it."""
+    try:
+        return validate_name(name, kind="instance")
+    except InvalidName as exc:
+        if isinstance(name, str) and len(name) > _QUOTED_MAX:
+            # A name from a URL may be long; quote its start, not all of it.
+            raise InstanceNameRejected(
+                f"Invalid instance name: {name[:_QUOTED_MAX]!r}... ({len(name)} characters; "
+                f"expected {NAME_PATTERN.pattern})"
+            ) from None
+        raise InstanceNameRejected(str(exc)) from None
 
 
 def _manifest_hash(value: str) -> str:
@@ -188,3 +206,20 @@ class ApplyLogEntry(BaseModel):
     finished_at: datetime
     pid: int
     error: str | None = None
+
+
+class InstanceList(BaseModel):
+    """The instances a many-instance agent host serves."""
+
+    model_config = ConfigDict(frozen=True)
+
+    instances: list[str]
+
+
+class InstanceCreated(BaseModel):
+    """The answer to creating an instance on a host: `created` is False when it existed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    instance: str
+    created: bool

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -14,6 +15,7 @@ import uvicorn
 
 from fleet.agent.errors import AgentConfigError
 from fleet.agent.faults import Faults, ResettableH11Protocol
+from fleet.agent.host import INSTANCES_DIR, AgentHost
 from fleet.agent.installation import DEFAULT_KEEP, Installation
 from fleet.agent.service import AgentState, create_app
 
@@ -75,14 +77,29 @@ def serve(
     keep: int = DEFAULT_KEEP,
     faults: Faults | None = None,
     component_delay: float = 0.0,
+    multi_instance: bool = False,
+    instances: Sequence[str] = (),
 ) -> None:
-    """Serve the agent for the installation under `root` until interrupted."""
+    """Serve the agent until interrupted: the installation under `root`, or with
+    `multi_instance` the instances under `root/instances/` (`instances` created first)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # The download client is built now, not on the first apply: its TLS set-up costs ~150 ms.
     http = httpx.Client(timeout=30.0, follow_redirects=True)
-    installation = Installation(root, keep=keep, component_delay=component_delay, http=http)
-    installation.recover()
-    app = create_app(AgentState(installation, token, faults))
+    served: Installation | AgentHost
+    if multi_instance:
+        _check_root_kind(root, multi_instance=True)
+        agent_host = AgentHost(root, keep=keep, component_delay=component_delay, http=http)
+        created = agent_host.create_all(instances)
+        agent_host.recover()
+        served = agent_host
+        what = f"{len(agent_host)} instances ({created} new) under {agent_host.instances_dir}"
+    else:
+        _check_root_kind(root, multi_instance=False)
+        installation = Installation(root, keep=keep, component_delay=component_delay, http=http)
+        installation.recover()
+        served = installation
+        what = str(installation.root)
+    app = create_app(AgentState(served, token, faults))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then, and
     # without it every keep-alive response waits ~40 ms for a delayed ACK.
@@ -107,6 +124,21 @@ def serve(
         timeout_graceful_shutdown=5,
     )
     logging.getLogger("fleet.agent").info(
-        "agent serving %s on %s:%s", installation.root, host, sock.getsockname()[1]
+        "agent serving %s on %s:%s", what, host, sock.getsockname()[1]
     )
     QuietServer(config).run(sockets=[sock])
+
+
+def _check_root_kind(root: Path, *, multi_instance: bool) -> None:
+    """Refuse to serve a host's root as one installation, or an installation as a host:
+    either would mix one customer's releases with another's directories."""
+    if multi_instance and ((root / "current").is_symlink() or (root / "releases").is_dir()):
+        raise AgentConfigError(
+            f"{str(root)!r} holds a single installation: serve it without --multi-instance, "
+            "or give the host another root"
+        )
+    if not multi_instance and (root / INSTANCES_DIR).is_dir():
+        raise AgentConfigError(
+            f"{str(root)!r} holds a many-instance host ({INSTANCES_DIR}/): serve it with "
+            "--multi-instance"
+        )

@@ -12,6 +12,8 @@ from fleet.agent.errors import (
     ArtifactError,
     ChecksumMismatch,
     HealthCheckFailed,
+    InstanceNameRejected,
+    InstanceNotFound,
     ManifestRejected,
     PermanentTargetError,
     ReleaseNotFound,
@@ -60,6 +62,9 @@ def client_raising(exc: Exception) -> AgentClient:
         (424, "artifact_unavailable", ArtifactError),
         (424, "unhealthy", HealthCheckFailed),
         (404, "release_not_found", ReleaseNotFound),
+        (404, "instance_not_found", InstanceNotFound),
+        (422, "invalid_instance_name", InstanceNameRejected),
+        (404, None, PermanentTargetError),
         (400, "something-new", PermanentTargetError),
         (418, None, PermanentTargetError),
         # A 4xx never becomes retryable, even if its body claims so.
@@ -122,3 +127,48 @@ def test_transport_failures_are_transient(exc: Exception) -> None:
     assert isinstance(info.value, TransientTargetError)
     assert info.value.__cause__ is exc
     assert "POST http://agent.test/v1/rollback" in str(info.value)
+
+
+def test_a_client_for_an_instance_of_a_host_speaks_under_its_path() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/v1/instances":
+            return httpx.Response(200, json={"instances": ["acme-prod"]})
+        if request.method == "PUT":
+            return httpx.Response(201, json={"instance": "acme-prod", "created": True})
+        if request.url.path.endswith("/state"):
+            return httpx.Response(200, json={})
+        if request.url.path.endswith("/health"):
+            return httpx.Response(200, json={"healthy": True})
+        if request.url.path.endswith("/applies"):
+            return httpx.Response(200, json=[])
+        return httpx.Response(
+            200,
+            json={
+                "instance": "acme-prod",
+                "manifest_hash": "ab" * 4,
+                "revision": 1,
+                "changed": False,
+                "message": "ok",
+            },
+        )
+
+    transport = httpx.MockTransport(handler)
+    with AgentClient("http://host.test/", TOKEN, instance="acme-prod", transport=transport) as c:
+        assert repr(c) == "AgentClient('http://host.test', instance='acme-prod')"
+        c.state()
+        c.health()
+        c.rollback()
+        c.applies()
+        assert c.instances() == ["acme-prod"]
+        assert c.create_instance("acme-prod") is True
+    assert seen == [
+        "GET /v1/instances/acme-prod/state",
+        "GET /v1/instances/acme-prod/health",
+        "POST /v1/instances/acme-prod/rollback",
+        "GET /v1/instances/acme-prod/applies",
+        "GET /v1/instances",
+        "PUT /v1/instances/acme-prod",
+    ]
