@@ -231,7 +231,7 @@ def test_flow_process_killed_mid_wave_and_between_apply_and_record(ops: Faults) 
     held = {lease.instance for lease in locks.held(engine=ops.engine) if lease.run == run_id}
     assert held == {"a1", "a3"}
     os.kill(ops.engine_process(run_id), signal.SIGKILL)
-    os.kill(ops.child(b"serve"), signal.SIGKILL)
+    os.kill(ops.child(b"fleet.cli.main\0serve"), signal.SIGKILL)
     ops.stack.wait_for_output("fleet-serve restarted", timeout=60)
 
     crashed = ops.wait_state(run_id, {"CRASHED"}, timeout=ZOMBIE_AFTER + 120)
@@ -256,7 +256,7 @@ def test_prefect_server_killed_mid_rollout_and_restarted(ops: Faults) -> None:
     ops.slow("a4", 8_000)
     run_id = ops.rollout(["a4"])
     ops.wait("a4's deploy started", lambda: ops.open_records(run_id), timeout=120)
-    os.kill(ops.child(b"server\0start"), signal.SIGKILL)
+    os.kill(ops.child(b"prefect\0server\0start"), signal.SIGKILL)
     ops.stack.wait_for_output("prefect-server restarted", timeout=60)
     ops.wait_state(run_id, FINAL, timeout=ZOMBIE_AFTER + 240)
     ops.wait(
@@ -270,7 +270,7 @@ def test_prefect_server_killed_mid_rollout_and_restarted(ops: Faults) -> None:
 def test_killed_during_the_suspend_for_approval(ops: Faults) -> None:
     run_id = ops.rollout(["m1"])
     ops.wait_state(run_id, {"PAUSED"}, timeout=240)
-    os.kill(ops.child(b"serve"), signal.SIGKILL)
+    os.kill(ops.child(b"fleet.cli.main\0serve"), signal.SIGKILL)
     ops.stack.wait_for_output("fleet-serve restarted (restart 2)", timeout=60)
     ops.call("POST", f"/approvals/{run_id}", as_="approver", json={"decision": "approve"})
     run = ops.wait_state(run_id, FINAL, timeout=300)
