@@ -223,6 +223,17 @@ def recovery_automation(deployment_id: Any, block_document_id: Any | None = None
     )
 
 
+def _canonical(value: Any) -> Any:
+    """JSON with its sets' order left out: a trigger's `expect` is a set, and the
+    server may give it back in another order than it was sent."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_canonical(v) for v in value]
+        return sorted(items) if all(isinstance(v, str) for v in items) else items
+    return value
+
+
 def _ensure_automation(client: Any, wanted: Any) -> SetupStep:
     existing = client.read_automations_by_name(wanted.name)
     if not existing:
@@ -230,9 +241,8 @@ def _ensure_automation(client: Any, wanted: Any) -> SetupStep:
         return SetupStep("automation", wanted.name, "created")
     current = existing[0]
     keys = {"name", "description", "enabled", "trigger", "actions"}
-    if current.model_dump(mode="json", include=keys) == wanted.model_dump(
-        mode="json", include=keys
-    ):
+    have = _canonical(current.model_dump(mode="json", include=keys))
+    if have == _canonical(wanted.model_dump(mode="json", include=keys)):
         return SetupStep("automation", wanted.name, "unchanged")
     client.update_automation(current.id, wanted)
     return SetupStep("automation", wanted.name, "updated")
@@ -273,33 +283,10 @@ def _recovery(client: Any, notification_block: str | None) -> SetupStep:
 
 
 def _automation(client: Any, notification_block: str) -> SetupStep:
-    from prefect.exceptions import ObjectNotFound
-
-    slug, _, name = notification_block.partition("/")
-    if not name:
-        raise InputError(
-            f"Invalid notification block: {notification_block!r} "
-            "(expected <block-type-slug>/<name>, e.g. slack-webhook/ops)"
-        )
-    try:
-        document = client.read_block_document_by_name(name, slug, include_secrets=False)
-    except ObjectNotFound as exc:
-        raise NotFoundError(f"No notification block {notification_block!r}") from exc
     from fleet.settings import get_settings
 
-    wanted = approval_automation(document.id, get_settings().console_url)
-    existing = client.read_automations_by_name(AUTOMATION_NAME)
-    if not existing:
-        client.create_automation(wanted)
-        return SetupStep("automation", AUTOMATION_NAME, "created")
-    current = existing[0]
-    keys = ("name", "description", "enabled", "trigger", "actions")
-    have = current.model_dump(mode="json", include=set(keys))
-    want = wanted.model_dump(mode="json", include=set(keys))
-    if have == want:
-        return SetupStep("automation", AUTOMATION_NAME, "unchanged")
-    client.update_automation(current.id, wanted)
-    return SetupStep("automation", AUTOMATION_NAME, "updated")
+    document = _notification_block(client, notification_block)
+    return _ensure_automation(client, approval_automation(document.id, get_settings().console_url))
 
 
 def setup(

@@ -11,7 +11,7 @@ from fleet.agent.client import AgentClient
 from fleet.services import deployments
 from flows.compile_and_deploy import compile_and_deploy
 from tests.flows.runs import FAST
-from tests.flows.support import COMPONENTS, build_world, fresh_locks
+from tests.flows.support import COMPONENTS, build_world
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "fleet_db")
 
@@ -22,7 +22,6 @@ def test_a_rollout_deploys_a_hosts_instances_and_rolls_back_only_the_one_that_fa
     tmp_path: Path, start_agent
 ) -> None:
     world = build_world(tmp_path, start_agent, [("solo", "auto", None)])  # one agent, as today
-    fresh_locks(HOSTED)
     host = start_agent(*[arg for n in HOSTED for arg in ("--instance", n)], root=tmp_path / "host")
     save_host_targets(host.url, host.token, HOSTED, timeout=30, overwrite=True)
     for name in HOSTED:
