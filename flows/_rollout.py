@@ -25,7 +25,6 @@ from queue import Queue
 from typing import Annotated, Any, Literal
 
 from prefect import Task, get_run_logger, tags
-from prefect.context import TagsContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.futures import PrefectFuture, PrefectWrappedFuture
@@ -44,7 +43,6 @@ from fleet.services import approvals, codes, manifests
 from fleet.services.codes import CodeRefused
 from fleet.services.rollouts import DeploySpec
 from fleet.settings import get_settings
-from tasks._tagcheck import TagChecks
 from tasks.deploying import (
     InstanceOutcome,
     deploy_instance,
@@ -471,8 +469,7 @@ class Rollout:
             if number and self.strategy.soak_seconds:
                 logger.info("soaking %s s before wave %s", self.strategy.soak_seconds, number + 1)
                 time.sleep(self.strategy.soak_seconds)
-            with TagChecks() as checks:
-                not_started = self._wave([by_name[n] for n in wave], blocks, checks)
+            not_started = self._wave([by_name[n] for n in wave], blocks)
             if self.stopped:
                 rest = not_started + [by_name[n] for later in plan[number + 1 :] for n in later]
                 logger.error(
@@ -485,9 +482,7 @@ class Rollout:
                 return True
         return False
 
-    def _wave(
-        self, specs: list[DeploySpec], blocks: Mapping[str, TargetBlock], checks: TagChecks
-    ) -> list[DeploySpec]:
+    def _wave(self, specs: list[DeploySpec], blocks: Mapping[str, TargetBlock]) -> list[DeploySpec]:
         """Deploy one wave (its locks held); returns the specs never started after a halt."""
         waiting = list(reversed(specs))
         running: dict[PrefectFuture[InstanceOutcome], DeploySpec] = {}
@@ -496,15 +491,12 @@ class Rollout:
         while waiting or running:
             # Twice as many deploys as the task runner runs at once, the next one
             # submitted as one ends: the runner never waits for this loop, and each
-            # deploy starts soon after its submission, while its tag check (cleared
-            # just before) is still cached.
+            # deploy starts soon after its submission.
             while waiting and not self.stopped and len(running) < 2 * DEPLOY_CONCURRENCY:
                 spec = waiting.pop()
                 with self._lock:
                     self.started += 1
-                future = _submit(
-                    deploy_instance, spec, blocks, checks, actor=self.actor, **self._options
-                )
+                future = _submit(deploy_instance, spec, blocks, actor=self.actor, **self._options)
                 running[future] = spec
                 future.add_done_callback(partial(_settle, into=finished, count=self.count))
             if self.stopped:
@@ -562,20 +554,18 @@ def _submit(
     deploy: Task[..., InstanceOutcome],
     spec: DeploySpec,
     blocks: Mapping[str, TargetBlock],
-    checks: TagChecks,
     *,
     actor: str,
     **options: float,
 ) -> PrefectFuture[InstanceOutcome]:
-    """Submit `spec`'s deploy task, its run tagged with instance, channel, revision, release."""
-    release = [f"release:{c}-{new}" for c, _, new, _ in spec.changes if new]
-    with tags(
-        f"instance:{spec.instance}",
-        f"channel:{spec.channel}",
-        f"revision:{spec.revision}",
-        *release,
-    ):
-        checks.clear(TagsContext.get().current_tags | set(deploy.tags))
+    """Submit `spec`'s deploy task, its run tagged with its channel.
+
+    The run's name says which instance and revision it deploys. Its tags stay
+    few across a fleet on purpose: Prefect starts a concurrency-check service
+    (a thread and an API client) per distinct tag set a process runs, so a tag
+    naming the instance would grow the flow process with the fleet.
+    """
+    with tags(f"channel:{spec.channel}"):
         target = blocks.get(spec.target) if spec.target else None
         future: PrefectFuture[InstanceOutcome] = deploy.submit(spec, target, actor=actor, **options)
         return future

@@ -71,7 +71,7 @@ def compile_and_deploy(
         requested_by=requested_by,
         flow_run_id=run_id,
     )
-    publish_plan(prepared.plan, dry_run=dry_run)
+    publish_plan(prepared.plan, dry_run=dry_run, run_id=run_id)
     counts = prepared.plan.counts()
     report: dict[str, object] = {"plan": counts, "dry_run": dry_run, "outcomes": {}}
     if dry_run:
@@ -128,7 +128,7 @@ def compile_and_deploy(
         )
         or "nothing to deploy"
     )
-    publish_outcomes(rows, summary=summary)
+    publish_outcomes(rows, summary=summary, run_id=run_id)
     logger.info("rollout finished: %s", summary)
     report["outcomes"] = outcomes
     return report

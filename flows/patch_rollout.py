@@ -101,7 +101,7 @@ def patch_rollout(
         requested_by=requested_by,
         flow_run_id=run_id,
     )
-    publish_plan(prepared.plan, dry_run=False)
+    publish_plan(prepared.plan, dry_run=False, run_id=run_id)
     report["plan"] = prepared.plan.counts()
     windowed: dict[str, str] = {}
     report["waiting"] = windowed
@@ -158,7 +158,7 @@ def patch_rollout(
         for name, why in windowed.items()
     ]
     summary = ", ".join(f"{n}: {o}" for n, o in sorted(outcomes.items())) or "nothing deployed"
-    publish_outcomes(rows_out, summary=summary)
+    publish_outcomes(rows_out, summary=summary, run_id=run_id)
     after = [r for r in read_compliance(at=now, advisories=ids or None) if r.advisory in ids]
     publish_compliance(
         after, now=now, key="fleet-compliance-after", description=f"After patching {label}"

@@ -171,7 +171,7 @@ def rollback(
         for n, why in refused.items()
     ]
     summary = f"rollback to {target}: {reason}"
-    publish_outcomes(rows, summary=summary)
+    publish_outcomes(rows, summary=summary, run_id=run_id)
     create_markdown_artifact(
         "\n".join(
             [f"# Rollback to {target}", "", f"Reason: {reason}", f"Requested by {requested_by}"]

@@ -578,6 +578,39 @@ def audit_page(
     )
 
 
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(
+    request: Request,
+    session: SessionDep,
+    run_id: RunId,
+    instance: Annotated[str | None, Query(max_length=200)] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    """What one run did, instance by instance: one instance's deploy in a run of
+    thousands is the `instance` filter, with its outcome, error, approvals and
+    the audit events of that run on it."""
+    size = 250
+    name = _text(instance, 200).strip() or None
+    records = deployments.deployments_of_run(run_id, instance=name, engine=engine_of(request))
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.outcome] = counts.get(record.outcome, 0) + 1
+    shown = records[(page - 1) * size : page * size]
+    return render(
+        request,
+        "run.html",
+        session=session,
+        nav="audit",
+        run_id=run_id,
+        instance=name or "",
+        records=shown,
+        counts=sorted(counts.items()),
+        total=len(records),
+        page=page,
+        more=len(records) > page * size,
+    )
+
+
 @router.get("/audit/verify", response_class=HTMLResponse)
 def audit_verify(request: Request, session: SessionDep) -> Response:
     verdict = audit.verify(engine=engine_of(request))

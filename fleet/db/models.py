@@ -203,7 +203,7 @@ class ManifestRow(ManifestBase, table=True):
 class DeploymentBase(SQLModel):
     instance: str = Field(max_length=63)
     manifest_number: int
-    flow_run_id: str = Field(max_length=64)
+    flow_run_id: str = Field(max_length=64, index=True)
     started_by: str = Field(max_length=200)
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

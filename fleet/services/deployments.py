@@ -11,6 +11,7 @@ the Prefect UI). The person who requested a run cannot approve it (four eyes,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -373,6 +374,36 @@ def deployments_of(instance: str, *, engine: Engine | None = None) -> list[Deplo
                 select(APPROVAL).where(APPROVAL.c.instance == instance).order_by(APPROVAL.c.id)
             )
         ]
+    return _deployments(rows, approvals)
+
+
+def deployments_of_run(
+    flow_run_id: str, *, instance: str | None = None, engine: Engine | None = None
+) -> list[Deployment]:
+    """Flow run `flow_run_id`'s deployment records (or only `instance`'s), by instance name.
+
+    One instance's deploy in a run of thousands is one indexed read here,
+    whatever the Prefect UI shows of the run.
+    """
+    with reading(engine) as session:
+        query = select(DEPLOYMENT).where(DEPLOYMENT.c.flow_run_id == flow_run_id)
+        approvals_query = select(APPROVAL).where(APPROVAL.c.flow_run_id == flow_run_id)
+        if instance is not None:
+            query = query.where(DEPLOYMENT.c.instance == instance)
+            approvals_query = approvals_query.where(APPROVAL.c.instance == instance)
+        rows = session.execute(query.order_by(DEPLOYMENT.c.instance, DEPLOYMENT.c.id)).all()
+        approvals = [
+            approval_of(r) for r in session.execute(approvals_query.order_by(APPROVAL.c.id))
+        ]
+    return _deployments(rows, approvals)
+
+
+def _deployments(rows: Sequence[Any], approvals: Sequence[Approval]) -> list[Deployment]:
+    by_run_and_instance: dict[tuple[str | None, str], list[Approval]] = {}
+    for approval in approvals:
+        by_run_and_instance.setdefault((approval.flow_run_id, approval.instance), []).append(
+            approval
+        )
     return [
         Deployment(
             r.instance,
@@ -383,7 +414,7 @@ def deployments_of(instance: str, *, engine: Engine | None = None) -> list[Deplo
             r.finished_at,
             r.outcome,
             r.error,
-            tuple(a for a in approvals if a.flow_run_id == r.flow_run_id),
+            tuple(by_run_and_instance.get((r.flow_run_id, r.instance), ())),
         )
         for r in rows
     ]

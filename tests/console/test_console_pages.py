@@ -450,3 +450,45 @@ def test_a_report_plugs_into_the_instance_page_as_a_panel(
     page = api.client.get("/console/instances/acme-prod").text
     assert "<h2>Audit events</h2>" in page and "<h2>Audit report</h2>" in page
     assert "<td>intact</td>" in page and "for &lt;script&gt;" in page
+
+
+def test_one_instances_deploy_in_a_run_is_found_in_one_step(api: Api) -> None:
+    """The run page and the API's run deployments, filtered by instance: outcome and error."""
+    names = ["acme-prod", "hooli-prod", "initech-prod"]
+    stored = manifests.compile_and_store(
+        actor="tests", now=STORY, instances=names, engine=api.engine
+    )
+    for name in names:
+        deployments.start_deployment(
+            name, stored.revisions[name], flow_run_id="run-9", actor="tests", engine=api.engine
+        )
+    deployments.finish_deployment(
+        "hooli-prod",
+        flow_run_id="run-9",
+        outcome="failed",
+        error=HOSTILE,
+        actor="t",
+        engine=api.engine,
+    )
+    sign_in(api.client, api.secrets["viewer"])
+    whole = api.client.get("/console/runs/run-9")
+    assert whole.status_code == 200
+    assert "3 deployment records: 1 failed, 2 running" in whole.text
+    one = api.client.get("/console/runs/run-9", params={"instance": "hooli-prod"})
+    assert "1 deployment record: 1 failed" in one.text
+    assert "acme-prod" not in one.text.split("<table")[1]
+    assert HOSTILE not in one.text and "&lt;script&gt;" in one.text
+    none = api.client.get("/console/runs/run-9", params={"instance": HOSTILE})
+    assert none.status_code == 200 and HOSTILE not in none.text
+
+    headers = {"Authorization": f"Bearer {api.secrets['viewer']}"}
+    found = api.client.get(
+        "/rollouts/run-9/deployments", params={"instance": "hooli-prod"}, headers=headers
+    ).json()
+    assert found["total"] == 1
+    (item,) = found["items"]
+    assert (item["instance"], item["outcome"], item["error"]) == ("hooli-prod", "failed", HOSTILE)
+    every = api.client.get("/rollouts/run-9/deployments", headers=headers).json()
+    assert [i["instance"] for i in every["items"]] == sorted(names)
+    other = api.client.get("/rollouts/run-0/deployments", headers=headers).json()
+    assert other["total"] == 0

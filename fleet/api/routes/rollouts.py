@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from fleet.api.deps import EngineDep, OperatorDep, PageDep, ViewerDep
 from fleet.api.errors import problem_responses
-from fleet.api.models import Page, RolloutCreate, RunPublic
+from fleet.api.models import DeploymentPublic, Page, RolloutCreate, RunPublic
+from fleet.api.routes._convert import page
 from fleet.core.durations import isoformat
 from fleet.core.rollout import Amount
-from fleet.services import plans, runs
+from fleet.services import deployments, plans, runs
 
 router = APIRouter(prefix="/rollouts", tags=["rollouts"])
 
@@ -59,3 +60,24 @@ def list_rollouts(_: ViewerDep, paging: PageDep) -> Any:
 def read_rollout(flow_run_id: RunId, _: ViewerDep) -> Any:
     """Read one compile-and-deploy run with its live state."""
     return runs.read_run(flow_run_id, (runs.COMPILE_AND_DEPLOY,))
+
+
+@router.get(
+    "/{flow_run_id}/deployments",
+    response_model=Page[DeploymentPublic],
+    responses=problem_responses(401, 403, 422),
+)
+def run_deployments(
+    flow_run_id: RunId,
+    _: ViewerDep,
+    engine: EngineDep,
+    paging: PageDep,
+    instance: Annotated[
+        str | None, Query(max_length=63, description="Only this instance's deploy.")
+    ] = None,
+) -> Any:
+    """List what a run (compile-and-deploy, patch-rollout or rollback) deployed, by
+    instance, with outcome, error and approvals: one instance's deploy in a run of
+    thousands is `?instance=NAME`."""
+    records = deployments.deployments_of_run(flow_run_id, instance=instance, engine=engine)
+    return page([d.to_json() for d in records], paging)
