@@ -39,16 +39,18 @@ from fleet.core.errors import ConflictError, InputError, PermissionDenied
 from fleet.core.identity import MAX_IDENTITY_LENGTH
 from fleet.core.manifests import ManifestStatus
 from fleet.core.rollout import Amount, RolloutStrategy, halted, waves
-from fleet.services import approvals, codes, manifests
+from fleet.services import approvals, codes, manifests, rollouts
 from fleet.services.codes import CodeRefused
 from fleet.services.rollouts import DeploySpec
 from fleet.settings import get_settings
 from tasks.deploying import (
     InstanceOutcome,
-    deploy_instance,
-    halt_signal,
+    Watch,
+    chunk_label,
+    deploy_instances,
     load_targets,
     record_outcome,
+    watch,
 )
 from tasks.reporting import Progress
 
@@ -65,12 +67,29 @@ __all__ = [
 ]
 
 
-# A finished deploy handed to the rollout loop, with its outcome if it completed, and
-# whether that outcome was counted against the halt threshold already.
-Finished = tuple[PrefectFuture[InstanceOutcome], InstanceOutcome | None, bool]
+# A finished deploy task handed to the rollout loop, with its outcomes if it completed
+# (each counted against the halt threshold already, as it ended).
+Chunk = list[DeploySpec]
+Finished = tuple[PrefectFuture[list[InstanceOutcome]], list[InstanceOutcome] | None]
 
-# Deploys a rollout runs at once: the rollout flows' task runners have as many threads.
+# Deploy tasks a rollout runs at once: the rollout flows' task runners have as many threads.
 DEPLOY_CONCURRENCY = 16
+# The most instances one deploy task run deploys, one after another.
+MAX_CHUNK = 20
+
+
+def chunk_size(wave: int) -> int:
+    """Instances per deploy task run in a wave of `wave` instances.
+
+    One each while the wave is small (a run of 20 instances shows 20 deploy
+    task runs); a big wave's task runs carry up to `MAX_CHUNK` instances each,
+    so that Prefect's cost per task run is paid once per chunk, while leaving
+    at least twice as many chunks as threads to spread the wave evenly.
+
+    >>> [chunk_size(n) for n in (1, 31, 32, 100, 200, 2000)]
+    [1, 1, 1, 3, 6, 20]
+    """
+    return max(1, min(MAX_CHUNK, wave // (2 * DEPLOY_CONCURRENCY)))
 
 
 class Selector(BaseModel):
@@ -402,17 +421,19 @@ class Rollout:
     """Deploys one run's specs in waves, whenever they are ready (at once, or as
     their approvals complete).
 
-    Failures count across every call: once they pass the halt threshold
-    (`halt_after`, a count or a percentage of the deploys started), no deploy
-    starts any more, within a wave too. Each deploy is counted in the thread
-    that ran it, as it ends, before that thread can start another: once the
-    threshold is passed, deploys still queued in the task runner are
-    cancelled, and one that a thread picks up anyway finds the run's halt
-    signal and returns `halted` without touching its instance. The instances
-    not started are recorded `halted`. Each deploy takes its own instance's
-    lock (`tasks.deploying`): a wave never waits for more than its own
-    instances, and one held by another run for longer than
-    `lock_timeout_seconds` is reported `locked` while the rest go on.
+    A wave's instances go to deploy task runs, one instance each or, in a big
+    wave, a chunk each (`chunk_size`), `DEPLOY_CONCURRENCY` at once. Failures
+    count across every call: once they pass the halt threshold (`halt_after`,
+    a count or a percentage of the deploys started), no deploy starts any
+    more, within a wave and within a chunk too. Each deploy is counted in the
+    thread that ran it, as it ends, before that thread starts another: once
+    the threshold is passed, deploy tasks still queued in the task runner are
+    cancelled, and a deploy that starts anyway finds the run's halt signal
+    and returns `halted` without touching its instance. The instances not
+    started are recorded `halted`. Each deploy takes its own instance's lock
+    (`tasks.deploying`): a wave never waits for more than its own instances,
+    and one held by another run for longer than `lock_timeout_seconds` is
+    reported `locked` while the rest go on.
     """
 
     def __init__(
@@ -431,7 +452,8 @@ class Rollout:
         self.failed = 0
         self.started = 0
         self._lock = threading.Lock()
-        self._signal = halt_signal(str(flow_run.id))  # kept: the registry holds it weakly
+        self._watch: Watch = watch(str(flow_run.id))  # kept: the registry holds it weakly
+        self._watch.count = self.count
         self._options = {
             "retries": strategy.retries,
             "retry_delay": strategy.retry_delay_seconds,
@@ -441,7 +463,7 @@ class Rollout:
     @property
     def stopped(self) -> bool:
         """Failures have passed the halt threshold: nothing more is started."""
-        return self._signal.is_set()
+        return self._watch.halt.is_set()
 
     def count(self, outcome: InstanceOutcome) -> None:
         """Count a deploy that ended; any thread, as it ends."""
@@ -452,7 +474,7 @@ class Rollout:
             if outcome.outcome != "succeeded":
                 self.failed += 1
             if halted(self.failed, self.started, self.rules):
-                self._signal.set()
+                self._watch.halt.set()
 
     def __call__(self, specs: Sequence[DeploySpec]) -> bool:
         """Deploy `specs`; returns True when the rollout has halted (now or before)."""
@@ -483,42 +505,40 @@ class Rollout:
         return False
 
     def _wave(self, specs: list[DeploySpec], blocks: Mapping[str, TargetBlock]) -> list[DeploySpec]:
-        """Deploy one wave (its locks held); returns the specs never started after a halt."""
-        waiting = list(reversed(specs))
-        running: dict[PrefectFuture[InstanceOutcome], DeploySpec] = {}
+        """Deploy one wave; returns the specs never started after a halt."""
+        size = chunk_size(len(specs))
+        waiting = [specs[i : i + size] for i in range(0, len(specs), size)][::-1]
+        running: dict[PrefectFuture[list[InstanceOutcome]], Chunk] = {}
         finished: Queue[Finished] = Queue()
         not_started: list[DeploySpec] = []
         while waiting or running:
-            # Twice as many deploys as the task runner runs at once, the next one
-            # submitted as one ends: the runner never waits for this loop, and each
-            # deploy starts soon after its submission.
+            # Twice as many deploy tasks as the task runner runs at once, the next
+            # one submitted as one ends: the runner never waits for this loop.
             while waiting and not self.stopped and len(running) < 2 * DEPLOY_CONCURRENCY:
-                spec = waiting.pop()
+                chunk = waiting.pop()
                 with self._lock:
-                    self.started += 1
-                future = _submit(deploy_instance, spec, blocks, actor=self.actor, **self._options)
-                running[future] = spec
-                future.add_done_callback(partial(_settle, into=finished, count=self.count))
+                    self.started += len(chunk)
+                future = _submit(deploy_instances, chunk, blocks, actor=self.actor, **self._options)
+                running[future] = chunk
+                future.add_done_callback(partial(_settle, into=finished))
             if self.stopped:
-                not_started += reversed(waiting)
+                not_started += [spec for chunk in reversed(waiting) for spec in chunk]
                 waiting.clear()
                 for queued in running:  # those no thread has picked up yet never start
                     _cancel(queued)
             if not running:
                 break
-            future, outcome, counted = finished.get()
-            spec = running.pop(future)
+            future, outcomes = finished.get()
+            chunk = running.pop(future)
             if _cancelled(future):
                 with self._lock:
-                    self.started -= 1
-                not_started.append(spec)
+                    self.started -= len(chunk)
+                not_started += chunk
                 continue
-            if outcome is None:
-                outcome = _outcome(spec, future, actor=self.actor)
-            if not counted:
-                self.count(outcome)
-            self.done.append(outcome)
-            self.progress.advance()
+            if outcomes is None:
+                outcomes = _outcomes(chunk, future, actor=self.actor, count=self.count)
+            self.done.extend(outcomes)
+            self.progress.advance(len(outcomes))
         return not_started
 
     def halt(self, specs: list[DeploySpec]) -> None:
@@ -541,82 +561,91 @@ def rollout(
     return Rollout(strategy, actor=actor, progress=progress, done=done)(specs)
 
 
-def _cancel(future: PrefectFuture[InstanceOutcome]) -> None:
+def _cancel(future: PrefectFuture[Any]) -> None:
     if isinstance(future, PrefectWrappedFuture):
         future.wrapped_future.cancel()
 
 
-def _cancelled(future: PrefectFuture[InstanceOutcome]) -> bool:
+def _cancelled(future: PrefectFuture[Any]) -> bool:
     return isinstance(future, PrefectWrappedFuture) and bool(future.wrapped_future.cancelled())
 
 
 def _submit(
-    deploy: Task[..., InstanceOutcome],
-    spec: DeploySpec,
+    deploy: Task[..., list[InstanceOutcome]],
+    chunk: Chunk,
     blocks: Mapping[str, TargetBlock],
     *,
     actor: str,
     **options: float,
-) -> PrefectFuture[InstanceOutcome]:
-    """Submit `spec`'s deploy task, its run tagged with its channel.
+) -> PrefectFuture[list[InstanceOutcome]]:
+    """Submit a deploy task for `chunk`, its run tagged with the chunk's channels.
 
-    The run's name says which instance and revision it deploys. Its tags stay
+    The run's name says which instances and revisions it deploys. Its tags stay
     few across a fleet on purpose: Prefect starts a concurrency-check service
     (a thread and an API client) per distinct tag set a process runs, so a tag
     naming the instance would grow the flow process with the fleet.
     """
-    with tags(f"channel:{spec.channel}"):
-        target = blocks.get(spec.target) if spec.target else None
-        future: PrefectFuture[InstanceOutcome] = deploy.submit(spec, target, actor=actor, **options)
+    with tags(*sorted({f"channel:{spec.channel}" for spec in chunk})):
+        targets = [blocks.get(spec.target) if spec.target else None for spec in chunk]
+        future: PrefectFuture[list[InstanceOutcome]] = deploy.submit(
+            chunk, targets, label=chunk_label(chunk), actor=actor, **options
+        )
         return future
 
 
-def _settle(
-    future: PrefectFuture[InstanceOutcome],
-    *,
-    into: Queue[Finished],
-    count: Callable[[InstanceOutcome], None] | None = None,
-) -> None:
-    """Hand a finished deploy to the rollout loop, with its outcome if it completed.
+def _settle(future: PrefectFuture[list[InstanceOutcome]], *, into: Queue[Finished]) -> None:
+    """Hand a finished deploy task to the rollout loop, with its outcomes if it completed.
 
-    Runs in the thread that ran the deploy: reading a result from its state
+    Runs in the thread that ran the task: reading a result from its state
     takes a hop through Prefect's event-loop thread (about 30 ms under a
     rollout's load), which would otherwise hold up the loop submitting the
-    next deploys. It also `count`s the outcome here, before this thread can
-    pick up another deploy, so a halt takes effect at once. Whatever goes
-    wrong here, the loop gets the future, and `_outcome` reads (and the loop
-    counts) it again.
+    next deploys. Whatever goes wrong here, the loop gets the future, and
+    `_outcomes` reads it again.
     """
-    outcome = None
-    counted = False
+    outcomes = None
     try:
         if not _cancelled(future):
             future.wait()  # done: this only sets the future's final state
             if future.state.is_completed():
-                outcome = future.result()
-                if count is not None:
-                    count(outcome)
-                    counted = True
-    except Exception:  # `_outcome` reads it again, in the loop
+                outcomes = future.result()
+    except Exception:  # `_outcomes` reads it again, in the loop
         pass
     finally:  # even on a signal such as a suspension: the loop must never wait forever
-        into.put((future, outcome, counted))
+        into.put((future, outcomes))
 
 
-def _outcome(
-    spec: DeploySpec, future: PrefectFuture[InstanceOutcome], *, actor: str
-) -> InstanceOutcome:
-    """A finished deploy task's outcome; a task that gave up is recorded `failed`."""
+def _outcomes(
+    chunk: Chunk,
+    future: PrefectFuture[list[InstanceOutcome]],
+    *,
+    actor: str,
+    count: Callable[[InstanceOutcome], None],
+) -> list[InstanceOutcome]:
+    """A finished deploy task's outcomes. A task that failed as a whole (its
+    deploys each catch their own errors: this is Prefect or the process) leaves
+    its instances' records as they were written; those without an outcome are
+    recorded `failed` here, and counted."""
     future.wait()  # done: this only sets the future's final state (else read from the server)
     if future.state.is_completed():
         return future.result()
     error = str(future.state.message or "deploy failed")
     try:
         future.result(raise_on_failure=True)
-    except Exception as exc:  # the task's own error, after its retries
+    except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-    record_outcome(spec, "failed", actor=actor, error=error)
-    return InstanceOutcome(spec.instance, spec.revision, "failed", error)
+    outcomes = []
+    for spec in chunk:
+        recorded = rollouts.deployment_outcome(spec.instance, str(flow_run.id))
+        if recorded not in (None, "running"):
+            outcomes.append(
+                InstanceOutcome(spec.instance, spec.revision, str(recorded), "recorded")
+            )
+            continue
+        record_outcome(spec, "failed", actor=actor, error=error)
+        outcome = InstanceOutcome(spec.instance, spec.revision, "failed", error)
+        count(outcome)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def deploy_then_ask(

@@ -1,7 +1,10 @@
-"""Deploy one instance: lock it, apply through its target, verify, roll back on failure.
+"""Deploy instances: lock each, apply through its target, verify, roll back on failure.
 
-One task per instance does fetch, apply and verify (task runs stay
-proportional to instances). The deploy takes its instance's lock in Fleet's
+A deploy task run deploys one instance, or a chunk of a big wave's instances
+one after another (`deploy_instances`): Prefect's cost of a task run
+(its states, events and engine) is then paid once per chunk, while
+everything per instance stays Fleet's: its lock, retries, records, audit
+events and a log line each. Each deploy takes its instance's lock in Fleet's
 database (`fleet.services.locks`: a lease its process renews, free again
 once a holder that died stops renewing it) and holds it from before it looks
 at the instance until its record is written, so two runs never touch one
@@ -27,7 +30,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -57,21 +60,30 @@ class InstanceOutcome:
     detail: str = ""
 
 
-# Each run's halt signal in this process, held by its rollout loop (entries go with it).
-_HALTS: weakref.WeakValueDictionary[str, threading.Event] = weakref.WeakValueDictionary()
-_HALTS_LOCK = threading.Lock()
+class Watch:
+    """What one run's rollout loop keeps in this process: its halt signal, and
+    who counts each deploy's outcome as it ends (in the thread that ran it)."""
+
+    def __init__(self) -> None:
+        self.halt = threading.Event()
+        self.count: Callable[[InstanceOutcome], None] | None = None
 
 
-def halt_signal(run_id: str) -> threading.Event:
-    """The run's halt signal: once set, a deploy task of the run that has not started
-    returns `halted` without touching its instance. Keep it while the rollout runs
-    (it is held weakly here)."""
-    with _HALTS_LOCK:
-        signal = _HALTS.get(run_id)
-        if signal is None:
-            signal = threading.Event()
-            _HALTS[run_id] = signal
-        return signal
+# Each run's watch in this process, held by its rollout loop (entries go with it).
+_WATCHES: weakref.WeakValueDictionary[str, Watch] = weakref.WeakValueDictionary()
+_WATCHES_LOCK = threading.Lock()
+
+
+def watch(run_id: str) -> Watch:
+    """The run's watch: once its halt signal is set, a deploy of the run that has
+    not started returns `halted` without touching its instance. Keep it while the
+    rollout runs (it is held weakly here)."""
+    with _WATCHES_LOCK:
+        found = _WATCHES.get(run_id)
+        if found is None:
+            found = Watch()
+            _WATCHES[run_id] = found
+        return found
 
 
 def _rollback(target: Target, spec: DeploySpec) -> str:
@@ -112,8 +124,8 @@ def deploy(
     lock_timeout: float = 600.0,
 ) -> InstanceOutcome:
     """The body of the deploy task: the instance's lock, then everything under it."""
-    signal = _HALTS.get(run_id)
-    if signal is not None and signal.is_set():
+    watching = _WATCHES.get(run_id)
+    if watching is not None and watching.halt.is_set():
         # Failures passed the threshold while this deploy waited for a thread.
         return _close(spec, "halted", actor=actor, run_id=run_id, error="rollout halted")
     try:
@@ -246,29 +258,55 @@ def _record_waiver(spec: DeploySpec, run_id: str) -> None:
     get_run_logger().info("%s r%s: approval waived (%s)", spec.instance, spec.revision, spec.waiver)
 
 
-@task(
-    name="deploy instance",
-    task_run_name="deploy {spec.instance} r{spec.revision}",
-    cache_policy=NO_CACHE,
-)
-def deploy_instance(
-    spec: DeploySpec,
-    target_block: TargetBlock | None,
+def chunk_label(specs: Sequence[DeploySpec]) -> str:
+    """A deploy task run's name: the instance and revision, or a chunk's first and last."""
+    if len(specs) == 1:
+        return f"{specs[0].instance} r{specs[0].revision}"
+    return f"{specs[0].instance} … {specs[-1].instance} ({len(specs)} instances)"
+
+
+@task(name="deploy instances", task_run_name="deploy {label}", cache_policy=NO_CACHE)
+def deploy_instances(
+    specs: list[DeploySpec],
+    target_blocks: list[TargetBlock | None],
     *,
+    label: str,
     actor: str,
     retries: int = 4,
     retry_delay: float = 0.5,
     lock_timeout: float = 600.0,
-) -> InstanceOutcome:
-    return deploy(
-        spec,
-        target_block,
-        actor=actor,
-        run_id=str(flow_run.id),
-        retries=retries,
-        retry_delay=retry_delay,
-        lock_timeout=lock_timeout,
-    )
+) -> list[InstanceOutcome]:
+    """Deploy `specs` one after another, each through its target block.
+
+    Each outcome is counted by the run's watch as it ends, so a halt stops the
+    rest of the chunk at once; an instance whose deploy raised is recorded
+    `failed` and the chunk goes on.
+    """
+    run_id = str(flow_run.id)
+    logger = get_run_logger()
+    watching = _WATCHES.get(run_id)
+    outcomes = []
+    for spec, block in zip(specs, target_blocks, strict=True):
+        try:
+            outcome = deploy(
+                spec,
+                block,
+                actor=actor,
+                run_id=run_id,
+                retries=retries,
+                retry_delay=retry_delay,
+                lock_timeout=lock_timeout,
+            )
+        except Exception as exc:  # this instance failed; the chunk's others go on
+            error = f"{type(exc).__name__}: {exc}"
+            logger.error("%s r%s: %s", spec.instance, spec.revision, error)
+            outcome = _close(spec, "failed", actor=actor, run_id=run_id, error=error)
+        if len(specs) > 1:
+            logger.info("%s r%s: %s", spec.instance, spec.revision, outcome.outcome)
+        if watching is not None and watching.count is not None:
+            watching.count(outcome)
+        outcomes.append(outcome)
+    return outcomes
 
 
 @task(name="record outcome", cache_policy=NO_CACHE)

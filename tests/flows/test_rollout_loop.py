@@ -12,7 +12,7 @@ from prefect.states import Completed, Failed
 from flows._rollout import _settle
 from tasks.deploying import InstanceOutcome
 
-DONE = InstanceOutcome("a1", 3, "succeeded")
+DONE = [InstanceOutcome("a1", 3, "succeeded")]
 
 
 class Finished:
@@ -26,31 +26,29 @@ class Finished:
         if self.wait_raises:
             raise self.wait_raises
 
-    def result(self) -> InstanceOutcome:
+    def result(self) -> list[InstanceOutcome]:
         return DONE
 
 
-def settled(future: Finished, counts: list[InstanceOutcome]) -> tuple[Any, ...]:
+def settled(future: Finished) -> tuple[Any, ...]:
     into: Queue[Any] = Queue()
-    _settle(future, into=into, count=counts.append)  # type: ignore[arg-type]
+    _settle(future, into=into)  # type: ignore[arg-type]
     return into.get_nowait()
 
 
-def test_a_completed_deploy_comes_with_its_outcome_counted_in_its_thread() -> None:
-    future, counts = Finished(Completed()), []
-    assert settled(future, counts) == (future, DONE, True)
-    assert counts == [DONE]
+def test_a_completed_deploy_task_comes_with_its_outcomes() -> None:
+    future = Finished(Completed())
+    assert settled(future) == (future, DONE)
 
 
-def test_a_failed_deploy_comes_without_one_and_uncounted() -> None:
-    future, counts = Finished(Failed()), []
-    assert settled(future, counts) == (future, None, False)
-    assert counts == []  # the loop reads and counts it
+def test_a_failed_deploy_task_comes_without_them() -> None:
+    future = Finished(Failed())
+    assert settled(future) == (future, None)  # the loop reads, records and counts them
 
 
 def test_an_error_reading_it_still_hands_it_over() -> None:
-    future, counts = Finished(Completed(), wait_raises=RuntimeError("lost")), []
-    assert settled(future, counts) == (future, None, False)
+    future = Finished(Completed(), wait_raises=RuntimeError("lost"))
+    assert settled(future) == (future, None)
 
 
 def test_a_suspension_signal_still_hands_it_over_and_goes_on() -> None:
@@ -58,4 +56,4 @@ def test_a_suspension_signal_still_hands_it_over_and_goes_on() -> None:
     into: Queue[Any] = Queue()
     with pytest.raises(Pause):
         _settle(future, into=into)  # type: ignore[arg-type]
-    assert into.get_nowait() == (future, None, False)
+    assert into.get_nowait() == (future, None)

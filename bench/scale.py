@@ -1,0 +1,390 @@
+"""Benchmark: the orchestration cost per instance of a rollout, at 200, 1,000 and 2,000 instances.
+
+Per size, on a fresh Prefect server (PostgreSQL) and a fresh Fleet database,
+with every instance served by one many-instance agent host process
+(`fleet agent serve --instance-count N`, one FleetAgent block per instance):
+
+1. the instances apply 1.0.0 (untimed: they run what the fleet file says);
+2. the compile-and-deploy flow rolls 1.1.0 of 5 components out to all of
+   them (plan and store, locks, apply, health, Fleet's records, artifacts),
+   in this process, as a worker's flow-run process would;
+3. a plain loop makes the same target calls (apply + health, 16 threads)
+   for 1.2.0.
+
+The orchestration cost is the CPU of the flow's process, the Prefect server
+(with its children) and PostgreSQL during the flow, minus the same parties'
+CPU during the plain loop, per instance; the agents' CPU (the same applies in
+both) is left out. Goal: at most 20 ms per instance, flat from 200 to 2,000.
+While the flow runs, a sampler reads the threads, RSS and open files of this
+process and of the server from /proc: none of them may grow with the fleet.
+It also counts the task runs the server recorded against those expected and
+the events the server refused ("Refusing to publish event" in its log), and
+with --ui times the Prefect UI's page of the largest run until it settles in
+Chromium.
+
+    .venv/bin/python bench/scale.py [--sizes 200,1000,2000] [--ui] [--write-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.agent import TOKEN, Agent, stop_all  # noqa: E402
+from bench.rollout import (  # noqa: E402
+    COMPONENTS,
+    _processes,
+    count_task_runs,
+    free_port,
+    fresh_postgres_database,
+)
+
+VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
+GOAL_MS = 20.0
+
+
+def _tree(root: int, procs: dict[int, tuple[int, str, float]]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in procs.items():
+        children.setdefault(parent, []).append(pid)
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += children.get(pid, [])
+    return found & procs.keys()
+
+
+def cpu(server_pid: int, agent_pid: int) -> dict[str, float]:
+    """CPU seconds so far: this process, the Prefect server tree, PostgreSQL, the agent host."""
+    procs = _processes()
+    parties = {
+        "flow or loop process": {os.getpid()},
+        "Prefect server": _tree(server_pid, procs),
+        "PostgreSQL": {p for p, (_, name, _) in procs.items() if name == "postgres"},
+        "agent host": _tree(agent_pid, procs),
+    }
+    return {party: sum(procs[p][2] for p in pids) for party, pids in parties.items()}
+
+
+def _status(pid: int) -> tuple[int, float, int]:
+    """(threads, RSS MB, open files) of one process."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        fields = {line.split(":")[0]: line.split()[1] for line in lines if ":" in line}
+        files = len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, IndexError):
+        return 0, 0.0, 0
+    return int(fields.get("Threads", 0)), int(fields.get("VmRSS", 0)) / 1024, files
+
+
+class Sampler:
+    """Peak threads, RSS and open files of some processes, read every 0.2 s."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.peak = {name: (0, 0.0, 0) for name in pids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            for name, pid in self.pids.items():
+                now = _status(pid)
+                self.peak[name] = tuple(
+                    max(a, b) for a, b in zip(self.peak[name], now, strict=True)
+                )  # type: ignore[assignment]
+            if self._stop.wait(0.2):
+                return
+
+
+def start_server(home: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    from deployments.prefect_server import server_env
+
+    port = free_port()
+    env = {
+        **server_env(),
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": fresh_postgres_database(),
+        "PREFECT_LOGGING_SERVER_LEVEL": "WARNING",
+    }
+    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*argv, "--port", str(port)], env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}/api"
+    import httpx
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("Prefect server did not start")
+
+
+def ui_settle_seconds(ui_url: str, flow_run_id: str) -> float:
+    """Seconds until the Prefect UI's page of a flow run has settled in Chromium:
+    loaded, no request in flight for 0.5 s, and the task-run list shown."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            started = time.perf_counter()
+            page.goto(f"{ui_url}/runs/flow-run/{flow_run_id}", wait_until="networkidle")
+            page.wait_for_selector("text=Completed", timeout=60_000)
+            settled = time.perf_counter() - started
+            page.screenshot(path=str(ROOT / "test-output" / "scale-ui.png"))
+            return settled
+        finally:
+            browser.close()
+
+
+def one_size(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
+    log = tmp / "server.log"
+    server, api_url = start_server(tmp / "prefect-home", log)
+    os.environ["PREFECT_API_URL"] = api_url
+    os.environ["FLEET_DATABASE_URL"] = f"sqlite:///{tmp / 'fleet.db'}"
+    from blocks.targets import register_block_types, save_host_targets
+    from fleet.agent.client import AgentClient
+    from fleet.artifacts import build_demo_artifact
+    from fleet.core.fleetfile import VersionEntry, parse_fleet_data
+    from fleet.db.migrate import upgrade
+    from fleet.services.catalog import publish_version
+    from fleet.services.fleet import apply_fleet_file
+    from flows.compile_and_deploy import Selector, Strategy, compile_and_deploy
+
+    prefix = "customer"
+    names = [f"{prefix}-{i:04d}" for i in range(1, count + 1)]
+    host = Agent(tmp / "host", "--instance-count", str(count), "--instance-prefix", prefix)
+    try:
+        host.wait_ready()
+        store = tmp / "store"
+        refs = {
+            (c, v): build_demo_artifact(store, c, v, size=16_000)
+            for c in COMPONENTS
+            for v in VERSIONS
+        }
+
+        def entry(component: str, version: str) -> dict[str, Any]:
+            ref = refs[(component, version)]
+            return {
+                "component": component,
+                "version": version,
+                "released_at": "2026-01-01T00:00:00Z",
+                "artifact": {"url": ref.url, "sha256": ref.sha256},
+            }
+
+        clients = [AgentClient(host.url, TOKEN, instance=n, timeout=120) for n in names]
+
+        def loop(version: str, revision: int) -> None:
+            from bench.rollout import manifests_for
+
+            manifests = manifests_for(names, refs, version, revision)
+
+            def one(i: int) -> None:
+                clients[i].apply(manifests[i])
+                clients[i].health().raise_for_health()
+
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(one, range(count)))
+
+        loop("1.0.0", 1)
+        register_block_types()
+        save_host_targets(host.url, TOKEN, names, timeout=120, overwrite=True)
+        upgrade(os.environ["FLEET_DATABASE_URL"])
+        data = {
+            "format": 1,
+            "components": list(COMPONENTS),
+            "versions": [entry(c, "1.0.0") for c in COMPONENTS],
+            "channels": [{"name": "stable", "policy": "auto-update"}],
+            "instances": [
+                {
+                    "name": n,
+                    "customer": n,
+                    "channel": "stable",
+                    "target": n,
+                    "current": dict.fromkeys(COMPONENTS, "1.0.0"),
+                }
+                for n in names
+            ],
+        }
+        apply_fleet_file(parse_fleet_data(data), actor="bench")
+        from deployments.setup import setup
+
+        setup()
+        for c in COMPONENTS:
+            publish_version(VersionEntry.model_validate(entry(c, "1.1.0")), actor="bench")
+        time.sleep(2)
+        strategy = Strategy(canary="0", batch="100%", halt_after="100%")
+        before = cpu(server.pid, host.proc.pid)
+        with Sampler({"flow process": os.getpid(), "Prefect server": server.pid}) as sampler:
+            t0 = time.perf_counter()
+            state = compile_and_deploy(
+                selector=Selector(), strategy=strategy, requested_by="bench", return_state=True
+            )
+            flow_s = time.perf_counter() - t0
+        after = cpu(server.pid, host.proc.pid)
+        flow_cpu = {k: after[k] - before[k] for k in before}
+        outcomes = state.result()["outcomes"]
+        time.sleep(2)
+        before = cpu(server.pid, host.proc.pid)
+        t0 = time.perf_counter()
+        loop("1.2.0", 1000)
+        loop_s = time.perf_counter() - t0
+        after = cpu(server.pid, host.proc.pid)
+        loop_cpu = {k: after[k] - before[k] for k in before}
+        time.sleep(3)  # the server writes the last task-run states
+        run_id = state.state_details.flow_run_id
+        task_runs, deploys, completed = count_task_runs(run_id)
+        settle = None
+        if ui:
+            settle = ui_settle_seconds(api_url.removesuffix("/api"), str(run_id))
+        for client in clients:
+            client.close()
+        refused = log.read_text(errors="replace").count("Refusing to publish event")
+
+        def orchestration(cpu_of: dict[str, float]) -> float:
+            return sum(v for k, v in cpu_of.items() if k != "agent host")
+
+        return {
+            "instances": count,
+            "flow_s": flow_s,
+            "loop_s": loop_s,
+            "succeeded": sum(1 for o in outcomes.values() if o == "succeeded"),
+            "flow_cpu": flow_cpu,
+            "loop_cpu": loop_cpu,
+            "ms_per_instance": 1000 * (orchestration(flow_cpu) - orchestration(loop_cpu)) / count,
+            "deploy_task_runs": deploys,
+            "deploy_task_runs_completed": completed,
+            "task_runs": task_runs,
+            "events_refused": refused,
+            "peak": sampler.peak,
+            "ui_settle_s": settle,
+        }
+    finally:
+        stop_all([host])
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="200,1000,2000")
+    parser.add_argument("--ui", action="store_true", help="time the UI page of the largest run")
+    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument(
+        "--one", type=int, help=argparse.SUPPRESS
+    )  # one size, in a process of its own
+    args = parser.parse_args()
+    if args.one:
+        with tempfile.TemporaryDirectory(prefix="fleet-bench-scale-") as tmp:
+            print(json.dumps(one_size(args.one, Path(tmp), ui=args.ui)))
+        return 0
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        parser.error(f"--sizes must be numbers separated by commas, not {args.sizes!r}")
+    if not sizes or min(sizes) < 1:
+        parser.error(f"--sizes must be positive, not {args.sizes!r}")
+    (ROOT / "test-output").mkdir(exist_ok=True)
+    results = []
+    for size in sizes:  # each size in a fresh process: its threads and files are its own
+        argv = [sys.executable, __file__, "--one", str(size)]
+        if args.ui and size == max(sizes):
+            argv.append("--ui")
+        out = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        print({k: v for k, v in result.items() if k not in ("flow_cpu", "loop_cpu")}, flush=True)
+        results.append(result)
+    costs = [r["ms_per_instance"] for r in results]
+    flat = max(costs) <= 1.25 * min(costs) + 2
+    met = max(costs) <= GOAL_MS and flat
+    print("orchestration ms per instance:", [f"{c:.1f}" for c in costs])
+    print(f"goal (<= {GOAL_MS:.0f} ms per instance, flat):", "met" if met else "NOT met")
+    if args.write_docs:
+        write_docs(results, flat=flat, met=met)
+    return 0 if met else 1
+
+
+def write_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) -> None:
+    from bench._docs import write_section
+
+    def peak(r: dict[str, Any], who: str) -> str:
+        threads, rss, files = r["peak"][who]
+        return f"{threads} / {rss:.0f} MB / {files}"
+
+    ui = [r for r in results if r["ui_settle_s"] is not None]
+    write_section(
+        "Scale (bench/scale.py)",
+        [
+            "Goal: the orchestration cost of a rollout (CPU of the flow's process, the "
+            "Prefect server and PostgreSQL, minus theirs during a plain loop making the same "
+            f"target calls) is at most {GOAL_MS:.0f} ms per instance and flat from 200 to "
+            "2,000 instances; no process grows with the fleet. One many-instance agent host "
+            "serves every instance (5 components, 16 KB artifacts); the Prefect server runs "
+            "on PostgreSQL; 16 deploys in flight.",
+            "",
+            "| instances | flow | plain loop | deployed | deploy task runs Completed | "
+            "events refused | orchestration per instance | flow process peak threads / RSS "
+            "/ open files | server peak |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *(
+                f"| {r['instances']:,} | {r['flow_s']:.1f} s | {r['loop_s']:.1f} s | "
+                f"{r['succeeded']} | {r['deploy_task_runs_completed']} of {r['instances']} | "
+                f"{r['events_refused']} | **{r['ms_per_instance']:.1f} ms** | "
+                f"{peak(r, 'flow process')} | {peak(r, 'Prefect server')} |"
+                for r in results
+            ),
+            "",
+            f"- Goal: {'met' if met else 'NOT met'} (flat: {'yes' if flat else 'no'}).",
+            "- CPU seconds per party during the flow, by size: "
+            + "; ".join(
+                f"{r['instances']:,}: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in r["flow_cpu"].items())
+                for r in results
+            )
+            + ".",
+            *(
+                [
+                    f"- The Prefect UI's page of the {ui[0]['instances']:,}-instance run "
+                    f"settled in Chromium in {ui[0]['ui_settle_s']:.1f} s (goal: under 3 s)."
+                ]
+                if ui
+                else []
+            ),
+            "- Reproduce: `.venv/bin/python bench/scale.py --ui --write-docs`.",
+        ],
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
