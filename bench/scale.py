@@ -83,7 +83,9 @@ def _status(pid: int) -> tuple[int, float, int]:
     """(threads, RSS MB, open files) of one process."""
     try:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-        fields = {line.split(":")[0]: line.split()[1] for line in lines if ":" in line}
+        fields = {
+            k: v.split()[0] for k, _, v in (line.partition(":") for line in lines) if v.split()
+        }
         files = len(os.listdir(f"/proc/{pid}/fd"))
     except (OSError, IndexError):
         return 0, 0.0, 0
