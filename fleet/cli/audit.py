@@ -1,4 +1,4 @@
-"""`fleet audit verify|export|log`: the tamper-evident audit chain."""
+"""`fleet audit verify|export|log|report`: the tamper-evident audit chain."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from fleet.cli._db import database, parse_time
 from fleet.core.durations import isoformat
 from fleet.services.audit import event_json, events, export_jsonl, verify
+from fleet.services.reports import audit_report, prefect_ui_url
 
 __all__ = ["register"]
 
@@ -33,6 +34,20 @@ def register(sub: Any) -> None:
     log.add_argument("--since", metavar="ISO-8601", help="only events at or after this time")
     log.add_argument("--json", action="store_true", help="one JSON object per line")
     log.set_defaults(func=_log)
+
+    report = audit_sub.add_parser(
+        "report",
+        help="what ran on an instance at a time: revision, runs, approvals, advisories, events",
+    )
+    report.add_argument("instance", metavar="INSTANCE")
+    report.add_argument("--at", required=True, metavar="ISO-8601", help="the moment asked about")
+    report.add_argument(
+        "--format",
+        choices=("table", "json", "markdown"),
+        default="table",
+        help="a table for the terminal (default), JSON, or Markdown to file",
+    )
+    report.set_defaults(func=_report)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -63,4 +78,16 @@ def _log(args: argparse.Namespace) -> int:
             f"{event.seq:>6} {isoformat(event.at)} {event.actor} {event.action} "
             f"{event.subject}{run} {details}"
         )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    at = parse_time(args.at, option="--at")
+    found = audit_report(args.instance, at=at, prefect_ui=prefect_ui_url(), engine=database())
+    if args.format == "json":
+        print(json.dumps(found.to_json(), ensure_ascii=False, indent=2))
+    elif args.format == "markdown":
+        sys.stdout.write(found.to_markdown())
+    else:
+        sys.stdout.write(found.to_text())
     return 0

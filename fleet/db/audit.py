@@ -138,9 +138,12 @@ def iter_events(
     *,
     subject: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    upto_seq: int | None = None,
     batch: int = 5000,
 ) -> Iterator[AuditEvent]:
-    """Events in `seq` order, read in batches (a subject ending in `*` is a prefix)."""
+    """Events in `seq` order, read in batches (a subject ending in `*` is a prefix);
+    `until` and `upto_seq` are inclusive bounds."""
     last = 0
     while True:
         c = _AUDIT.c
@@ -167,6 +170,10 @@ def iter_events(
                 query = query.where(c.subject == subject)
         if since is not None:
             query = query.where(c.at >= since)
+        if until is not None:
+            query = query.where(c.at <= until)
+        if upto_seq is not None:
+            query = query.where(c.seq <= upto_seq)
         rows = session.execute(query).all()
         for row in rows:
             yield _event(row)
