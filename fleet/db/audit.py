@@ -10,7 +10,7 @@ stored. Hashes are computed by `fleet.core.audit`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ __all__ = [
     "append_events",
     "chain_head",
     "count_events",
+    "hashes_at",
     "iter_events",
     "lock_writes",
 ]
@@ -62,6 +63,17 @@ def chain_head(session: Connection) -> tuple[int, str]:
         select(_AUDIT.c.seq, _AUDIT.c.hash).order_by(_AUDIT.c.seq.desc()).limit(1)
     ).first()
     return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+
+
+def hashes_at(session: Connection, seqs: Iterable[int]) -> dict[int, str]:
+    """The stored hash of each event in `seqs` that exists."""
+    wanted = sorted(set(seqs))
+    out: dict[int, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = session.execute(select(_AUDIT.c.seq, _AUDIT.c.hash).where(_AUDIT.c.seq.in_(chunk)))
+        out.update({int(r[0]): str(r[1]) for r in rows})
+    return out
 
 
 def count_events(session: Connection) -> int:
