@@ -89,14 +89,30 @@ def _prefect_api() -> str | None:
     return str(url) if url else None
 
 
-def _publish_artifact(head: ChainHead) -> None:
-    from prefect.artifacts import create_table_artifact
+def _publish_artifact(head: ChainHead, flow_run_id: str | None) -> None:
+    # The client, not `create_table_artifact`: a head is also published outside any
+    # run (the CLI) and from a flow's state hook, with the run named explicitly.
+    from uuid import UUID
 
-    create_table_artifact(
-        [head.to_json()],
-        key=ARTIFACT_KEY,
-        description=f"Fleet audit chain head: event {head.seq}, hash {head.hash}",
-    )
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    run = None
+    if flow_run_id is not None:
+        try:
+            run = UUID(flow_run_id)
+        except ValueError:
+            run = None
+    with get_client(sync_client=True) as client:
+        client.create_artifact(
+            ArtifactCreate(
+                key=ARTIFACT_KEY,
+                type="table",
+                description=f"Fleet audit chain head: event {head.seq}, hash {head.hash}",
+                data=json.dumps([head.to_json()]),
+                flow_run_id=run,
+            )
+        )
 
 
 def publish_head(
@@ -125,7 +141,7 @@ def publish_head(
             failed.append("prefect: PREFECT_API_URL is not set")
         else:
             try:
-                _publish_artifact(head)
+                _publish_artifact(head, flow_run_id)
                 published.append(f"prefect artifact {ARTIFACT_KEY} at {api}")
             except Exception as exc:  # any failure to reach Prefect: report, never fail
                 failed.append(f"prefect at {api}: {type(exc).__name__}: {exc}")
