@@ -9,11 +9,12 @@ the same after Prefect's retention has dropped its copy.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
-from fleet.core.audit import verify_chain
+from fleet.core.audit import AuditEvent, verify_chain
 from fleet.core.durations import require_aware
 from fleet.core.errors import NotFoundError
 from fleet.core.report import (
@@ -29,9 +30,12 @@ from fleet.core.rollback import running_at
 from fleet.db import fleet as fleet_repo
 from fleet.db.audit import iter_events
 from fleet.db.history import APPROVAL, APPROVAL_REQUEST, DEPLOYMENT, manifest_rows, revision_of
+from fleet.db.models import AuditEventRow, table_of
 from fleet.services._common import reading
 
 __all__ = ["audit_report", "prefect_ui_url"]
+
+_AUDIT = table_of(AuditEventRow)
 
 
 def prefect_ui_url() -> str | None:
@@ -40,6 +44,16 @@ def prefect_ui_url() -> str | None:
 
     url = get_current_settings().ui_url
     return str(url).rstrip("/") if url else None
+
+
+def _picking(
+    events: Iterator[AuditEvent], instance: str, into: list[AuditEvent]
+) -> Iterator[AuditEvent]:
+    subject, risk = f"instance:{instance}", f"risk:{instance}/"
+    for event in events:
+        if event.subject == subject or event.subject.startswith(risk):
+            into.append(event)
+        yield event
 
 
 def audit_report(
@@ -115,24 +129,33 @@ def audit_report(
             )
         ]
         deadlines = fleet_repo.load_deadlines(session)
-        about = list(iter_events(session, subject=f"instance:{instance}", until=at))
-        risk_events = list(iter_events(session, subject=f"risk:{instance}/*"))
+        risk_subject = f"risk:{instance}/"
+        top = session.execute(
+            select(func.max(_AUDIT.c.seq)).where(
+                (
+                    (_AUDIT.c.subject == f"instance:{instance}")
+                    | _AUDIT.c.subject.startswith(risk_subject, autoescape=True)
+                )
+                & (_AUDIT.c.at <= at)
+            )
+        ).scalar()
+        # One pass over the chain up to the newest event about the instance: it is
+        # verified and the events about the instance are picked on the way.
+        about: list[AuditEvent] = []
+        chain = None
+        if top is not None:
+            stream = _picking(iter_events(session, upto_seq=top), instance, about)
+            chain = verify_chain(stream)
+            for _ in stream:  # past a broken link: still pick what the report cites
+                pass
+        risk_events = list(iter_events(session, subject=f"{risk_subject}*"))
         runs = {r for r in (row.flow_run_id, deploy and deploy.flow_run_id) if r}
-        events = rests_on(
-            sorted([*about, *risk_events], key=lambda e: e.seq),
-            instance=instance,
-            revision=row.number,
-            runs=runs,
-            at=at,
-        )
-        chain = (
-            verify_chain(iter_events(session, upto_seq=max(e.seq for e in events)))
-            if events
-            else None
-        )
+        events = rests_on(about, instance=instance, revision=row.number, runs=runs, at=at)
+        if not events:
+            chain = None
     granted: dict[str, datetime] = {}
     for event in risk_events:
-        granted.setdefault(event.subject, event.at)
+        granted[event.subject] = min(event.at, granted.get(event.subject, event.at))
     findings = advisories_at(
         instance,
         revision.components,
