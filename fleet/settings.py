@@ -66,6 +66,15 @@ class Settings(BaseSettings):
         ),
     )
 
+    witness_file: Path | None = Field(
+        default=None,
+        description=(
+            "An append-only file (ideally on another host) to which the audit chain's "
+            "head is published, one JSON line per head (FLEET_WITNESS_FILE); "
+            "`fleet audit verify --witnesses` checks the chain against it."
+        ),
+    )
+
     def console_link(self, path: str) -> str | None:
         """The console's address of `path` (e.g. `/console/approvals/ID`), if it is known."""
         if not self.console_url:

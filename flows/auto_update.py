@@ -12,6 +12,7 @@ from fleet.core.windows import WindowSelection
 from fleet.services.windows import open_windows
 from flows._rollout import Selector, Strategy
 from flows.compile_and_deploy import compile_and_deploy
+from tasks.witness import publish_chain_head
 
 
 @task(name="select open windows", cache_policy=NO_CACHE)
@@ -30,7 +31,13 @@ def _markdown(selection: WindowSelection) -> str:
     return "\n".join(lines)
 
 
-@flow(name="auto-update", log_prints=True)
+@flow(
+    name="auto-update",
+    log_prints=True,
+    on_completion=[publish_chain_head],
+    on_failure=[publish_chain_head],
+    on_crashed=[publish_chain_head],
+)
 def auto_update(at: datetime | None = None, strategy: Strategy | None = None) -> dict[str, object]:
     """Deploy the auto-update instances whose maintenance window is open.
 

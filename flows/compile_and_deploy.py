@@ -28,6 +28,7 @@ from fleet.services.rollouts import describe
 from flows._rollout import DEPLOY_CONCURRENCY, ApprovalInput, Selector, Strategy, deploy_then_ask
 from tasks.planning import plan_rollout
 from tasks.reporting import publish_outcomes, publish_plan
+from tasks.witness import publish_chain_head
 
 # Re-exported: callers start this flow with these models.
 __all__ = ["ApprovalInput", "Selector", "Strategy", "compile_and_deploy"]
@@ -39,6 +40,9 @@ __all__ = ["ApprovalInput", "Selector", "Strategy", "compile_and_deploy"]
     # Prefect's annotation of `task_runner` does not accept the generic runner as written.
     task_runner=ThreadPoolTaskRunner(max_workers=DEPLOY_CONCURRENCY),  # type: ignore[arg-type]
     log_prints=True,
+    on_completion=[publish_chain_head],
+    on_failure=[publish_chain_head],
+    on_crashed=[publish_chain_head],
 )
 def compile_and_deploy(
     selector: Selector | None = None,

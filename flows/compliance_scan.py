@@ -18,11 +18,18 @@ from prefect.runtime import deployment
 
 from flows.patch_rollout import patch_rollout
 from tasks.security import emit_breaches, publish_compliance, read_compliance
+from tasks.witness import publish_chain_head
 
 PATCH_DEPLOYMENT = "patch-rollout/fleet"
 
 
-@flow(name="compliance-scan", log_prints=True)
+@flow(
+    name="compliance-scan",
+    log_prints=True,
+    on_completion=[publish_chain_head],
+    on_failure=[publish_chain_head],
+    on_crashed=[publish_chain_head],
+)
 def compliance_scan(enforce: bool = True, at: datetime | None = None) -> dict[str, object]:
     """Report affected instances, emit breach events, and patch what is enforced.
 

@@ -20,6 +20,7 @@ from flows._rollout import DEPLOY_CONCURRENCY, Strategy, rollout
 from tasks.deploying import InstanceOutcome
 from tasks.drift import observe, read_recorded, record_drift, store_repair
 from tasks.reporting import Progress
+from tasks.witness import publish_chain_head
 
 
 @flow(
@@ -27,6 +28,9 @@ from tasks.reporting import Progress
     # Prefect's annotation of `task_runner` does not accept the generic runner as written.
     task_runner=ThreadPoolTaskRunner(max_workers=DEPLOY_CONCURRENCY),  # type: ignore[arg-type]
     log_prints=True,
+    on_completion=[publish_chain_head],
+    on_failure=[publish_chain_head],
+    on_crashed=[publish_chain_head],
 )
 def drift_check(
     instances: list[str] | None = None,

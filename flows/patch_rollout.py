@@ -32,6 +32,7 @@ from tasks.security import (
     select_patch,
     waiver_comment,
 )
+from tasks.witness import publish_chain_head
 
 
 @flow(
@@ -40,6 +41,9 @@ from tasks.security import (
     # Prefect's annotation of `task_runner` does not accept the generic runner as written.
     task_runner=ThreadPoolTaskRunner(max_workers=DEPLOY_CONCURRENCY),  # type: ignore[arg-type]
     log_prints=True,
+    on_completion=[publish_chain_head],
+    on_failure=[publish_chain_head],
+    on_crashed=[publish_chain_head],
 )
 def patch_rollout(
     advisory: str | None = None,

@@ -20,11 +20,19 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from tasks.recovery import find_orphans, settle_orphan
+from tasks.witness import publish_chain_head
 
 RECOVERY_ACTOR = "recovery"
 
 
-@flow(name="recover", flow_run_name="recover {flow_run_id}", log_prints=True)
+@flow(
+    name="recover",
+    flow_run_name="recover {flow_run_id}",
+    log_prints=True,
+    on_completion=[publish_chain_head],
+    on_failure=[publish_chain_head],
+    on_crashed=[publish_chain_head],
+)
 def recover(flow_run_id: str | None = None, wait_for_leases: bool = True) -> dict[str, object]:
     """Close what dead runs left open and record what their instances run.
 

@@ -35,6 +35,7 @@ from tasks.rollback import (
     store_rollback,
     verify_instance,
 )
+from tasks.witness import publish_chain_head
 
 
 class RiskAcceptanceInput(BaseModel):
@@ -55,6 +56,9 @@ class RiskAcceptanceInput(BaseModel):
     # Prefect's annotation of `task_runner` does not accept the generic runner as written.
     task_runner=ThreadPoolTaskRunner(max_workers=DEPLOY_CONCURRENCY),  # type: ignore[arg-type]
     log_prints=True,
+    on_completion=[publish_chain_head],
+    on_failure=[publish_chain_head],
+    on_crashed=[publish_chain_head],
 )
 def rollback(
     instances: list[str],

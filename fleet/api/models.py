@@ -441,6 +441,103 @@ class VerdictPublic(BaseModel):
     reason: str | None = None
 
 
+class ReportRevisionPublic(BaseModel):
+    number: int = Field(examples=[7])
+    hash: str
+    components: dict[str, str] = Field(examples=[{"api": "2.4.3", "web": "2.4.1"}])
+    status: str = Field(examples=["deployed"])
+    decision: str | None = Field(examples=["needs-approval"])
+    created_at: datetime
+    created_by: str = Field(examples=["scheduler"])
+    deployed_at: datetime | None
+    parent: int | None
+    rollback_of: int | None
+
+
+class ReportRunPublic(BaseModel):
+    role: Literal["planned", "deployed"]
+    flow_run_id: str
+    link: str | None = Field(description="The run in the Prefect UI, when its address is known.")
+    started_by: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: str | None = Field(examples=["succeeded"])
+
+
+class ReportApprovalPublic(BaseModel):
+    approver: str = Field(examples=["carol"])
+    decision: Literal["approve", "reject", "waived"]
+    identity: Literal["verified", "self-declared"]
+    verified: bool
+    at: datetime
+    comment: str
+    flow_run_id: str | None
+    shown_revision: int | None = Field(description="The revision the approver was shown.")
+    shown_hash: str | None = Field(description="Its content hash, as shown.")
+
+
+class ReportAcceptancePublic(BaseModel):
+    by: str = Field(examples=["ciso"])
+    reason: str
+    until: datetime
+
+
+class ReportAdvisoryPublic(BaseModel):
+    advisory: str = Field(examples=["FLEET-2026-0007"])
+    component: str = Field(examples=["api"])
+    version: str = Field(examples=["2.4.2"])
+    severity: SeverityName
+    published_at: datetime
+    deadline: datetime | None
+    overdue: bool
+    enforced: bool
+    open: bool = Field(description="Not risk-accepted at the report's time.")
+    fixed_in: list[str]
+    risk_acceptance: ReportAcceptancePublic | None
+
+
+class ReportEventPublic(BaseModel):
+    seq: int = Field(examples=[42])
+    at: datetime
+    actor: str = Field(examples=["carol"])
+    action: str = Field(examples=["approval.approve"])
+    subject: str = Field(examples=["instance:acme-prod"])
+    flow_run_id: str | None
+    hash: str
+
+
+class AuditReportPublic(BaseModel):
+    """What ran on an instance at a time, who approved it, what was open against it."""
+
+    instance: str = Field(examples=["acme-prod"])
+    at: datetime
+    revision: ReportRevisionPublic | None = Field(description="Null: nothing was running.")
+    planned_by: ReportRunPublic | None
+    deployed_by: ReportRunPublic | None
+    approvals_required: int | None
+    approvals: list[ReportApprovalPublic]
+    advisories: list[ReportAdvisoryPublic]
+    events: list[ReportEventPublic]
+    chain: VerdictPublic | None = Field(description="The chain verified up to these events.")
+
+
+class WitnessCheckPublic(BaseModel):
+    status: Literal["ok", "truncated", "forked"]
+    seq: int = Field(examples=[1234])
+    hash: str
+    published_at: datetime
+    where: str = Field(examples=["file /var/lib/fleet-witness/heads.jsonl line 12"])
+    flow_run_id: str | None
+    message: str
+
+
+class WitnessReportPublic(BaseModel):
+    ok: bool
+    verdict: VerdictPublic
+    checks: list[WitnessCheckPublic]
+    notes: list[str] = Field(description="Witnesses that could not be read, and why.")
+
+
 class ComplianceItem(BaseModel):
     instance: str = Field(examples=["acme-prod"])
     channel: str = Field(examples=["stable"])

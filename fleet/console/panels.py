@@ -11,14 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from sqlalchemy import Engine
 
 from fleet.core.durations import isoformat
 from fleet.services import audit
+from fleet.services.reports import audit_report
 
-__all__ = ["INSTANCE_PANELS", "Panel", "PanelProvider", "instance_panels", "recent_audit_events"]
+__all__ = [
+    "INSTANCE_PANELS",
+    "Panel",
+    "PanelProvider",
+    "audit_report_panel",
+    "instance_panels",
+    "recent_audit_events",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +62,52 @@ def recent_audit_events(instance: str, engine: Engine) -> Panel:
     )
 
 
-INSTANCE_PANELS: list[PanelProvider] = [recent_audit_events]
+def _short(moment: datetime | None) -> str:
+    return "" if moment is None else isoformat(moment)[:19].replace("T", " ")
+
+
+def audit_report_panel(instance: str, engine: Engine) -> Panel:
+    """`fleet audit report` for now: who approved what runs, through which runs, and
+    what is open against it (the whole report as text under the table)."""
+    found = audit_report(instance, at=datetime.now(UTC), engine=engine)
+    rows: list[tuple[str, str]] = []
+    r = found.revision
+    if r is not None:
+        rows.append(
+            ("running", f"revision {r.number} ({r.hash[:12]}), deployed {_short(r.deployed_at)}")
+        )
+        for label, run in (
+            ("planned by run", found.planned_by),
+            ("deployed by run", found.deployed_by),
+        ):
+            rows.append((label, "not recorded" if run is None else run.flow_run_id))
+        for a in found.approvals:
+            rows.append(
+                (
+                    f"{a.decision} ({a.identity()})",
+                    f"{a.approver} at {_short(a.at)}, shown revision {a.shown_revision}",
+                )
+            )
+        for f in found.advisories:
+            state = "risk accepted" if f.acceptance else ("enforced" if f.enforced else "open")
+            rows.append(
+                (
+                    f"advisory {f.advisory.id}",
+                    f"{f.advisory.severity} on {f.advisory.component} {f.version}: {state}",
+                )
+            )
+        chain = found.chain
+        rows.append(("audit chain", "no events" if chain is None else str(chain)))
+    return Panel(
+        "Audit report (now)",
+        ("what", "record"),
+        rows,
+        empty="Nothing Fleet deployed is running on this instance.",
+        text="" if r is None else found.to_text(),
+    )
+
+
+INSTANCE_PANELS: list[PanelProvider] = [audit_report_panel, recent_audit_events]
 
 
 def instance_panels(instance: str, engine: Engine) -> list[Panel]:

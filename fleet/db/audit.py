@@ -10,7 +10,7 @@ stored. Hashes are computed by `fleet.core.audit`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ __all__ = [
     "append_events",
     "chain_head",
     "count_events",
+    "hashes_at",
     "iter_events",
     "lock_writes",
 ]
@@ -62,6 +63,17 @@ def chain_head(session: Connection) -> tuple[int, str]:
         select(_AUDIT.c.seq, _AUDIT.c.hash).order_by(_AUDIT.c.seq.desc()).limit(1)
     ).first()
     return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+
+
+def hashes_at(session: Connection, seqs: Iterable[int]) -> dict[int, str]:
+    """The stored hash of each event in `seqs` that exists."""
+    wanted = sorted(set(seqs))
+    out: dict[int, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = session.execute(select(_AUDIT.c.seq, _AUDIT.c.hash).where(_AUDIT.c.seq.in_(chunk)))
+        out.update({int(r[0]): str(r[1]) for r in rows})
+    return out
 
 
 def count_events(session: Connection) -> int:
@@ -138,9 +150,12 @@ def iter_events(
     *,
     subject: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    upto_seq: int | None = None,
     batch: int = 5000,
 ) -> Iterator[AuditEvent]:
-    """Events in `seq` order, read in batches (a subject ending in `*` is a prefix)."""
+    """Events in `seq` order, read in batches (a subject ending in `*` is a prefix);
+    `until` and `upto_seq` are inclusive bounds."""
     last = 0
     while True:
         c = _AUDIT.c
@@ -167,6 +182,10 @@ def iter_events(
                 query = query.where(c.subject == subject)
         if since is not None:
             query = query.where(c.at >= since)
+        if until is not None:
+            query = query.where(c.at <= until)
+        if upto_seq is not None:
+            query = query.where(c.seq <= upto_seq)
         rows = session.execute(query).all()
         for row in rows:
             yield _event(row)

@@ -61,6 +61,7 @@ __all__ = [
     "load_state",
     "load_stored",
     "pin_of",
+    "risk_of",
     "values_of_advisory",
     "values_of_channel",
     "values_of_instance",
@@ -161,7 +162,7 @@ def advisory_of(row: Row[Any]) -> Advisory:
     )
 
 
-def _risk(row: Row[Any]) -> RiskAcceptance:
+def risk_of(row: Row[Any]) -> RiskAcceptance:
     return RiskAcceptance(
         instance=row.instance, advisory=row.advisory, by=row.by, reason=row.reason, until=row.until
     )
@@ -210,7 +211,7 @@ def load_stored(session: Connection) -> StoredFleet:
         instances=[_instance(r) for r in live],
         pins=[pin_of(r) for r in pin_rows],
         advisories=[advisory_of(r) for r in advisory_rows],
-        risk_acceptances=[_risk(r) for r in risk_rows],
+        risk_acceptances=[risk_of(r) for r in risk_rows],
         deadlines=load_deadlines(session),
     )
     ids: dict[str, dict[tuple[str, ...], int]] = {

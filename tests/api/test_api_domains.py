@@ -250,3 +250,38 @@ def test_the_preview_follows_every_change(api):
     assert r.json()["instances"][0]["policy"] == "frozen"
     api.client.put("/instances/acme-prod/policy", json={"policy_override": None}, headers=headers)
     assert decision() == first
+
+
+def test_audit_report_and_witnesses(api):
+    from fleet.services.deployments import finish_deployment, start_deployment
+    from fleet.services.manifests import compile_and_store, mark_manifest
+
+    headers = api.auth("viewer")
+    at = "2026-11-30T12:00:00Z"
+    empty = api.client.get(f"/audit/reports/acme-prod?at={at}", headers=headers).json()
+    assert empty["revision"] is None and empty["approvals"] == []
+    run = "33333333-3333-4333-8333-333333333333"
+    stored = compile_and_store(
+        actor="ops", instances=["acme-prod"], flow_run_id=run, engine=api.engine
+    )
+    number = stored.revisions["acme-prod"]
+    start_deployment("acme-prod", number, flow_run_id=run, actor="ops", engine=api.engine)
+    mark_manifest("acme-prod", number, "deployed", actor="ops", flow_run_id=run, engine=api.engine)
+    finish_deployment(
+        "acme-prod", flow_run_id=run, outcome="succeeded", actor="ops", engine=api.engine
+    )
+    now = "2099-01-01T00:00:00Z"
+    found = api.client.get(f"/audit/reports/acme-prod?at={now}", headers=headers).json()
+    assert found["revision"]["number"] == number
+    assert found["deployed_by"]["flow_run_id"] == run
+    assert found["chain"]["ok"] is True
+    r = api.client.get(f"/audit/reports/acme-prod/markdown?at={now}", headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/markdown")
+    assert r.text.startswith("# Audit report: acme-prod at 2099-01-01T00:00:00Z")
+    r = api.client.get(f"/audit/reports/ghost?at={now}", headers=headers)
+    assert r.status_code == 404 and "'ghost'" in r.json()["detail"]
+    r = api.client.get("/audit/reports/acme-prod?at=2026-11-30T12:00:00", headers=headers)
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    witnessed = api.client.get("/audit/witnesses", headers=headers).json()
+    assert witnessed["verdict"]["ok"] is True and isinstance(witnessed["notes"], list)

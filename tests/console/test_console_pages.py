@@ -492,3 +492,38 @@ def test_one_instances_deploy_in_a_run_is_found_in_one_step(api: Api) -> None:
     assert [i["instance"] for i in every["items"]] == sorted(names)
     other = api.client.get("/rollouts/run-0/deployments", headers=headers).json()
     assert other["total"] == 0
+
+
+def test_the_instance_page_shows_its_audit_report(api: Api) -> None:
+    from fleet.services.deployments import finish_deployment, record_approval, start_deployment
+    from fleet.services.manifests import compile_and_store, mark_manifest
+
+    run = "44444444-4444-4444-8444-444444444444"
+    sign_in(api.client, api.secrets["viewer"])
+    assert (
+        "Nothing Fleet deployed is running"
+        in api.client.get("/console/instances/vandelay-prod").text
+    )
+    stored = compile_and_store(
+        actor="ops", instances=["vandelay-prod"], flow_run_id=run, engine=api.engine
+    )
+    number = stored.revisions["vandelay-prod"]
+    record_approval(
+        "vandelay-prod",
+        approver="carol",
+        decision="approve",
+        verified=True,
+        flow_run_id=run,
+        manifest_number=number,
+        engine=api.engine,
+    )
+    start_deployment("vandelay-prod", number, flow_run_id=run, actor="ops", engine=api.engine)
+    mark_manifest("vandelay-prod", number, "deployed", actor="ops", engine=api.engine)
+    finish_deployment(
+        "vandelay-prod", flow_run_id=run, outcome="succeeded", actor="ops", engine=api.engine
+    )
+    page = api.client.get("/console/instances/vandelay-prod").text
+    assert "<h2>Audit report (now)</h2>" in page
+    assert f"<td>{run}</td>" in page
+    assert "approve (verified)" in page and "carol at " in page
+    assert "audit chain OK" in page

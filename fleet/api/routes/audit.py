@@ -7,14 +7,23 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import AwareDatetime
 
 from fleet.api.deps import EngineDep, PageDep, ViewerDep
 from fleet.api.errors import problem_responses
-from fleet.api.models import AuditEventPublic, Page, VerdictPublic
+from fleet.api.models import (
+    AuditEventPublic,
+    AuditReportPublic,
+    Page,
+    VerdictPublic,
+    WitnessReportPublic,
+)
+from fleet.core.durations import isoformat
 from fleet.services import audit
+from fleet.services.reports import audit_report, prefect_ui_url
+from fleet.services.witnesses import verify_witnesses
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -73,4 +82,72 @@ def verify(_: ViewerDep, engine: EngineDep) -> Any:
         "checked": verdict.checked,
         "broken_seq": verdict.broken_seq,
         "reason": verdict.reason,
+    }
+
+
+Instance = Annotated[str, Path(max_length=63, examples=["acme-prod"])]
+At = Annotated[
+    AwareDatetime,
+    Query(
+        description="The moment asked about (ISO 8601 with a zone).",
+        examples=["2026-11-30T12:00:00Z"],
+    ),
+]
+
+
+@router.get(
+    "/reports/{instance}",
+    response_model=AuditReportPublic,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def report(instance: Instance, at: At, _: ViewerDep, engine: EngineDep) -> Any:
+    """What ran on an instance at a time: revision, runs, approvals, advisories, audit events."""
+    return audit_report(instance, at=at, prefect_ui=prefect_ui_url(), engine=engine).to_json()
+
+
+@router.get(
+    "/reports/{instance}/markdown",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "The report as a Markdown document an auditor can file.",
+            "content": {"text/markdown": {"schema": {"type": "string"}}},
+        },
+        **problem_responses(401, 403, 404, 422),
+    },
+)
+def report_markdown(
+    instance: Instance, at: At, _: ViewerDep, engine: EngineDep
+) -> PlainTextResponse:
+    """The audit report of an instance at a time, as Markdown to file."""
+    found = audit_report(instance, at=at, prefect_ui=prefect_ui_url(), engine=engine)
+    return PlainTextResponse(found.to_markdown(), media_type="text/markdown")
+
+
+@router.get("/witnesses", response_model=WitnessReportPublic, responses=problem_responses(401, 403))
+def witnesses(_: ViewerDep, engine: EngineDep) -> Any:
+    """Verify the chain against every published head (`fleet audit verify --witnesses`)."""
+    found = verify_witnesses(engine=engine)
+    v = found.verdict
+    return {
+        "ok": found.ok,
+        "verdict": {
+            "ok": v.ok,
+            "checked": v.checked,
+            "broken_seq": v.broken_seq,
+            "reason": v.reason,
+        },
+        "checks": [
+            {
+                "status": c.status.value,
+                "seq": c.published.head.seq,
+                "hash": c.published.head.hash,
+                "published_at": isoformat(c.published.head.at),
+                "where": c.published.where,
+                "flow_run_id": c.published.flow_run_id,
+                "message": str(c),
+            }
+            for c in found.checks
+        ],
+        "notes": list(found.notes),
     }
