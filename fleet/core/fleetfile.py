@@ -61,13 +61,14 @@ from fleet.core.advisories import (
     parse_versions,
 )
 from fleet.core.channels import Channel, MaintenanceWindow, Policy
-from fleet.core.durations import format_duration, isoformat, parse_duration
+from fleet.core.durations import check_instant, format_duration, isoformat, parse_duration
 from fleet.core.errors import FleetFileError, InputError, InvalidIdentity
 from fleet.core.identity import check_identity
 from fleet.core.instances import Instance
 from fleet.core.names import NAME_PATTERN
 from fleet.core.pins import Pin, PinScope
 from fleet.core.state import FleetState
+from fleet.core.text import REASON_LIMIT, SUMMARY_LIMIT, TEXT_LIMIT, check_text, find_unstorable
 from fleet.core.versions import ComponentVersion, Registry, parse_specifier, parse_version
 
 __all__ = [
@@ -116,6 +117,18 @@ def _check_text(value: str) -> str:
     return value
 
 
+def _limit(limit: int, *, required: bool = True) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if required:
+            _check_text(value)
+        try:
+            return check_text(value, what="text", limit=limit, required=False)
+        except InputError as exc:
+            raise ValueError(_lower_first(str(exc)).removeprefix("invalid text: ")) from None
+
+    return check
+
+
 def _check_version(value: str) -> str:
     try:
         Version(value)
@@ -158,22 +171,23 @@ def _parse_time(value: Any) -> Any:
         raise ValueError(f"expected a time such as '2026-11-20T10:00:00Z', got {value!r}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"time {shown!r} has no time zone (e.g. '2026-11-20T10:00:00Z')")
-    return moment
+    try:
+        return check_instant(moment)
+    except InputError as exc:
+        raise ValueError(f"time {shown!r} {str(exc).partition(' is ')[2]}") from None
 
 
 def _parse_duration(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
+    if isinstance(value, timedelta) or (type(value) is int and value == 0):
+        pass  # `soak: 0` is no soak; any other bare number needs its unit
+    elif not isinstance(value, str):
         raise ValueError(
-            f"invalid duration {value!r} (expected a number and a unit: 30m, 48h, 7d, 2w)"
+            f"invalid duration {_short(value)} (expected a number and a unit: 30m, 48h, 7d, 2w)"
         )
     try:
         return parse_duration(value)
-    except InputError:
-        raise ValueError(
-            f"invalid duration {value!r} (expected a number and a unit: 30m, 48h, 7d, 2w)"
-        ) from None
+    except InputError as exc:
+        raise ValueError(_lower_first(str(exc)).replace("duration: ", "duration ", 1)) from None
 
 
 def _check_zone(value: str) -> str:
@@ -231,7 +245,10 @@ def _check_person(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(_check_name)]
-Text = Annotated[str, AfterValidator(_check_text)]
+Text = Annotated[str, AfterValidator(_limit(TEXT_LIMIT))]
+ShortText = Annotated[str, AfterValidator(_limit(TEXT_LIMIT, required=False))]
+LongText = Annotated[str, AfterValidator(_limit(REASON_LIMIT))]
+Reason = Annotated[str, AfterValidator(_limit(REASON_LIMIT))]
 Person = Annotated[str, AfterValidator(_check_text), AfterValidator(_check_person)]
 VersionText = Annotated[str, BeforeValidator(_as_text), AfterValidator(_check_version)]
 SpecText = Annotated[str, AfterValidator(_check_specifier)]
@@ -250,7 +267,7 @@ class _Model(BaseModel):
 
 
 class Artifact(_Model):
-    url: Text
+    url: LongText
     sha256: Annotated[str, AfterValidator(_check_sha256)] | None = None
 
 
@@ -261,7 +278,9 @@ class VersionEntry(_Model):
     artifact: Artifact | None = None
     requires: dict[Name, SpecText] = Field(default_factory=dict)
     yanked: StrictBool = False
-    yanked_reason: str | None = None
+    yanked_reason: Annotated[str, AfterValidator(_limit(REASON_LIMIT, required=False))] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _reason_needs_yank(self) -> VersionEntry:
@@ -333,7 +352,7 @@ class InstanceEntry(_Model):
     name: Name
     customer: Text
     channel: Name
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[ShortText, ShortText] = Field(default_factory=dict)
     policy_override: PolicyValue | None = None
     target: Text | None = None
     current: dict[Name, VersionText] = Field(default_factory=dict)
@@ -358,7 +377,7 @@ class PinEntry(_Model):
     scope: Annotated[str, AfterValidator(_check_scope)]
     component: Name
     spec: SpecText
-    reason: Text
+    reason: Reason
     author: Text
     created_at: Time
     expires_at: Time | None = None
@@ -455,7 +474,7 @@ class AdvisoryEntry(_Model):
     component: Name
     severity: SeverityValue
     published_at: Time
-    summary: str | None = None
+    summary: Annotated[str, AfterValidator(_limit(SUMMARY_LIMIT, required=False))] | None = None
     ranges: list[OsvRange] = Field(default_factory=list)
     versions: list[Annotated[str, BeforeValidator(_as_text)]] = Field(default_factory=list)
 
@@ -485,7 +504,7 @@ class RiskAcceptanceEntry(_Model):
     instance: Name
     advisory: Text
     by: Person
-    reason: Text
+    reason: Reason
     until: Time
 
     def to_data(self) -> dict[str, Any]:
@@ -894,7 +913,9 @@ def _section_order(problem: str) -> int:
 
 
 def _readable(value: Any) -> TypeGuard[str]:
-    return isinstance(value, str) and 0 < len(value) <= 80 and "]" not in value
+    return (
+        isinstance(value, str) and 0 < len(value) <= 80 and "]" not in value and value.isprintable()
+    )
 
 
 def _by_name(item: Mapping[str, Any], index: int) -> str:
@@ -1093,6 +1114,11 @@ def parse_fleet_data(data: Mapping[str, Any]) -> FleetFile:
                 else:
                     accepted[pair] = where
 
+    if not check.problems:
+        # The fields' own checks refuse unstorable text where they look; this
+        # catches it anywhere else (an OSV range's `database_specific`, a key).
+        for where, why in find_unstorable(data):
+            check.add(where, why)
     if check.problems:
         raise FleetFileError(sorted(check.problems, key=_section_order))
     return FleetFile(
