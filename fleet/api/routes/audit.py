@@ -9,11 +9,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from fleet.api.deps import EngineDep, PageDep, ViewerDep
 from fleet.api.errors import problem_responses
-from fleet.api.models import AuditEventPublic, Page, VerdictPublic
+from fleet.api.models import AuditEventPublic, Instant, Page, VerdictPublic
 from fleet.services import audit
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -34,7 +33,7 @@ def events(
             examples=["instance:acme-prod"],
         ),
     ] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Events at or after.")] = None,
+    since: Annotated[Instant | None, Query(description="Events at or after.")] = None,
 ) -> Any:
     """Query audit events in chain order (`total` is not counted)."""
     stream = audit.events(subject=subject, since=since, engine=engine)
