@@ -5,12 +5,23 @@ hostile caller."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.api.support import Api
+from fleet.db.engine import dispose_engines, make_engine
+from fleet.services import tokens
+from tests.api.support import Api, _template
 from tests.db.support import snapshot
 
 PIN = {"scope": "global", "component": "api", "spec": "<3", "reason": "r"}
@@ -170,3 +181,47 @@ def test_a_reason_of_4096_bytes_is_accepted(api: Api) -> None:
     assert r.status_code == 201, r.text[:300]
     r = _send(api, "POST", "/pins", json.dumps({**PIN, "reason": "é" * 2049}))
     assert r.status_code == 422 and "4098 bytes" in r.json()["detail"]
+
+
+def test_a_live_server_answers_422_and_keeps_the_connection(tmp_path: Path) -> None:
+    """Through uvicorn: a 500 closed the keep-alive connection; a 422 keeps it."""
+    shutil.copyfile(_template(), tmp_path / "fleet.db")
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    engine = make_engine(url)
+    _, secret = tokens.create_token("root", "admin", actor="tests", engine=engine)
+    engine.dispose()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fleet.cli.main", "api", "serve", "--port", str(port)],
+        env={**os.environ, "FLEET_DATABASE_URL": url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the API did not start"
+                time.sleep(0.2)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+        local = None
+        for method, path, body, _ in CASES[:8] + CASES[16:20]:
+            conn.request(method, path, body=body.encode("utf-8"), headers=headers)
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 422, (path, body[:80])
+            assert (r.getheader("connection") or "").lower() != "close"
+            assert conn.sock is not None
+            local = local or conn.sock.getsockname()
+            assert conn.sock.getsockname() == local, "the connection was reopened"
+        conn.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+        dispose_engines()
