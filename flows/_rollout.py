@@ -30,7 +30,7 @@ from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.futures import PrefectFuture, PrefectWrappedFuture
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from blocks.targets import TargetBlock
 from fleet.core.approvals import ApprovalTally, Request, Verdict, refusal
@@ -102,13 +102,35 @@ class Selector(BaseModel):
     )
 
 
+def _amount(value: str) -> str:
+    """The core's rule for a count or percent, checked when the run's parameters are."""
+    try:
+        Amount.parse(value)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+AmountText = Annotated[str, AfterValidator(_amount)]
+
+
 class Strategy(BaseModel):
     """How the rollout proceeds: canary first, then batches, halting on failures."""
 
-    canary: str = Field(default="1", description="Canary wave: a count (1) or a percent (5%).")
-    batch: str = Field(default="25%", description="Batch size: a count (10) or a percent (25%).")
-    soak_seconds: float = Field(default=0, ge=0, description="Pause between waves, in seconds.")
-    halt_after: str = Field(
+    canary: AmountText = Field(
+        default="1", description="Canary wave: a count (1) or a percent (5%)."
+    )
+    batch: AmountText = Field(
+        default="25%", description="Batch size: a count (10) or a percent (25%)."
+    )
+    soak_seconds: float = Field(
+        default=0,
+        ge=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="Pause between waves, in seconds.",
+    )
+    halt_after: AmountText = Field(
         default="0",
         description="Halt when failures exceed this count (0: the first failure) or percent.",
     )

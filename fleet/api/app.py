@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from fleet import console
 from fleet.api import errors
 from fleet.api.auth import SECURITY_SCHEME
-from fleet.api.deps import settings_of
+from fleet.api.deps import settings_of, storable_body
 from fleet.api.models import Health
 from fleet.api.routes import (
     advisories,
@@ -83,7 +83,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API; `settings` replaces `get_settings()` (tests, other databases)."""
-    app = FastAPI(title="Fleet", version="1", description=DESCRIPTION, lifespan=_lifespan)
+    app = FastAPI(
+        title="Fleet",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        dependencies=[Depends(storable_body)],
+    )
     app.state.settings = settings
     errors.install(app)
     app.get("/health", response_model=Health, tags=["health"])(_health)

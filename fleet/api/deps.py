@@ -7,6 +7,8 @@ who must hold that grant; `PrincipalDep` is any authenticated caller
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -15,6 +17,8 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from fleet.api.auth import forbidden, principal_of
+from fleet.core.errors import InputError
+from fleet.core.text import find_unstorable
 from fleet.db.engine import get_engine
 from fleet.services.tokens import Principal, Role
 from fleet.settings import Settings, get_settings
@@ -31,6 +35,7 @@ __all__ = [
     "engine_of",
     "require",
     "settings_of",
+    "storable_body",
 ]
 
 
@@ -100,3 +105,26 @@ async def _paging(
 
 
 PageDep = Annotated[Paging, Depends(_paging)]
+
+
+# A JSON escape of a UTF-16 surrogate (`"\ud800"`) or of NUL (`"\u0000"`), the
+# only ways such a character gets into a string json.loads returns.
+_SUSPECT = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+
+
+async def storable_body(request: Request) -> None:
+    """Refuse a JSON body holding text no database can store, before any handler runs.
+
+    A lone surrogate decodes fine from JSON and fails only when written; wherever
+    it is in the body, the answer is a 422 naming it, and nothing is stored.
+    """
+    body = await request.body()
+    if not _SUSPECT.search(body):
+        return
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return  # not JSON: the route's own parsing says so
+    problems = [f"{at}: {why}" for at, why in find_unstorable(data, "body")]
+    if problems:
+        raise InputError("Invalid request: " + "; ".join(problems[:10]))

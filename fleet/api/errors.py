@@ -9,6 +9,7 @@ validation errors name each bad field and the value given.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -94,6 +95,12 @@ def status_of(exc: FleetError) -> int:
     return 500
 
 
+def _text(value: str, limit: int = 1000) -> str:
+    """Text a response can carry: a lone surrogate escaped, a huge value cut."""
+    text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def problem(
     status: int,
     detail: str,
@@ -106,7 +113,7 @@ def problem(
         "type": "about:blank",
         "title": _TITLES.get(status, "Error"),
         "status": status,
-        "detail": detail,
+        "detail": _text(detail),
     }
     if request is not None:
         body["instance"] = request.url.path
@@ -119,14 +126,22 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """The given value as JSON a response can carry (cut short: it may be huge)."""
+    if isinstance(value, str):
+        return _text(value, 200)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if value is None or isinstance(value, int | float | bool):
         return value
+    if depth > 3:
+        return "..."
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, depth + 1) for v in value[:20]]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return repr(value)
+        items = list(value.items())[:20]
+        return {_text(str(k), 200): _jsonable(v, depth + 1) for k, v in items}
+    return _text(repr(value), 200)
 
 
 async def _fleet_error(request: Request, exc: Exception) -> JSONResponse:
@@ -138,8 +153,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     invalid = [
         {
-            "name": _location(e.get("loc", ())),
-            "reason": str(e.get("msg", "")),
+            "name": _text(_location(e.get("loc", ())), 200),
+            "reason": _text(str(e.get("msg", "")), 400),
             "value": _jsonable(e.get("input")),
         }
         for e in exc.errors()

@@ -7,12 +7,47 @@ exactly `fleet plan --json`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from fleet.core.durations import check_instant, parse_duration
+from fleet.core.errors import InputError
+from fleet.core.rollout import Amount
+from fleet.core.text import REASON_LIMIT, check_text
 
 T = TypeVar("T")
+
+
+def _core(rule: Callable[[Any], object]) -> AfterValidator:
+    """A core rule as a field check: its `InputError` is the field's error (422)."""
+
+    def check(value: Any) -> Any:
+        try:
+            rule(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    return AfterValidator(check)
+
+
+Instant = Annotated[
+    AwareDatetime,
+    _core(check_instant),
+    Field(description="ISO 8601 with a zone, from 1970-01-01T00:00:00Z up to 9000-01-01."),
+]
+"""A time in Fleet's range (`fleet.core.durations.check_instant`)."""
+Reason = Annotated[
+    str,
+    Field(max_length=REASON_LIMIT, description="At most 4096 bytes of UTF-8."),
+    _core(lambda value: check_text(value, what="reason", required=False)),
+]
+"""A reason or comment: at most 4 KB (`fleet.core.text.REASON_LIMIT`)."""
+DurationText = Annotated[str, Field(max_length=40), _core(parse_duration)]
+AmountText = Annotated[str, Field(max_length=20), _core(Amount.parse)]
 
 PolicyName = Literal["auto-update", "manual-approval", "frozen"]
 RoleName = Literal["viewer", "operator", "approver", "admin"]
@@ -68,13 +103,13 @@ class VersionPublic(BaseModel):
 
 class VersionCreate(Body):
     version: str = Field(min_length=1, max_length=100, examples=["2.5.0"])
-    released_at: AwareDatetime | None = Field(
+    released_at: Instant | None = Field(
         default=None, description="Default: now.", examples=["2026-11-20T10:00:00Z"]
     )
     artifact: ArtifactPublic | None = None
     requires: dict[str, str] = Field(default_factory=dict, examples=[{"web": ">=2.4,<3"}])
     yanked: bool = False
-    yanked_reason: str | None = None
+    yanked_reason: Reason | None = None
 
 
 # --- channels and instances --------------------------------------------------
@@ -90,10 +125,10 @@ class ChannelBody(Body):
     policy: PolicyName = Field(examples=["manual-approval"])
     constraint: str | None = Field(default=None, max_length=200, examples=["~=2.3"])
     allow_prereleases: bool = False
-    soak: str = Field(default="0s", max_length=40, examples=["2d"])
+    soak: DurationText = Field(default="0s", examples=["2d"])
     maintenance_window: WindowPublic | None = None
     approvals_required: int = Field(default=1, ge=1, le=100, examples=[2])
-    approval_timeout: str = Field(default="72h", max_length=40, examples=["72h"])
+    approval_timeout: DurationText = Field(default="72h", examples=["72h"])
     verified_approvals: bool = Field(
         default=False,
         description="Only verified approvals count (an API token, a one-time approval code); "
@@ -140,8 +175,8 @@ class PinCreate(Body):
     scope: str = Field(max_length=80, examples=["channel:stable"])
     component: str = Field(max_length=63, examples=["api"])
     spec: str = Field(max_length=200, examples=["<3"])
-    reason: str = Field(max_length=2000, examples=["3.0 breaks the billing export"])
-    expires_at: AwareDatetime | None = Field(default=None, examples=["2027-01-31T00:00:00Z"])
+    reason: Reason = Field(examples=["3.0 breaks the billing export"])
+    expires_at: Instant | None = Field(default=None, examples=["2027-01-31T00:00:00Z"])
 
 
 # --- advisories ----------------------------------------------------------------
@@ -196,8 +231,8 @@ class ImportPublic(BaseModel):
 
 class RiskAcceptanceCreate(Body):
     instance: str = Field(max_length=63, examples=["acme-prod"])
-    reason: str = Field(max_length=2000, examples=["mitigated by WAF rule 7; upgrade in Q1"])
-    until: AwareDatetime = Field(examples=["2027-01-31T00:00:00Z"])
+    reason: Reason = Field(examples=["mitigated by WAF rule 7; upgrade in Q1"])
+    until: Instant = Field(examples=["2027-01-31T00:00:00Z"])
 
 
 class RiskAcceptancePublic(BaseModel):
@@ -278,24 +313,22 @@ class SelectorBody(Body):
 
 
 class StrategyBody(Body):
-    canary: str | None = Field(default=None, max_length=20, examples=["1"])
-    batch: str | None = Field(default=None, max_length=20, examples=["25%"])
+    canary: AmountText | None = Field(default=None, examples=["1"])
+    batch: AmountText | None = Field(default=None, examples=["25%"])
     soak_seconds: float | None = Field(default=None, ge=0, le=86_400)
-    halt_after: str | None = Field(default=None, max_length=20, examples=["0"])
+    halt_after: AmountText | None = Field(default=None, examples=["0"])
 
 
 class RolloutCreate(Body):
     selector: SelectorBody = Field(default_factory=SelectorBody)
     dry_run: bool = False
     strategy: StrategyBody = Field(default_factory=StrategyBody)
-    at: AwareDatetime | None = Field(
-        default=None, description="Plan as of this time (default: now)."
-    )
+    at: Instant | None = Field(default=None, description="Plan as of this time (default: now).")
 
 
 class RiskAcceptanceBody(Body):
-    reason: str = Field(max_length=2000, examples=["r6 is the only build the customer certified"])
-    until: AwareDatetime = Field(examples=["2027-01-31T00:00:00Z"])
+    reason: Reason = Field(examples=["r6 is the only build the customer certified"])
+    until: Instant = Field(examples=["2027-01-31T00:00:00Z"])
 
 
 class RollbackCreate(Body):
@@ -306,7 +339,7 @@ class RollbackCreate(Body):
         description="previous, a revision (r7) or an ISO time.",
         examples=["previous"],
     )
-    reason: str = Field(max_length=2000, examples=["2.5.0 breaks SSO for acme"])
+    reason: Reason = Field(examples=["2.5.0 breaks SSO for acme"])
     risk_acceptance: RiskAcceptanceBody | None = Field(
         default=None, description="Needed to restore a version an enforced advisory affects."
     )
@@ -365,7 +398,7 @@ class WaitingRun(RunPublic):
 
 class DecisionBody(Body):
     decision: Literal["approve", "reject"] = "approve"
-    comment: str = Field(default="", max_length=2000, examples=["checked the release notes"])
+    comment: Reason = Field(default="", examples=["checked the release notes"])
     instances: list[str] = Field(
         default_factory=list,
         max_length=10_000,

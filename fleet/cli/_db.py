@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from fleet.core.durations import parse_instant
 from fleet.core.errors import InputError
 from fleet.db.engine import get_engine
 from fleet.db.migrate import require_current
@@ -47,12 +48,4 @@ def actor_of(args: argparse.Namespace) -> str:
 
 def parse_time(text: str, *, option: str) -> datetime:
     """An ISO 8601 time with a zone, for options such as `--until`."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(
-            f"Invalid {option} time: {text!r} (expected ISO 8601 with a zone)"
-        ) from None
-    if moment.tzinfo is None:
-        raise InputError(f"Invalid {option} time: {text!r} has no time zone (add Z or +01:00)")
-    return moment
+    return parse_instant(text, what=f"{option} time")

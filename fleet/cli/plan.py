@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from fleet.cli._files import load_fleet_file
-from fleet.core.durations import isoformat
+from fleet.core.durations import isoformat, parse_instant
 from fleet.core.errors import FleetFileError, InputError
 from fleet.core.plan import AdvisoryFlag, Decision, InstancePlan, Plan, compile_plan, plan_summary
 from fleet.core.state import FleetState
@@ -21,13 +21,7 @@ def parse_at(text: str | None) -> datetime:
     """`--at`: an ISO 8601 time with a zone; the current time when absent."""
     if text is None:
         return datetime.now(UTC)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"Invalid --at time: {text!r} (expected ISO 8601 with a zone)") from None
-    if moment.tzinfo is None:
-        raise InputError(f"Invalid --at time: {text!r} has no time zone (add Z or +01:00)")
-    return moment
+    return parse_instant(text, what="--at time")
 
 
 def _label(text: str) -> tuple[str, str]:

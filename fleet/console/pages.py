@@ -23,7 +23,7 @@ from fleet.console.forms import Form, read_form
 from fleet.console.render import render, render_stream
 from fleet.console.security import PREFIX, CsrfRefused, SignInRequired
 from fleet.console.timeline import timeline
-from fleet.core.durations import format_duration, isoformat
+from fleet.core.durations import check_instant, format_duration, isoformat
 from fleet.core.errors import FleetError, InputError, NotFoundError, PermissionDenied
 from fleet.services import (
     approvals,
@@ -79,9 +79,11 @@ def _time(value: str, what: str) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC)
+        return check_instant(moment, what=what).astimezone(UTC)
+    except InputError:
+        raise
     except (ValueError, OverflowError):
-        raise InputError(f"Invalid {what}: {value!r} (expected an ISO 8601 time)") from None
+        raise InputError(f"Invalid {what}: {value[:60]!r} (expected an ISO 8601 time)") from None
 
 
 def _forbidden(session: Session, grant: Role) -> PermissionDenied:

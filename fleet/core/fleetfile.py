@@ -61,13 +61,14 @@ from fleet.core.advisories import (
     parse_versions,
 )
 from fleet.core.channels import Channel, MaintenanceWindow, Policy
-from fleet.core.durations import format_duration, isoformat, parse_duration
+from fleet.core.durations import check_instant, format_duration, isoformat, parse_duration
 from fleet.core.errors import FleetFileError, InputError, InvalidIdentity
 from fleet.core.identity import check_identity
 from fleet.core.instances import Instance
 from fleet.core.names import NAME_PATTERN
 from fleet.core.pins import Pin, PinScope
 from fleet.core.state import FleetState
+from fleet.core.text import REASON_LIMIT, SUMMARY_LIMIT, TEXT_LIMIT, check_text, find_unstorable
 from fleet.core.versions import ComponentVersion, Registry, parse_specifier, parse_version
 
 __all__ = [
@@ -106,21 +107,33 @@ def _as_text(value: Any) -> Any:
 
 def _check_name(value: str) -> str:
     if not NAME_PATTERN.fullmatch(value):
-        raise ValueError(f"invalid name {value!r} (expected ^[a-z][a-z0-9-]{{0,62}}$)")
+        raise ValueError(f"invalid name {_short(value)} (expected ^[a-z][a-z0-9-]{{0,62}}$)")
     return value
 
 
 def _check_text(value: str) -> str:
     if not value.strip():
-        raise ValueError(f"must not be empty, got {value!r}")
+        raise ValueError(f"must not be empty, got {_short(value)}")
     return value
+
+
+def _limit(limit: int, *, required: bool = True) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if required:
+            _check_text(value)
+        try:
+            return check_text(value, what="text", limit=limit, required=False)
+        except InputError as exc:
+            raise ValueError(_lower_first(str(exc)).removeprefix("invalid text: ")) from None
+
+    return check
 
 
 def _check_version(value: str) -> str:
     try:
         Version(value)
     except _PkgInvalidVersion:
-        raise ValueError(f"invalid version {value!r} (not PEP 440)") from None
+        raise ValueError(f"invalid version {_short(value)} (not PEP 440)") from None
     return value
 
 
@@ -128,13 +141,13 @@ def _check_specifier(value: str) -> str:
     try:
         SpecifierSet(value)
     except _PkgInvalidSpecifier:
-        raise ValueError(f"invalid specifier {value!r}") from None
+        raise ValueError(f"invalid specifier {_short(value)}") from None
     return value
 
 
 def _check_sha256(value: str) -> str:
     if not _SHA256.fullmatch(value):
-        raise ValueError(f"invalid sha256 {value!r} (expected 64 lowercase hex digits)")
+        raise ValueError(f"invalid sha256 {_short(value)} (expected 64 lowercase hex digits)")
     return value
 
 
@@ -144,7 +157,7 @@ def _parse_time(value: Any) -> Any:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
             raise ValueError(
-                f"invalid time {value!r} (expected ISO 8601 with a zone, "
+                f"invalid time {_short(value)} (expected ISO 8601 with a zone, "
                 "e.g. '2026-11-20T10:00:00Z')"
             ) from None
         shown = value
@@ -155,32 +168,35 @@ def _parse_time(value: Any) -> Any:
             f"time {value.isoformat()!r} has no time of day and zone (e.g. '2026-11-20T10:00:00Z')"
         )
     else:
-        raise ValueError(f"expected a time such as '2026-11-20T10:00:00Z', got {value!r}")
+        raise ValueError(f"expected a time such as '2026-11-20T10:00:00Z', got {_short(value)}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"time {shown!r} has no time zone (e.g. '2026-11-20T10:00:00Z')")
-    return moment
+    try:
+        return check_instant(moment)
+    except InputError as exc:
+        raise ValueError(f"time {shown!r} {str(exc).partition(' is ')[2]}") from None
 
 
 def _parse_duration(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
+    if isinstance(value, timedelta) or (type(value) is int and value == 0):
+        pass  # `soak: 0` is no soak; any other bare number needs its unit
+    elif not isinstance(value, str):
         raise ValueError(
-            f"invalid duration {value!r} (expected a number and a unit: 30m, 48h, 7d, 2w)"
+            f"invalid duration {_short(value)} (expected a number and a unit: 30m, 48h, 7d, 2w)"
         )
     try:
         return parse_duration(value)
-    except InputError:
-        raise ValueError(
-            f"invalid duration {value!r} (expected a number and a unit: 30m, 48h, 7d, 2w)"
-        ) from None
+    except InputError as exc:
+        raise ValueError(_lower_first(str(exc)).replace("duration: ", "duration ", 1)) from None
 
 
 def _check_zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (e.g. 'Europe/Berlin', 'UTC')") from None
+        raise ValueError(
+            f"unknown time zone {_short(value)} (e.g. 'Europe/Berlin', 'UTC')"
+        ) from None
     return value
 
 
@@ -188,7 +204,7 @@ def _check_cron(value: str) -> str:
     try:
         CronSim(value, datetime(2026, 1, 1, tzinfo=ZoneInfo("UTC")))
     except CronSimError as exc:
-        raise ValueError(f"invalid cron expression {value!r} ({exc})") from None
+        raise ValueError(f"invalid cron expression {_short(value)} ({exc})") from None
     return value
 
 
@@ -197,7 +213,7 @@ def _check_scope(value: str) -> str:
         PinScope.parse(value)
     except InputError:
         raise ValueError(
-            f"invalid scope {value!r} (expected global, channel:<name> or instance:<name>)"
+            f"invalid scope {_short(value)} (expected global, channel:<name> or instance:<name>)"
         ) from None
     return value
 
@@ -217,7 +233,7 @@ def _choice(enum: type[_E], kind: str) -> Callable[[Any], Any]:
             return value
         if isinstance(value, str) and value in values:
             return enum(value)
-        raise ValueError(f"unknown {kind} {value!r} (expected {expected})")
+        raise ValueError(f"unknown {kind} {_short(value)} (expected {expected})")
 
     return check
 
@@ -231,7 +247,10 @@ def _check_person(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(_check_name)]
-Text = Annotated[str, AfterValidator(_check_text)]
+Text = Annotated[str, AfterValidator(_limit(TEXT_LIMIT))]
+ShortText = Annotated[str, AfterValidator(_limit(TEXT_LIMIT, required=False))]
+LongText = Annotated[str, AfterValidator(_limit(REASON_LIMIT))]
+Reason = Annotated[str, AfterValidator(_limit(REASON_LIMIT))]
 Person = Annotated[str, AfterValidator(_check_text), AfterValidator(_check_person)]
 VersionText = Annotated[str, BeforeValidator(_as_text), AfterValidator(_check_version)]
 SpecText = Annotated[str, AfterValidator(_check_specifier)]
@@ -250,7 +269,7 @@ class _Model(BaseModel):
 
 
 class Artifact(_Model):
-    url: Text
+    url: LongText
     sha256: Annotated[str, AfterValidator(_check_sha256)] | None = None
 
 
@@ -261,12 +280,16 @@ class VersionEntry(_Model):
     artifact: Artifact | None = None
     requires: dict[Name, SpecText] = Field(default_factory=dict)
     yanked: StrictBool = False
-    yanked_reason: str | None = None
+    yanked_reason: Annotated[str, AfterValidator(_limit(REASON_LIMIT, required=False))] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _reason_needs_yank(self) -> VersionEntry:
         if self.yanked_reason is not None and not self.yanked:
-            raise ValueError(f"yanked_reason {self.yanked_reason!r} given but yanked is false")
+            raise ValueError(
+                f"yanked_reason {_short(self.yanked_reason)} given but yanked is false"
+            )
         return self
 
     def to_data(self) -> dict[str, Any]:
@@ -333,7 +356,7 @@ class InstanceEntry(_Model):
     name: Name
     customer: Text
     channel: Name
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[ShortText, ShortText] = Field(default_factory=dict)
     policy_override: PolicyValue | None = None
     target: Text | None = None
     current: dict[Name, VersionText] = Field(default_factory=dict)
@@ -358,7 +381,7 @@ class PinEntry(_Model):
     scope: Annotated[str, AfterValidator(_check_scope)]
     component: Name
     spec: SpecText
-    reason: Text
+    reason: Reason
     author: Text
     created_at: Time
     expires_at: Time | None = None
@@ -404,7 +427,9 @@ def _events_as_text(value: Any) -> Any:
 
 def _check_range_type(value: str) -> str:
     if value not in _RANGE_TYPES:
-        raise ValueError(f"unknown OSV range type {value!r} (expected ECOSYSTEM, SEMVER or GIT)")
+        raise ValueError(
+            f"unknown OSV range type {_short(value)} (expected ECOSYSTEM, SEMVER or GIT)"
+        )
     return value
 
 
@@ -455,7 +480,7 @@ class AdvisoryEntry(_Model):
     component: Name
     severity: SeverityValue
     published_at: Time
-    summary: str | None = None
+    summary: Annotated[str, AfterValidator(_limit(SUMMARY_LIMIT, required=False))] | None = None
     ranges: list[OsvRange] = Field(default_factory=list)
     versions: list[Annotated[str, BeforeValidator(_as_text)]] = Field(default_factory=list)
 
@@ -485,7 +510,7 @@ class RiskAcceptanceEntry(_Model):
     instance: Name
     advisory: Text
     by: Person
-    reason: Text
+    reason: Reason
     until: Time
 
     def to_data(self) -> dict[str, Any]:
@@ -692,7 +717,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
         if isinstance(key, str | int | bool) and key in seen:
             mark = key_node.start_mark
             raise FleetFileError(
-                [f"line {mark.line + 1}, column {mark.column + 1}: duplicate key {key!r}"]
+                [f"line {mark.line + 1}, column {mark.column + 1}: duplicate key {_short(key)}"]
             )
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
@@ -705,7 +730,7 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise FleetFileError([f"duplicate key {key!r}"])
+            raise FleetFileError([f"duplicate key {_short(key)}"])
         out[key] = value
     return out
 
@@ -727,6 +752,13 @@ def parse_fleet_text(text: str) -> FleetFile:
     >>> parse_fleet_text('{"format": 1, "components": ["api"]}').components
     ['api']
     """
+    try:
+        return _parse_text(text)
+    except RecursionError:
+        raise FleetFileError(["top level: nested too deeply to be a fleet file"]) from None
+
+
+def _parse_text(text: str) -> FleetFile:
     if text.lstrip().startswith("{"):
         try:
             data = json.loads(text, object_pairs_hook=_json_object, parse_float=str)
@@ -776,10 +808,12 @@ _TYPE_MESSAGES = {
 def _short(value: Any) -> str:
     """The value quoted, cut when long."""
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _hint(value: str, known: Iterable[str]) -> str:
+    if len(value) > 100:
+        return ""
     close = difflib.get_close_matches(value, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -826,7 +860,7 @@ def _pydantic_problems(where: str, model: type[BaseModel], error: ValidationErro
             key = str(loc[-1])
             target = _model_at(model, loc[:-1])
             hint = _hint(key, target.model_fields) if target else ""
-            problems.append(f"{_join(where, loc[:-1])}: unknown key {key!r}{hint}")
+            problems.append(f"{_join(where, loc[:-1])}: unknown key {_short(key)}{hint}")
         elif kind == "missing":
             problems.append(f"{_join(where, loc[:-1])}: missing key {loc[-1]!r}")
         elif kind == "value_error":
@@ -834,7 +868,9 @@ def _pydantic_problems(where: str, model: type[BaseModel], error: ValidationErro
             problems.append(f"{_join(where, loc)}: {message}")
         elif kind == "greater_than_equal":
             ctx = item.get("ctx") or {}
-            problems.append(f"{_join(where, loc)}: must be at least {ctx.get('ge')}, got {value!r}")
+            problems.append(
+                f"{_join(where, loc)}: must be at least {ctx.get('ge')}, got {_short(value)}"
+            )
         else:
             message = _TYPE_MESSAGES.get(kind) or str(item["msg"])
             message = message[:1].lower() + message[1:]
@@ -894,7 +930,9 @@ def _section_order(problem: str) -> int:
 
 
 def _readable(value: Any) -> TypeGuard[str]:
-    return isinstance(value, str) and 0 < len(value) <= 80 and "]" not in value
+    return (
+        isinstance(value, str) and 0 < len(value) <= 80 and "]" not in value and value.isprintable()
+    )
 
 
 def _by_name(item: Mapping[str, Any], index: int) -> str:
@@ -948,7 +986,7 @@ class _References:
         known = self.known[_PLURALS[kind]]
         if value in known:
             return value
-        self.check.add(where, f"unknown {kind} {value!r}{_hint(value, known)}")
+        self.check.add(where, f"unknown {kind} {_short(value)}{_hint(value, known)}")
         return None
 
     def duplicates(
@@ -980,12 +1018,12 @@ def parse_fleet_data(data: Mapping[str, Any]) -> FleetFile:
         raise FleetFileError([f"top level: expected a mapping, got {_short(data)}"])
     for key in data:
         if key not in _TOP_KEYS:
-            check.add("top level", f"unknown key {key!r}{_hint(str(key), _TOP_KEYS)}")
+            check.add("top level", f"unknown key {_short(key)}{_hint(str(key), _TOP_KEYS)}")
 
     if "format" not in data:
         check.add("format", f"missing (expected {FORMAT})")
     elif data["format"] != FORMAT or isinstance(data["format"], bool):
-        check.add("format", f"unsupported format {data['format']!r} (expected {FORMAT})")
+        check.add("format", f"unsupported format {_short(data['format'])} (expected {FORMAT})")
 
     components: list[str] = []
     raw_components = data.get("components")
@@ -998,7 +1036,7 @@ def parse_fleet_data(data: Mapping[str, Any]) -> FleetFile:
             if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
                 check.add(
                     f"components[{index}]",
-                    f"invalid name {name!r} (expected ^[a-z][a-z0-9-]{{0,62}}$)",
+                    f"invalid name {_short(name)} (expected ^[a-z][a-z0-9-]{{0,62}}$)",
                 )
             elif name in components:
                 check.add(f"components[{index}]", f"duplicate component {name!r}")
@@ -1042,7 +1080,7 @@ def parse_fleet_data(data: Mapping[str, Any]) -> FleetFile:
         if isinstance(requires, Mapping):
             for other in requires:
                 if other == component:
-                    check.add(f"{where}.requires", f"{other!r} requires its own component")
+                    check.add(f"{where}.requires", f"{_short(other)} requires its own component")
                 else:
                     refs.name(f"{where}.requires", other, "component")
         version = _as_text(item.get("version"))
@@ -1093,6 +1131,11 @@ def parse_fleet_data(data: Mapping[str, Any]) -> FleetFile:
                 else:
                     accepted[pair] = where
 
+    if not check.problems:
+        # The fields' own checks refuse unstorable text where they look; this
+        # catches it anywhere else (an OSV range's `database_specific`, a key).
+        for where, why in find_unstorable(data):
+            check.add(where, why)
     if check.problems:
         raise FleetFileError(sorted(check.problems, key=_section_order))
     return FleetFile(

@@ -35,8 +35,10 @@ from typing import Any
 from packaging.version import Version
 
 from fleet.core.advisories import Advisory, AffectedRange, Severity, parse_versions
+from fleet.core.durations import check_instant
 from fleet.core.errors import InputError, InvalidOSVRecord, UnmappedOSVPackage
 from fleet.core.names import validate_name
+from fleet.core.text import SUMMARY_LIMIT, find_unstorable
 
 __all__ = [
     "InvalidOSVRecord",
@@ -197,6 +199,8 @@ def advisories_from_osv(
     ('web', 'critical', True)
     """
     components = _normalized_map(component_map)
+    for where, why in find_unstorable(data, "record"):
+        raise InvalidOSVRecord(f"Invalid OSV record: {where}: {why}")
     out: list[Advisory] = []
     for record in _records(data):
         out.extend(_advisories_of(record, components, default_severity))
@@ -345,10 +349,21 @@ def _timestamp(record: Mapping[str, Any], invalid: Callable[[str], InvalidOSVRec
         raise invalid(f"{key!r} is not RFC 3339: {raw!r}") from exc
     if when.tzinfo is None:
         raise invalid(f"{key!r} has no time zone: {raw!r}")
-    return when
+    try:
+        return check_instant(when, what=key)
+    except InputError as exc:
+        raise invalid(f"{key!r} {str(exc).partition(' is ')[2]}") from None
 
 
 def _summary(record: Mapping[str, Any]) -> str | None:
+    """The record's summary (or first line of its details), cut to `SUMMARY_LIMIT` bytes."""
+    found = _whole_summary(record)
+    if found is None or len(found.encode("utf-8")) <= SUMMARY_LIMIT:
+        return found
+    return found.encode("utf-8")[: SUMMARY_LIMIT - 3].decode("utf-8", "ignore") + "..."
+
+
+def _whole_summary(record: Mapping[str, Any]) -> str | None:
     summary = record.get("summary")
     if isinstance(summary, str) and summary.strip():
         return summary.strip()

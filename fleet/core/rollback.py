@@ -9,6 +9,7 @@ reason covers that advisory for the instance.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,12 +21,19 @@ from fleet.core.advisories import (
     Security,
     Severity,
 )
-from fleet.core.durations import isoformat
+from fleet.core.durations import isoformat, parse_instant
 from fleet.core.errors import InputError, NoRollbackTarget, RollbackRefused
 from fleet.core.manifests import Revision
 from fleet.core.pins import Pin
 
 __all__ = ["RollbackPlan", "RollbackTarget", "choose_rollback", "running_at"]
+
+_REVISION = re.compile(r"[0-9]{1,9}", re.ASCII)
+
+
+def _shown(value: str) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +55,17 @@ class RollbackTarget:
         if text == "previous":
             return cls()
         digits = text[1:] if text[:1] in ("r", "R") else text
-        if digits.isdigit():
+        if _REVISION.fullmatch(digits):
             return cls("revision", revision=int(digits))
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-        if moment is None or moment.tzinfo is None:
+            moment = parse_instant(text, what="rollback target")
+        except InputError as exc:
+            if "out of range" in str(exc):
+                raise
             raise InputError(
-                f"Invalid rollback target: {text!r} (expected previous, a revision number "
-                "such as r7, or an ISO 8601 time with a zone)"
-            )
+                f"Invalid rollback target: {_shown(text)} (expected previous, a revision "
+                "number such as r7, or an ISO 8601 time with a zone)"
+            ) from None
         return cls("time", time=moment)
 
     def __str__(self) -> str:

@@ -5,17 +5,27 @@ The approval tally lives in `fleet.core.approvals`."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fleet.core.errors import InputError
 
 __all__ = [
+    "MAX_COUNT",
     "Amount",
     "RolloutStrategy",
     "halted",
     "waves",
 ]
+
+MAX_COUNT = 1_000_000
+_AMOUNT = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,6}))?[ \t]*(%?)", re.ASCII)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,23 +37,27 @@ class Amount:
 
     @classmethod
     def parse(cls, text: str | int | float) -> Amount:
-        """Read `3` or `10%`.
+        """Read `3` or `10%`: ASCII digits; a count is whole, a percentage at most 100.
 
         >>> Amount.parse("10%").of(200)
         20
         """
-        raw = str(text).strip()
-        percent = raw.endswith("%")
-        number = raw[:-1].strip() if percent else raw
-        try:
-            value = float(number)
-        except ValueError:
+        raw = str(text).strip(" \t") if not isinstance(text, bool) else ""
+        match = _AMOUNT.fullmatch(raw) if len(raw) <= 20 else None
+        if match is None:
             raise InputError(
-                f"Invalid amount: {text!r} (expected a count or a percentage)"
-            ) from None
-        if value < 0 or (percent and value > 100) or (not percent and value != int(value)):
-            raise InputError(f"Invalid amount: {text!r}")
-        return cls(value, percent)
+                f"Invalid amount: {_shown(text)} (expected a count such as 3 "
+                "or a percentage such as 10%)"
+            )
+        whole, fraction, percent = match.groups()
+        value = float(f"{whole}.{fraction or 0}")
+        if percent and value > 100:
+            raise InputError(f"Invalid amount: {_shown(text)} (a percentage is at most 100%)")
+        if not percent and fraction is not None and int(fraction) != 0:
+            raise InputError(f"Invalid amount: {_shown(text)} (a count is a whole number)")
+        if not percent and value > MAX_COUNT:
+            raise InputError(f"Invalid amount: {_shown(text)} (a count is at most {MAX_COUNT})")
+        return cls(value, bool(percent))
 
     def of(self, total: int) -> int:
         """How many of `total`: percentages round up, so 10% of 5 is 1."""

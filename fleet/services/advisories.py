@@ -17,10 +17,11 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from fleet.core.advisories import Advisory, Severity
-from fleet.core.durations import isoformat
+from fleet.core.durations import check_instant, isoformat
 from fleet.core.errors import InputError, NotFoundError
 from fleet.core.identity import check_identity
 from fleet.core.osv import advisories_from_osv
+from fleet.core.text import check_text
 from fleet.db import fleet as repo
 from fleet.db.audit import Entry, append_events
 from fleet.services._common import now_or_clock, writing
@@ -144,6 +145,8 @@ def accept_risk(
     actor = check_identity(actor, kind="risk acceptance by")
     if not reason.strip():
         raise InputError(f"Invalid risk acceptance reason: {reason!r} (say why)")
+    check_text(reason, what="risk acceptance reason")
+    check_instant(until, what="risk acceptance end")
     if until <= now:
         raise InputError(f"Invalid risk acceptance end: {isoformat(until)!r} is not in the future")
     with writing(engine) as session:

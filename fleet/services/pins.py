@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, literal, select, update
 
-from fleet.core.durations import isoformat
+from fleet.core.durations import check_instant, isoformat
 from fleet.core.errors import ConflictError, InputError, NotFoundError
 from fleet.core.pins import Pin, PinScope
+from fleet.core.text import check_text
 from fleet.core.versions import parse_specifier
 from fleet.db import fleet as repo
 from fleet.db.audit import Entry, append_events
@@ -73,6 +74,9 @@ def add_pin(
         raise InputError(f"Invalid version specifier: {spec!r} (empty: it would pin nothing)")
     if not reason.strip():
         raise InputError(f"Invalid pin reason: {reason!r} (say why)")
+    check_text(reason, what="pin reason")
+    if expires_at is not None:
+        check_instant(expires_at, what="pin expiry")
     if expires_at is not None and expires_at <= now:
         raise InputError(f"Invalid pin expiry: {isoformat(expires_at)!r} is not in the future")
     with writing(engine) as session:

@@ -15,9 +15,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from fleet.core.durations import isoformat, require_aware
+from fleet.core.durations import check_instant, isoformat
 from fleet.core.errors import InputError, PermissionDenied
 from fleet.core.rollback import RollbackTarget
+from fleet.core.text import check_text
 from fleet.services import plans, runs
 from fleet.services.tokens import Principal, Role
 
@@ -39,6 +40,7 @@ def start_rollback(
     RollbackTarget.parse(target)
     if not reason.strip():
         raise InputError(f"Invalid rollback reason: {reason!r} (say why)")
+    check_text(reason, what="rollback reason")
     if not instances:
         raise InputError("Invalid rollback: no instance given")
     plans.check_selection(instances=instances, engine=engine)
@@ -59,9 +61,10 @@ def start_rollback(
                 f"Invalid risk acceptance: reason {risk_reason!r}, until {risk_until!r} "
                 "(both are needed)"
             )
+        check_text(risk_reason or "", what="risk acceptance reason")
         parameters["risk_acceptance"] = {
             "by": principal.name,
             "reason": risk_reason,
-            "until": isoformat(require_aware(risk_until, what="risk acceptance end")),
+            "until": isoformat(check_instant(risk_until, what="risk acceptance end")),
         }
     return runs.start_run(runs.ROLLBACK, parameters)

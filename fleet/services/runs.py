@@ -29,6 +29,7 @@ from sqlalchemy import Engine, select
 from fleet.core.approvals import refusal
 from fleet.core.errors import ConflictError, FleetError, InputError, NotFoundError, PermissionDenied
 from fleet.core.identity import check_identity
+from fleet.core.text import check_text
 from fleet.db.history import MANIFEST
 from fleet.services import approvals, deployments
 from fleet.services._common import reading
@@ -314,6 +315,7 @@ def decide(
     run_id = _parse_id(flow_run_id)
     if decision not in ("approve", "reject"):
         raise InputError(f"Invalid decision: {decision!r} (approve or reject)")
+    check_text(comment, what="approval comment", required=False)
     approver = check_identity(approver, kind="approver")
     try:
         with _client() as client:

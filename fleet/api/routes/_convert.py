@@ -15,6 +15,11 @@ __all__ = ["entry", "page"]
 M = TypeVar("M", bound=BaseModel)
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def entry(model: type[M], data: Mapping[str, Any]) -> M:
     """A fleet-file entry from request data; its rules' errors become `InputError`."""
     try:
@@ -22,7 +27,7 @@ def entry(model: type[M], data: Mapping[str, Any]) -> M:
     except ValidationError as exc:
         problems = [
             f"{'.'.join(str(p) for p in e['loc']) or model.__name__}: {e['msg']}"
-            + (f" (given {e['input']!r})" if e.get("input") is not None and e["loc"] else "")
+            + (f" (given {_short(e['input'])})" if e.get("input") is not None and e["loc"] else "")
             for e in exc.errors()
         ]
         raise InputError("; ".join(problems)) from None

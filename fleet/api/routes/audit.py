@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import AwareDatetime
 
 from fleet.api.deps import EngineDep, PageDep, ViewerDep
 from fleet.api.errors import problem_responses
 from fleet.api.models import (
     AuditEventPublic,
     AuditReportPublic,
+    Instant,
     Page,
     VerdictPublic,
     WitnessReportPublic,
@@ -43,7 +43,7 @@ def events(
             examples=["instance:acme-prod"],
         ),
     ] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Events at or after.")] = None,
+    since: Annotated[Instant | None, Query(description="Events at or after.")] = None,
 ) -> Any:
     """Query audit events in chain order (`total` is not counted)."""
     stream = audit.events(subject=subject, since=since, engine=engine)
@@ -87,7 +87,7 @@ def verify(_: ViewerDep, engine: EngineDep) -> Any:
 
 Instance = Annotated[str, Path(max_length=63, examples=["acme-prod"])]
 At = Annotated[
-    AwareDatetime,
+    Instant,
     Query(
         description="The moment asked about (ISO 8601 with a zone).",
         examples=["2026-11-30T12:00:00Z"],

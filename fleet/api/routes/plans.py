@@ -6,11 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from fleet.api.deps import EngineDep, ViewerDep
 from fleet.api.errors import problem_responses
-from fleet.api.models import PlanPublic
+from fleet.api.models import Instant, PlanPublic
 from fleet.core.errors import InputError
 from fleet.services import plans
 
@@ -42,7 +41,7 @@ def preview(
     label: Annotated[
         list[str], Query(max_length=50, description="KEY=VALUE labels every instance has.")
     ] = [],  # noqa: B006
-    at: Annotated[AwareDatetime | None, Query(description="Plan as of this time.")] = None,
+    at: Annotated[Instant | None, Query(description="Plan as of this time.")] = None,
 ) -> Any:
     """Preview the plan; the JSON is exactly `fleet plan --json`."""
     plan = plans.preview(
