@@ -268,17 +268,18 @@ def _open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-class _Sampler:
-    """Peak threads and open files of a process, sampled every 0.1 s in a thread."""
+class Sampler:
+    """Peak threads, open files and RSS (MB) of a process, sampled every 0.1 s in a thread."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.threads = 0
         self.files = 0
+        self.rss_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> _Sampler:
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -288,8 +289,13 @@ class _Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.threads = max(self.threads, _proc_status(self.pid)["Threads"])
-            self.files = max(self.files, _open_files(self.pid))
+            try:
+                status = _proc_status(self.pid)
+                self.files = max(self.files, _open_files(self.pid))
+            except OSError:  # gone: what was seen stands
+                return
+            self.threads = max(self.threads, status["Threads"])
+            self.rss_mb = max(self.rss_mb, status["VmRSS"] / 1024)
             self._stop.wait(0.1)
 
 
@@ -360,7 +366,7 @@ def bench_host(
         for label, manifests, in_flight, changes in rounds:
             cpu0 = _cpu_seconds(host.proc.pid)
             t = time.perf_counter()
-            with _Sampler(host.proc.pid) as peak:
+            with Sampler(host.proc.pid) as peak:
                 outcomes = apply_all(manifests, in_flight)
             wall = time.perf_counter() - t
             cpu = _cpu_seconds(host.proc.pid) - cpu0

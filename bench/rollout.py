@@ -112,29 +112,23 @@ def fresh_postgres_database() -> str:
     return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_DB}"
 
 
-def start_prefect(home: Path, database: str = "sqlite") -> tuple[subprocess.Popen[bytes], str]:
+def start_prefect(
+    home: Path, database: str = "sqlite", *, log: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A Prefect server of its own (its output to `log`, else discarded)."""
     port = free_port()
     from deployments.prefect_server import server_env
 
     env = {**server_env(), "PREFECT_HOME": str(home)}
     if database == "postgres":
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = fresh_postgres_database()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    out = log.open("wb") if log is not None else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen([*argv, "--port", str(port)], env=env, stdout=out, stderr=out)
+    finally:
+        if log is not None:
+            out.close()  # type: ignore[union-attr]
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -33,7 +33,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,13 +41,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.agent import TOKEN, Agent, stop_all  # noqa: E402
+from bench.agent import TOKEN, Agent, Sampler, stop_all  # noqa: E402
 from bench.rollout import (  # noqa: E402
     COMPONENTS,
     _processes,
     count_task_runs,
-    free_port,
-    fresh_postgres_database,
+    start_prefect,
 )
 
 VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
@@ -79,75 +77,6 @@ def cpu(server_pid: int, agent_pid: int) -> dict[str, float]:
     return {party: sum(procs[p][2] for p in pids) for party, pids in parties.items()}
 
 
-def _status(pid: int) -> tuple[int, float, int]:
-    """(threads, RSS MB, open files) of one process."""
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-        fields = {
-            k: v.split()[0] for k, _, v in (line.partition(":") for line in lines) if v.split()
-        }
-        files = len(os.listdir(f"/proc/{pid}/fd"))
-    except (OSError, IndexError):
-        return 0, 0.0, 0
-    return int(fields.get("Threads", 0)), int(fields.get("VmRSS", 0)) / 1024, files
-
-
-class Sampler:
-    """Peak threads, RSS and open files of some processes, read every 0.2 s."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.peak = {name: (0, 0.0, 0) for name in pids}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            for name, pid in self.pids.items():
-                now = _status(pid)
-                self.peak[name] = tuple(
-                    max(a, b) for a, b in zip(self.peak[name], now, strict=True)
-                )  # type: ignore[assignment]
-            if self._stop.wait(0.2):
-                return
-
-
-def start_server(home: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    from deployments.prefect_server import server_env
-
-    port = free_port()
-    env = {
-        **server_env(),
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": fresh_postgres_database(),
-        "PREFECT_LOGGING_SERVER_LEVEL": "WARNING",
-    }
-    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*argv, "--port", str(port)], env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}/api"
-    import httpx
-
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("Prefect server did not start")
-
-
 def ui_settle_seconds(ui_url: str, flow_run_id: str) -> float:
     """Seconds until the Prefect UI's page of a flow run has settled in Chromium:
     loaded, no request in flight for 0.5 s, and the task-run list shown."""
@@ -169,7 +98,7 @@ def ui_settle_seconds(ui_url: str, flow_run_id: str) -> float:
 
 def one_size(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
     log = tmp / "server.log"
-    server, api_url = start_server(tmp / "prefect-home", log)
+    server, api_url = start_prefect(tmp / "prefect-home", "postgres", log=log)
     os.environ["PREFECT_API_URL"] = api_url
     os.environ["FLEET_DATABASE_URL"] = f"sqlite:///{tmp / 'fleet.db'}"
     from blocks.targets import register_block_types, save_host_targets
@@ -245,7 +174,7 @@ def one_size(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
         time.sleep(2)
         strategy = Strategy(canary="0", batch="100%", halt_after="100%")
         before = cpu(server.pid, host.proc.pid)
-        with Sampler({"flow process": os.getpid(), "Prefect server": server.pid}) as sampler:
+        with Sampler(os.getpid()) as flow_peak, Sampler(server.pid) as server_peak:
             t0 = time.perf_counter()
             state = compile_and_deploy(
                 selector=Selector(), strategy=strategy, requested_by="bench", return_state=True
@@ -286,7 +215,10 @@ def one_size(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
             "deploy_task_runs_completed": completed,
             "task_runs": task_runs,
             "events_refused": refused,
-            "peak": sampler.peak,
+            "peak": {
+                name: (p.threads, p.rss_mb, p.files)
+                for name, p in (("flow process", flow_peak), ("Prefect server", server_peak))
+            },
             "ui_settle_s": settle,
         }
     finally:
