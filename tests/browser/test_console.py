@@ -306,5 +306,10 @@ def _approve_in_the_console(page: Any, console: str, secrets: dict[str, str], wo
     page.goto(f"{console}/console/instances/m1")
     page.get_by_text("approved r1 by bob (verified)").wait_for()
     shot(page, "instance-after-approval")
+    # The timeline links the run's page, filtered to this instance: its deploy in one step.
+    page.locator(f"a[href*='/console/runs/{run_id}']").first.click()
+    page.get_by_text("1 deployment record: 1 succeeded").wait_for()
+    assert "m1" in page.locator("table.events").inner_text()
+    shot(page, "run")
     assert seen["dialogs"] == []
     return run_id

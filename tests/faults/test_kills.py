@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -29,6 +29,8 @@ from fleet.services import audit, deployments, locks
 from fleet.services.drift import recorded_manifests
 from tests.e2e.stack import Stack, processes_with_home
 from tests.e2e.test_release_to_instances import Operator
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +81,27 @@ class Faults(Operator):
 
     def index(self, instance: str) -> int:
         return INSTANCES.index(instance)
+
+    @staticmethod
+    def answering(do: Callable[[], T], timeout: float = 120) -> T:
+        """`do()`, again while a server the supervisor restarts does not answer yet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return do()
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return self.answering(lambda: super(Faults, self).run(run_id))
+
+    def start_deployment(self, name: str, parameters: dict[str, Any]) -> str:
+        return self.answering(lambda: super(Faults, self).start_deployment(name, parameters))
+
+    def call(self, method: str, path: str, *, as_: str = "operator", **kw: Any) -> Any:
+        return self.answering(lambda: super(Faults, self).call(method, path, as_=as_, **kw))
 
     def agent_url(self, instance: str) -> str:
         return f"http://127.0.0.1:{self.stack.agent_port_base + self.index(instance)}"
@@ -154,9 +177,11 @@ class Faults(Operator):
 
     def recovered(self, run_id: str) -> dict[str, Any] | None:
         """The recover run started for `run_id` once it has finished."""
-        r = self.prefect.post(
-            "/flow_runs/filter",
-            json={"flows": {"name": {"any_": ["recover"]}}, "limit": 50},
+        r = self.answering(
+            lambda: self.prefect.post(
+                "/flow_runs/filter",
+                json={"flows": {"name": {"any_": ["recover"]}}, "limit": 50},
+            )
         )
         r.raise_for_status()
         for run in r.json():
@@ -165,9 +190,11 @@ class Faults(Operator):
         return None
 
     def running_runs(self) -> list[str]:
-        r = self.prefect.post(
-            "/flow_runs/filter",
-            json={"flow_runs": {"state": {"type": {"any_": ["RUNNING", "PENDING"]}}}},
+        r = self.answering(
+            lambda: self.prefect.post(
+                "/flow_runs/filter",
+                json={"flow_runs": {"state": {"type": {"any_": ["RUNNING", "PENDING"]}}}},
+            )
         )
         r.raise_for_status()
         return [f"{x['name']} {x['id']}" for x in r.json()]
