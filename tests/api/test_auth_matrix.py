@@ -46,6 +46,7 @@ ROUTES: list[tuple[str, str, Any, str | None]] = [
     ("POST", "/rollouts", {"dry_run": True}, "operator"),
     ("GET", "/rollouts", None, "viewer"),
     ("GET", f"/rollouts/{RUN}", None, "viewer"),
+    ("GET", f"/rollouts/{RUN}/deployments?instance=acme-prod", None, "viewer"),
     ("GET", "/approvals", None, "viewer"),
     ("POST", f"/approvals/{RUN}", {"decision": "approve"}, "approver"),
     ("POST", f"/approvals/{RUN}/code", None, "approver"),

@@ -89,8 +89,11 @@ class Faults(Operator):
         while True:
             try:
                 return do()
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
+            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                unavailable = isinstance(exc, httpx.TransportError) or (
+                    exc.response.status_code in (502, 503)  # still starting
+                )
+                if not unavailable or time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
 

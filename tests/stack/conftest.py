@@ -364,11 +364,10 @@ class RunningStack:
     def running_instances(self, instance: str) -> dict[str, str]:
         return dict(self.agent(instance, "/v1/state")["components"])
 
-    def concurrency_limits(self) -> dict[str, int]:
-        """Prefect's global concurrency limits: name -> slots taken."""
-        r = self.prefect.post("/v2/concurrency_limits/filter", json={"limit": 200})
-        r.raise_for_status()
-        return {c["name"]: int(c["active_slots"]) for c in r.json()}
+    def live_locks(self) -> dict[str, str]:
+        """Fleet's instance locks whose lease has not ended: instance -> holding run."""
+        rows = self.fleet_sql("SELECT instance, run FROM instance_lock WHERE expires_at > now()")
+        return {str(i): str(r) for i, r in rows}
 
     def redis_leases(self) -> list[bytes]:
         import redis

@@ -133,9 +133,8 @@ def test_redis_restarted_mid_rollout_loses_no_task_run_and_leaks_no_lease(
     )
     states = {t["name"]: t["state_type"] for t in stack.task_runs(run_id)}
     assert set(states.values()) == {"COMPLETED"}, states
-    # No concurrency slot stays taken, and no lease is left in Redis.
-    limits = stack.concurrency_limits()
-    assert limits and set(limits.values()) == {0}, limits
+    # No instance lock stays taken, and no Prefect lease is left in Redis.
+    assert stack.live_locks() == {}
     assert stack.redis_leases() == []
 
 
@@ -168,7 +167,7 @@ def test_a_worker_killed_mid_rollout_crashes_its_run_recovery_runs_and_a_rollout
     assert stack.wait_state(recover, FINAL, timeout=150)["state_type"] == "COMPLETED"
     assert "running" not in stack.deployments_of(run_id).values()
     # Its instance locks come back (released on the way out, or when their leases end).
-    wait_until(lambda: set(stack.concurrency_limits().values()) == {0}, "locks released", 120)
+    wait_until(lambda: stack.live_locks() == {}, "locks released", 120)
     # A new rollout of the same instances, taken by a worker, deploys what is missing.
     again = stack.rollout(INSTANCES)
     assert stack.wait_state(again, FINAL, timeout=180)["state_type"] == "COMPLETED"
