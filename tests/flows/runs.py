@@ -8,6 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
 
 from flows._rollout import Strategy
 
@@ -31,9 +37,13 @@ def run_in_thread(fn: Callable[..., Any], **params: Any) -> tuple[threading.Thre
 def paused_run(flow_name: str, timeout: float = 60) -> str:
     """The id of the paused run of `flow_name` (there is one at a time in a test)."""
     deadline = time.monotonic() + timeout
+    paused = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+    )
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
-            for run in client.read_flow_runs(limit=50):
+            # Paused runs only: the session's server holds hundreds of runs by now.
+            for run in client.read_flow_runs(flow_run_filter=paused, limit=200):
                 if run.state and run.state.is_paused() and run.name.startswith(flow_name):
                     return str(run.id)
             time.sleep(0.2)

@@ -369,12 +369,14 @@ class RunningStack:
         rows = self.fleet_sql("SELECT instance, run FROM instance_lock WHERE expires_at > now()")
         return {str(i): str(r) for i, r in rows}
 
-    def redis_leases(self) -> list[bytes]:
+    def redis_leases(self) -> list[dict[str, Any]]:
+        """Prefect's concurrency leases stored in Redis."""
         import redis
 
         client = redis.Redis(host="127.0.0.1", port=self.config.redis_port)
         try:
-            return list(client.scan_iter("prefect:concurrency:lease:*"))
+            keys = list(client.scan_iter("prefect:concurrency:lease:*"))
+            return [json.loads(client.get(k) or b"{}") for k in keys]
         finally:
             client.close()
 
