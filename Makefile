@@ -52,8 +52,10 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy fleet flows tasks blocks
 
+# Two workers, each test module on one of them (module fixtures such as a stack stay whole).
+PYTEST_ARGS ?=
 pytest: setup services chromium haproxy redis
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
