@@ -47,6 +47,9 @@ from fleet.services import approvals, deployments, locks, recovery, rollouts
 from fleet.services.locks import LockTimeout
 from fleet.services.rollouts import DeploySpec
 
+# Retry jitter from a generator of its own: the global one is left to its users.
+_JITTER = random.Random()
+
 # A process that runs deploys: how the recovery of another run's orphans is signed.
 RECOVERY_ACTOR = "recovery"
 SECURITY_POLICY = "security-policy"
@@ -216,7 +219,7 @@ def _deploy_locked(
                         spec, "failed", flow_run_id=run_id, actor=actor, error=error
                     )
                     return InstanceOutcome(spec.instance, spec.revision, "failed", error)
-                wait = delay * 2**attempt * (1 + random.uniform(-0.5, 0.5))
+                wait = delay * 2**attempt * (1 + _JITTER.uniform(-0.5, 0.5))
                 logger.info("%s: %s; retry %s in %.1f s", spec.instance, exc, attempt + 1, wait)
                 attempt += 1
                 time.sleep(wait)

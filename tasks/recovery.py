@@ -8,6 +8,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.targets import load_target
+from fleet.agent.errors import TransientTargetError
 from fleet.core.errors import FleetError
 from fleet.core.locks import DEFAULT_LEASE
 from fleet.db import fleet as fleet_repo
@@ -42,6 +43,25 @@ def _target_of(instance: str) -> str | None:
     return next((i.target for i in state.instances if i.name == instance), None)
 
 
+def _observed(target_name: str, attempts: int = 4, delay: float = 2.0) -> str | None:
+    """What the target reports running; a transient error (a slow or restarting
+    agent) is retried with backoff, as a deploy's are."""
+    target = load_target(target_name)
+    try:
+        for attempt in range(attempts):
+            try:
+                return target.state().manifest_hash
+            except TransientTargetError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(delay * 2**attempt)
+        return None
+    finally:
+        close = getattr(target, "close", None)
+        if callable(close):
+            close()
+
+
 @task(name="settle orphan", task_run_name="settle {orphan.instance}", cache_policy=NO_CACHE)
 def settle_orphan(orphan: Orphan, *, actor: str, flow_run_id: str) -> Settled:
     """Close the orphan as interrupted, then record what its target reports running."""
@@ -51,13 +71,7 @@ def settle_orphan(orphan: Orphan, *, actor: str, flow_run_id: str) -> Settled:
     observed = None
     if name is not None:
         try:
-            target = load_target(name)
-            try:
-                observed = target.state().manifest_hash
-            finally:
-                close = getattr(target, "close", None)
-                if callable(close):
-                    close()
+            observed = _observed(name)
         except FleetError as exc:
             logger.warning("%s: could not read its target: %s", orphan.instance, exc)
     settled = recovery.settle(orphan, observed, actor=actor, flow_run_id=flow_run_id)
