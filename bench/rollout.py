@@ -119,7 +119,12 @@ def start_prefect(
     port = free_port()
     from deployments.prefect_server import server_env
 
-    env = {**server_env(), "PREFECT_HOME": str(home)}
+    # The UI it serves asks this server's API, not the default address.
+    env = {
+        **server_env(),
+        "PREFECT_HOME": str(home),
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+    }
     if database == "postgres":
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = fresh_postgres_database()
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]

@@ -300,7 +300,8 @@ def write_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) -> None:
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             *(
                 f"| {r['instances']:,} | {r['flow_s']:.1f} s | {r['loop_s']:.1f} s | "
-                f"{r['succeeded']} | {r['deploy_task_runs_completed']} of {r['instances']} | "
+                f"{r['succeeded']} | "
+                f"{r['deploy_task_runs_completed']} of {r['deploy_task_runs']} | "
                 f"{r['events_refused']} | **{r['ms_per_instance']:.1f} ms** | "
                 f"{peak(r, 'flow process')} | {peak(r, 'Prefect server')} |"
                 for r in results
