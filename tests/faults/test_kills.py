@@ -260,8 +260,11 @@ def test_flow_process_killed_mid_wave_and_between_apply_and_record(ops: Faults) 
     assert len(ops.open_records(run_id)) == 2  # both deploys started, neither recorded
     held = {lease.instance for lease in locks.held(engine=ops.engine) if lease.run == run_id}
     assert held == {"a1", "a3"}
-    os.kill(ops.engine_process(run_id), signal.SIGKILL)
+    # The runner first: killed second, it could see its child die and report the
+    # crash itself, and the heartbeat watch would go untested.
+    engine = ops.engine_process(run_id)
     os.kill(ops.child(b"fleet.cli.main\0serve"), signal.SIGKILL)
+    os.kill(engine, signal.SIGKILL)
     ops.stack.wait_for_output("fleet-serve restarted", timeout=60)
 
     crashed = ops.wait_state(run_id, {"CRASHED"}, timeout=ZOMBIE_AFTER + 120)
