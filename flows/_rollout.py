@@ -75,7 +75,7 @@ Finished = tuple[PrefectFuture[list[InstanceOutcome]], list[InstanceOutcome] | N
 # Deploy tasks a rollout runs at once: the rollout flows' task runners have as many threads.
 DEPLOY_CONCURRENCY = 16
 # The most instances one deploy task run deploys, one after another.
-MAX_CHUNK = 20
+MAX_CHUNK = 50
 
 
 def chunk_size(wave: int) -> int:
@@ -83,13 +83,14 @@ def chunk_size(wave: int) -> int:
 
     One each while the wave is small (a run of 20 instances shows 20 deploy
     task runs); a big wave's task runs carry up to `MAX_CHUNK` instances each,
-    so that Prefect's cost per task run is paid once per chunk, while leaving
-    at least twice as many chunks as threads to spread the wave evenly.
+    so that Prefect's cost per task run (about 40 ms of CPU, measured in
+    `bench/scale.py`) is paid once per chunk, while leaving at least as many
+    chunks as threads to keep every thread busy.
 
     >>> [chunk_size(n) for n in (1, 31, 32, 100, 200, 2000)]
-    [1, 1, 1, 3, 6, 20]
+    [1, 1, 2, 6, 12, 50]
     """
-    return max(1, min(MAX_CHUNK, wave // (2 * DEPLOY_CONCURRENCY)))
+    return max(1, min(MAX_CHUNK, wave // DEPLOY_CONCURRENCY))
 
 
 class Selector(BaseModel):

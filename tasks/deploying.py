@@ -239,7 +239,6 @@ def _deploy_locked(
                 )
                 return InstanceOutcome(spec.instance, spec.revision, "rolled-back", error)
     rollouts.record_finished(spec, "succeeded", flow_run_id=run_id, actor=actor)
-    logger.info("%s r%s: %s", spec.instance, spec.revision, result.message)
     return InstanceOutcome(spec.instance, spec.revision, "succeeded", result.message)
 
 
@@ -304,8 +303,9 @@ def deploy_instances(
             error = f"{type(exc).__name__}: {exc}"
             logger.error("%s r%s: %s", spec.instance, spec.revision, error)
             outcome = _close(spec, "failed", actor=actor, run_id=run_id, error=error)
-        if len(specs) > 1:
-            logger.info("%s r%s: %s", spec.instance, spec.revision, outcome.outcome)
+        # One line per instance, its outcome and what the target or Fleet said.
+        said = f" ({outcome.detail})" if outcome.detail else ""
+        logger.info("%s r%s: %s%s", spec.instance, spec.revision, outcome.outcome, said)
         if watching is not None and watching.count is not None:
             watching.count(outcome)
         outcomes.append(outcome)
