@@ -1,5 +1,12 @@
 """Benchmark: the orchestration cost per instance of a rollout, at 200, 1,000 and 2,000 instances.
 
+By default on the scale-out stack: per size, a fresh `python -m deployments.stack
+up --no-agents` (two Prefect API servers behind HAProxy, a services process,
+Redis, two process workers, PostgreSQL) runs the compile-and-deploy deployment
+on a worker, and the CPU of every stack process and of PostgreSQL is read from
+/proc by role (`one_size_on_stack`). With `--where server`, as described below,
+on one Prefect server with the flow in this process.
+
 Per size, on a fresh Prefect server (PostgreSQL) and a fresh Fleet database,
 with every instance served by one many-instance agent host process
 (`fleet agent serve --instance-count N`, one FleetAgent block per instance):
@@ -22,7 +29,8 @@ the events the server refused ("Refusing to publish event" in its log), and
 with --ui times the Prefect UI's page of the largest run until it settles in
 Chromium.
 
-    .venv/bin/python bench/scale.py [--sizes 200,1000,2000] [--ui] [--write-docs]
+    .venv/bin/python bench/scale.py [--sizes 200,1000,2000] [--where stack|server] [--ui]
+                                    [--write-docs]
 """
 
 from __future__ import annotations
@@ -33,8 +41,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -237,18 +247,334 @@ def one_size(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
             server.kill()
 
 
+def _free_ports(count: int) -> list[int]:
+    """`count` free ports below the kernel's range for outgoing connections."""
+    import random
+    import socket
+
+    found: list[int] = []
+    rng = random.Random()
+    while len(found) < count:
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in found:
+            found.append(port)
+    return found
+
+
+class StackProcesses:
+    """CPU and peaks of the stack's processes, by role, read from /proc.
+
+    A process's CPU counts its own and that of the children it has reaped, so
+    the flow-run processes a worker started and reaped are in the worker's.
+    """
+
+    ROLES = (
+        ("flow processes", b"prefect.engine"),
+        ("Prefect API servers", b"server\0start"),
+        ("Prefect services", b"services\0start"),
+        ("workers", b"worker\0start"),
+        ("Redis", b"redis-server"),
+    )
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.peaks: dict[str, tuple[int, float, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def role(self, pid: int) -> str:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return "gone"
+        for role, needle in self.ROLES:
+            if needle in cmdline:
+                return role
+        return "other stack processes"
+
+    def cpu(self) -> dict[str, float]:
+        from deployments.stack import processes_of
+
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {role: 0.0 for role, _ in self.ROLES} | {"other stack processes": 0.0}
+        for pid in processes_of(self.work):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            role = self.role(pid)
+            if role in out:
+                out[role] += sum(int(f) for f in fields[11:15]) / tick
+        procs = _processes()
+        out["PostgreSQL"] = sum(cpu for _, name, cpu in procs.values() if name == "postgres")
+        return out
+
+    def __enter__(self) -> StackProcesses:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        from bench.agent import _open_files, _proc_status
+        from deployments.stack import processes_of
+
+        while not self._stop.is_set():
+            for pid in processes_of(self.work):
+                role = self.role(pid)
+                try:
+                    status = _proc_status(pid)
+                    files = _open_files(pid)
+                except OSError:
+                    continue
+                threads, rss, most = self.peaks.get(role, (0, 0.0, 0))
+                self.peaks[role] = (
+                    max(threads, status["Threads"]),
+                    max(rss, status["VmRSS"] / 1024),
+                    max(most, files),
+                )
+            self._stop.wait(0.5)
+
+
+def one_size_on_stack(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
+    """The same rollout on the scale-out stack (`python -m deployments.stack up`):
+    two Prefect API servers behind HAProxy, a services process, Redis, two process
+    workers, Fleet's database on PostgreSQL; the instances on one agent host."""
+    import yaml
+
+    from deployments.stack import BANNER_READY, StackConfig, drop_databases
+
+    prefect_port, server_a, server_b, api_port, redis_port = _free_ports(5)
+    config = StackConfig(
+        home=(tmp / "home").resolve(),
+        fleet_file=tmp / "fleet.yaml",
+        name=f"fleet_bench_scale_{os.getpid()}",
+        prefect_port=prefect_port,
+        server_ports=(server_a, server_b),
+        api_port=api_port,
+        redis_port=redis_port,
+        agents=False,
+    )
+    prefix = "customer"
+    names = [f"{prefix}-{i:04d}" for i in range(1, count + 1)]
+    host = Agent(tmp / "host", "--instance-count", str(count), "--instance-prefix", prefix)
+    stack: subprocess.Popen[str] | None = None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEET_"))}
+    env["FLEET_HOME"] = str(config.home)
+    try:
+        from fleet.agent.client import AgentClient
+        from fleet.artifacts import build_demo_artifact
+
+        host.wait_ready()
+        refs = {
+            (c, v): build_demo_artifact(tmp / "store", c, v, size=16_000)
+            for c in COMPONENTS
+            for v in VERSIONS
+        }
+
+        def entry(component: str, version: str) -> dict[str, Any]:
+            ref = refs[(component, version)]
+            return {
+                "component": component,
+                "version": version,
+                "released_at": "2026-01-01T00:00:00Z",
+                "artifact": {"url": ref.url, "sha256": ref.sha256},
+            }
+
+        def loop(version: str, revision: int) -> None:
+            from bench.rollout import manifests_for
+
+            manifests = manifests_for(names, refs, version, revision)
+
+            def one(i: int) -> None:
+                with AgentClient(host.url, TOKEN, instance=names[i], timeout=120) as client:
+                    client.apply(manifests[i])
+                    client.health().raise_for_health()
+
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(one, range(count)))
+
+        loop("1.0.0", 1)
+        # Auto-update's maintenance window is kept far away: only the bench's run deploys.
+        window = (datetime.now(UTC) + timedelta(hours=12)).hour
+        config.fleet_file.write_text(
+            yaml.safe_dump(
+                {
+                    "format": 1,
+                    "components": list(COMPONENTS),
+                    "versions": [entry(c, "1.0.0") for c in COMPONENTS],
+                    "channels": [
+                        {
+                            "name": "stable",
+                            "policy": "auto-update",
+                            "maintenance_window": {"cron": f"0 {window} * * *", "duration": "1h"},
+                        }
+                    ],
+                    "instances": [
+                        {
+                            "name": n,
+                            "customer": n,
+                            "channel": "stable",
+                            "target": n,
+                            "current": dict.fromkeys(COMPONENTS, "1.0.0"),
+                        }
+                        for n in names
+                    ],
+                },
+                sort_keys=False,
+            )
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "deployments.stack",
+            "up",
+            "--file",
+            str(config.fleet_file),
+            "--name",
+            config.name,
+            "--prefect-port",
+            str(prefect_port),
+            "--server-ports",
+            f"{server_a},{server_b}",
+            "--api-port",
+            str(api_port),
+            "--redis-port",
+            str(redis_port),
+            "--no-agents",
+        ]
+        log = tmp / "stack.out"
+        out = log.open("w")
+        stack = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
+        deadline = time.monotonic() + 600
+        while BANNER_READY not in log.read_text(errors="replace"):
+            if stack.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the stack did not come up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        os.environ["PREFECT_API_URL"] = f"{config.prefect_url}/api"
+        os.environ["FLEET_DATABASE_URL"] = config.fleet_database_url
+        from blocks.targets import save_host_targets
+        from fleet.core.fleetfile import VersionEntry
+        from fleet.services.catalog import publish_version
+
+        save_host_targets(host.url, TOKEN, names, timeout=120, overwrite=True)
+        for c in COMPONENTS:
+            publish_version(VersionEntry.model_validate(entry(c, "1.1.0")), actor="bench")
+        time.sleep(5)  # the stack settles after start-up
+
+        from prefect.client.orchestration import get_client
+        from prefect.deployments import run_deployment
+
+        parties = StackProcesses(config.work)
+        before = parties.cpu()
+        with parties:
+            t0 = time.perf_counter()
+            run = run_deployment(
+                "compile-and-deploy/fleet",
+                parameters={
+                    "requested_by": "bench",
+                    "strategy": {"canary": "0", "batch": "100%", "halt_after": "100%"},
+                },
+                timeout=0,
+            )
+            while True:
+                with get_client(sync_client=True) as client:
+                    state = client.read_flow_run(run.id).state
+                if state is not None and state.is_final():
+                    break
+                time.sleep(0.5)
+            flow_s = time.perf_counter() - t0
+        after = parties.cpu()
+        flow_cpu = {k: after[k] - before[k] for k in before}
+        time.sleep(2)
+        before = parties.cpu()
+        me = os.times()
+        t0 = time.perf_counter()
+        loop("1.2.0", 1000)
+        loop_s = time.perf_counter() - t0
+        after = parties.cpu()
+        mine = os.times()
+        loop_cpu = {k: after[k] - before[k] for k in before}
+        loop_cpu["loop process"] = (mine.user + mine.system) - (me.user + me.system)
+        time.sleep(3)
+        task_runs, deploys, completed = count_task_runs(run.id)
+        from fleet.services import deployments
+
+        outcomes = [d.outcome for d in deployments.deployments_of_run(str(run.id))]
+        settle = None
+        if ui:
+            settle = ui_settle_seconds(config.prefect_url, str(run.id))
+        refused = sum(
+            f.read_text(errors="replace").count("Refusing to publish event")
+            for f in (config.work / "logs").glob("*.log")
+        )
+        return {
+            "instances": count,
+            "where": "stack",
+            "state": state.type.value,
+            "flow_s": flow_s,
+            "loop_s": loop_s,
+            "succeeded": outcomes.count("succeeded"),
+            "flow_cpu": flow_cpu,
+            "loop_cpu": loop_cpu,
+            "ms_per_instance": 1000 * (sum(flow_cpu.values()) - sum(loop_cpu.values())) / count,
+            "deploy_task_runs": deploys,
+            "deploy_task_runs_completed": completed,
+            "task_runs": task_runs,
+            "events_refused": refused,
+            "peak": {
+                role: parties.peaks.get(role, (0, 0.0, 0))
+                for role in ("flow processes", "Prefect API servers")
+            },
+            "ui_settle_s": settle,
+        }
+    finally:
+        stop_all([host])
+        if stack is not None:
+            subprocess.run(
+                [sys.executable, "-m", "deployments.stack", "down"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=180,
+                check=False,
+            )
+            try:
+                stack.wait(60)
+            except subprocess.TimeoutExpired:
+                stack.kill()
+            drop_databases(config)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="200,1000,2000")
     parser.add_argument("--ui", action="store_true", help="time the UI page of the largest run")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument(
+        "--where",
+        choices=["stack", "server"],
+        default="stack",
+        help="the scale-out stack (default), or one Prefect server with the flow in this process",
+    )
+    parser.add_argument(
         "--one", type=int, help=argparse.SUPPRESS
     )  # one size, in a process of its own
     args = parser.parse_args()
     if args.one:
+        measure = one_size_on_stack if args.where == "stack" else one_size
         with tempfile.TemporaryDirectory(prefix="fleet-bench-scale-") as tmp:
-            print(json.dumps(one_size(args.one, Path(tmp), ui=args.ui)))
+            print(json.dumps(measure(args.one, Path(tmp), ui=args.ui)))
         return 0
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -259,7 +585,7 @@ def main() -> int:
     (ROOT / "test-output").mkdir(exist_ok=True)
     results = []
     for size in sizes:  # each size in a fresh process: its threads and files are its own
-        argv = [sys.executable, __file__, "--one", str(size)]
+        argv = [sys.executable, __file__, "--one", str(size), "--where", args.where]
         if args.ui and size == max(sizes):
             argv.append("--ui")
         out = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -274,7 +600,10 @@ def main() -> int:
     print(f"fit: {fixed:.2f} s of CPU per run + {marginal:.1f} ms per instance")
     print(f"goal (<= {GOAL_MS:.0f} ms per instance, flat):", "met" if met else "NOT met")
     if args.write_docs:
-        write_docs(results, flat=flat, met=met)
+        if args.where == "stack":
+            write_stack_docs(results, flat=flat, met=met)
+        else:
+            write_docs(results, flat=flat, met=met)
     return 0 if met else 1
 
 
@@ -304,6 +633,70 @@ def fixed_and_marginal(results: list[dict[str, Any]]) -> tuple[float, float]:
     return mean_y - slope * mean_x, 1000 * slope
 
 
+def write_stack_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) -> None:
+    from bench._docs import write_section
+
+    def peak(r: dict[str, Any], who: str) -> str:
+        threads, rss, files = r["peak"][who]
+        return f"{threads} / {rss:.0f} MB / {files}"
+
+    ui = [r for r in results if r["ui_settle_s"] is not None]
+    write_section(
+        "Scale on the scale-out stack (bench/scale.py)",
+        [
+            "Goal: the orchestration cost of a rollout is at most "
+            f"{GOAL_MS:.0f} ms per instance and flat from 200 to 2,000 instances; no process "
+            "grows with the fleet. Per size, a fresh `python -m deployments.stack up "
+            "--no-agents` (two Prefect API servers behind HAProxy, a services process, its "
+            "own Redis, two process workers, Fleet's API, Prefect's and Fleet's databases on "
+            "PostgreSQL) and one many-instance agent host serving every instance (5 "
+            "components, 16 KB artifacts). The run is started from the compile-and-deploy "
+            "deployment and taken by a worker. Orchestration: the CPU of every stack process "
+            "(a worker's counts the flow-run processes it started) and PostgreSQL during the "
+            "run, minus theirs and the loop's process during a plain loop making the same "
+            "target calls (16 threads); the agent host is left out.",
+            "",
+            "| instances | run | plain loop | deployed | deploy task runs Completed | "
+            "events refused | orchestration per instance | flow process peak threads / RSS "
+            "/ open files | API server peak |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *(
+                f"| {r['instances']:,} | {r['flow_s']:.1f} s | {r['loop_s']:.1f} s | "
+                f"{r['succeeded']} | "
+                f"{r['deploy_task_runs_completed']} of {r['deploy_task_runs']} | "
+                f"{r['events_refused']} | **{r['ms_per_instance']:.1f} ms** | "
+                f"{peak(r, 'flow processes')} | {peak(r, 'Prefect API servers')} |"
+                for r in results
+            ),
+            "",
+            f"- Goal: {'met' if met else 'NOT met'} (flat: {'yes' if flat else 'no'}; "
+            "flat meaning that no size costs more per instance than a smaller one, "
+            "beyond 10% + 1 ms of measuring noise).",
+            "- A line through the runs' totals: {:.2f} s of CPU per run and {:.1f} ms per "
+            "instance.".format(*fixed_and_marginal(results)),
+            "- CPU seconds per party during the run, by size: "
+            + "; ".join(
+                f"{r['instances']:,}: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in r["flow_cpu"].items())
+                for r in results
+            )
+            + ". The run's wall time includes the worker taking it (it polls every 10 s) "
+            "and the flow-run process starting.",
+            *(
+                [
+                    f"- The Prefect UI's page of the {ui[0]['instances']:,}-instance run "
+                    f"(through HAProxy) settled in Chromium in {ui[0]['ui_settle_s']:.1f} s "
+                    "(goal: under 3 s)."
+                ]
+                if ui
+                else []
+            ),
+            "- Reproduce: `.venv/bin/python bench/scale.py --ui --write-docs` "
+            "(`--where server` for the section on one Prefect server).",
+        ],
+    )
+
+
 def write_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) -> None:
     from bench._docs import write_section
 
@@ -313,7 +706,7 @@ def write_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) -> None:
 
     ui = [r for r in results if r["ui_settle_s"] is not None]
     write_section(
-        "Scale (bench/scale.py)",
+        "Scale on one Prefect server (bench/scale.py --where server)",
         [
             "Goal: the orchestration cost of a rollout (CPU of the flow's process, the "
             "Prefect server and PostgreSQL, minus theirs during a plain loop making the same "
@@ -357,13 +750,14 @@ def write_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) -> None:
                 else []
             ),
             "- Where: one Prefect server on PostgreSQL with its messaging in memory, and the "
-            "flow in the bench's own process; not the scale-out stack (its Redis, second API "
-            "server and workers are not in these figures). PostgreSQL's figure is rough: its "
-            "backends come and go between readings, hence a negative value at times.",
+            'flow in the bench\'s own process (the section "Scale on the scale-out stack" '
+            "measures the stack). "
+            "PostgreSQL's figure is rough: its backends come and go between readings, hence "
+            "a negative value at times.",
             "- Deploys go in chunks, one per thread (wave / 16 instances, at most 50, per "
             "task run): Prefect's cost of a task run, about 40 ms of CPU, is paid 17 times "
             "for 200 instances and 40 times for 2,000.",
-            "- Reproduce: `.venv/bin/python bench/scale.py --ui --write-docs`.",
+            "- Reproduce: `.venv/bin/python bench/scale.py --where server --ui --write-docs`.",
         ],
     )
 

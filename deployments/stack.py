@@ -89,6 +89,9 @@ class StackConfig:
     pg_user: str = "postgres"
     workers: int = 2
     worker_limit: int = 4
+    # False: the instances' agents run elsewhere (an agent host, `fleet blocks
+    # add-host`), and their target blocks are saved there; the stack starts none.
+    agents: bool = True
 
     @property
     def work(self) -> Path:
@@ -671,15 +674,17 @@ def bring_up(stack: Stack) -> dict[str, str]:
         "fleet-api",
         [*fleet_cli, "api", "serve", "--host", c.host, "--port", api_port, "--workers", "2"],
     )
-    say(f"agents: starting {len(names)} from port {c.agent_port_base}")
-    agents_started = time.monotonic()
-    reached = _start_agents_nowait(stack, names)
-    demo.register_targets(reached)
-    say(f"target blocks: {len(reached)} FleetAgent blocks named after the instances")
-
-    for name, (url, token) in reached.items():
-        stack.wait_for(f"agent {name} at {url}", demo._agent_ready(url, token), timeout=60)
-    stack.timings["agents up"] = time.monotonic() - agents_started
+    if c.agents:
+        say(f"agents: starting {len(names)} from port {c.agent_port_base}")
+        agents_started = time.monotonic()
+        reached = _start_agents_nowait(stack, names)
+        demo.register_targets(reached)
+        say(f"target blocks: {len(reached)} FleetAgent blocks named after the instances")
+        for name, (url, token) in reached.items():
+            stack.wait_for(f"agent {name} at {url}", demo._agent_ready(url, token), timeout=60)
+        stack.timings["agents up"] = time.monotonic() - agents_started
+    else:
+        say(f"agents: none started; the {len(names)} instances' target blocks are saved elsewhere")
     stack.wait_for("the Fleet API", lambda: _http_ok(f"{c.api_url}/health"), timeout=60)
     stack.wait_for("the workers", _workers_online(c), timeout=60)
     while deploy.poll() is None:
@@ -980,6 +985,12 @@ def _parse(argv: Sequence[str] | None) -> tuple[str, StackConfig]:
     parser.add_argument("--redis-db", type=int, default=int(env.get("FLEET_STACK_REDIS_DB", 0)))
     parser.add_argument("--workers", type=int, default=2, help="Prefect process workers (2)")
     parser.add_argument("--worker-limit", type=int, default=4, help="runs per worker (4)")
+    parser.add_argument(
+        "--no-agents",
+        action="store_true",
+        help="start no agent: the instances run on agent hosts of their own, whose target "
+        "blocks are saved with `fleet blocks add-host`",
+    )
     args = parser.parse_args(argv)
     if not args.name.replace("_", "").isalnum() or not args.name.isascii():
         parser.error(f"Invalid --name: {args.name!r} (letters, digits and _ only)")
@@ -998,6 +1009,7 @@ def _parse(argv: Sequence[str] | None) -> tuple[str, StackConfig]:
         redis_db=args.redis_db,
         workers=args.workers,
         worker_limit=args.worker_limit,
+        agents=not args.no_agents,
     )
 
 
