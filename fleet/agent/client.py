@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from functools import lru_cache
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -24,7 +24,6 @@ from fleet.agent.errors import (
     Unauthorized,
     error_for_code,
 )
-from fleet.agent.faults import Faults
 from fleet.agent.models import (
     ApplyLogEntry,
     ApplyResult,
@@ -35,6 +34,9 @@ from fleet.agent.models import (
     TargetState,
     check_instance_name,
 )
+
+if TYPE_CHECKING:  # the agent's server side (uvicorn) stays out of a client's process
+    from fleet.agent.faults import Faults
 
 __all__ = ["AgentClient"]
 
@@ -115,6 +117,8 @@ class AgentClient:
     def set_faults(self, faults: Faults) -> Faults:
         """Switch the agent's injected faults (test use)."""
         body = self._request("PUT", "/v1/faults", json=faults.model_dump(mode="json"))
+        from fleet.agent.faults import Faults  # test use only: kept out of a deploy's imports
+
         return self._parse(Faults, body)
 
     def close(self) -> None:
