@@ -45,6 +45,7 @@ from fleet.agent.target import Target
 from fleet.core.errors import FleetError
 from fleet.services import approvals, deployments, locks, recovery, rollouts
 from fleet.services.locks import LockTimeout
+from fleet.services.recovery import Orphan
 from fleet.services.rollouts import DeploySpec
 
 # Retry jitter from a generator of its own: the global one is left to its users.
@@ -152,11 +153,13 @@ def _close(
     return InstanceOutcome(spec.instance, spec.revision, outcome, error or "")
 
 
-def _settle_orphans(spec: DeploySpec, target: Target | None, run_id: str) -> None:
+def _settle_orphans(
+    spec: DeploySpec, orphans: Sequence[Orphan], target: Target | None, run_id: str
+) -> None:
     """Close what dead runs left open on this instance; we hold its lock, so every
     other open record of it is an orphan. Record what the target runs."""
     logger = get_run_logger()
-    for orphan in recovery.orphans(instances=[spec.instance], except_run=run_id):
+    for orphan in orphans:
         recovery.close_orphan(orphan, actor=RECOVERY_ACTOR, flow_run_id=run_id)
         observed = None
         if target is not None:
@@ -178,13 +181,12 @@ def _deploy_locked(
     delay: float,
 ) -> InstanceOutcome:
     logger = get_run_logger()
-    if rollouts.deployment_outcome(spec.instance, run_id) not in (None, "running"):
+    seen = rollouts.under_lock(spec.instance, run_id)
+    if seen.outcome not in (None, "running"):
         # This run finished this instance before (a resumed run re-executes).
-        recorded = rollouts.deployment_outcome(spec.instance, run_id)
-        assert recorded is not None
-        return InstanceOutcome(spec.instance, spec.revision, recorded, "recorded earlier")
+        return InstanceOutcome(spec.instance, spec.revision, seen.outcome, "recorded earlier")
     if target_block is None:
-        _settle_orphans(spec, None, run_id)
+        _settle_orphans(spec, seen.orphans, None, run_id)
         error = (
             f"{spec.instance} has no target block to deploy through"
             if spec.target is None
@@ -192,8 +194,10 @@ def _deploy_locked(
         )
         return _close(spec, "failed", actor=actor, run_id=run_id, error=error)
     with _opened(target_block) as target:
-        _settle_orphans(spec, target, run_id)
-        running = rollouts.running_revision(spec.instance)
+        running = seen.running
+        if seen.orphans:
+            _settle_orphans(spec, seen.orphans, target, run_id)
+            running = rollouts.running_revision(spec.instance)  # settling may have moved it
         if running == spec.revision:
             why = f"r{spec.revision} already runs on {spec.instance} (deployed by another run)"
             logger.info("%s", why)

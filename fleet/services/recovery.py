@@ -19,7 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from fleet.core.durations import isoformat
 from fleet.core.errors import ConflictError
@@ -79,28 +79,45 @@ def orphans(
     engine: Engine | None = None,
 ) -> list[Orphan]:
     """Open deployment records that no live lease of their run covers, oldest first."""
-    now = now_or_clock(now)
     with reading(engine) as session:
-        query = (
-            select(DEPLOYMENT, MANIFEST.c.hash)
-            .join(
-                MANIFEST,
-                (MANIFEST.c.instance == DEPLOYMENT.c.instance)
-                & (MANIFEST.c.number == DEPLOYMENT.c.manifest_number),
-            )
-            .where(DEPLOYMENT.c.finished_at.is_(None))
-            .order_by(DEPLOYMENT.c.id)
+        return orphans_in(
+            session, instances=instances, run=run, except_run=except_run, now=now_or_clock(now)
         )
-        if instances is not None:
-            query = query.where(DEPLOYMENT.c.instance.in_(list(instances)))
-        if run is not None:
-            query = query.where(DEPLOYMENT.c.flow_run_id == run)
-        records = session.execute(query).all()
-        names = sorted({r.instance for r in records})
-        leases = {
+
+
+def orphans_in(
+    session: Connection,
+    *,
+    instances: Collection[str] | None = None,
+    run: str | None = None,
+    except_run: str | None = None,
+    now: datetime,
+) -> list[Orphan]:
+    """`orphans`, read in the caller's transaction."""
+    query = (
+        select(DEPLOYMENT, MANIFEST.c.hash)
+        .join(
+            MANIFEST,
+            (MANIFEST.c.instance == DEPLOYMENT.c.instance)
+            & (MANIFEST.c.number == DEPLOYMENT.c.manifest_number),
+        )
+        .where(DEPLOYMENT.c.finished_at.is_(None))
+        .order_by(DEPLOYMENT.c.id)
+    )
+    if instances is not None:
+        query = query.where(DEPLOYMENT.c.instance.in_(list(instances)))
+    if run is not None:
+        query = query.where(DEPLOYMENT.c.flow_run_id == run)
+    records = session.execute(query).all()
+    names = sorted({r.instance for r in records})
+    leases = (
+        {
             row.instance: lease_of(row)
             for row in session.execute(select(LOCK).where(LOCK.c.instance.in_(names)))
         }
+        if names
+        else {}
+    )
     return [
         Orphan(r.instance, r.manifest_number, r.flow_run_id, r.started_at, r.hash)
         for r in records

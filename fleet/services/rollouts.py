@@ -32,8 +32,9 @@ from fleet.core.versions import Registry
 from fleet.db import fleet as fleet_repo
 from fleet.db.audit import append_events
 from fleet.db.history import MANIFEST
-from fleet.services import deployments, manifests
+from fleet.services import deployments, manifests, recovery
 from fleet.services._common import now_or_clock, reading, writing
+from fleet.services.recovery import Orphan
 
 __all__ = [
     "DeploySpec",
@@ -251,6 +252,31 @@ def rollback_spec(
         ),
         rollback_of=row.rollback_of,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class UnderLock:
+    """What a deploy reads once it holds its instance's lock, in one transaction."""
+
+    outcome: str | None  # this run's recorded outcome there (`deployment_outcome`)
+    orphans: list[Orphan]  # what dead runs left open there (`recovery.orphans`)
+    running: int | None  # the revision Fleet records as running (`running_revision`)
+
+
+def under_lock(
+    instance: str, flow_run_id: str, *, now: datetime | None = None, engine: Engine | None = None
+) -> UnderLock:
+    """`deployment_outcome`, `recovery.orphans` (of other runs) and
+    `running_revision` of one instance, read together: three reads per deploy
+    made one transaction."""
+    with reading(engine) as session:
+        return UnderLock(
+            deployments.outcome_in(session, instance, flow_run_id),
+            recovery.orphans_in(
+                session, instances=[instance], except_run=flow_run_id, now=now_or_clock(now)
+            ),
+            _good(session, instance)[0],
+        )
 
 
 def running_revision(instance: str, *, engine: Engine | None = None) -> int | None:

@@ -70,3 +70,34 @@ def test_an_orphan_is_closed_interrupted_and_a_target_running_it_is_recorded(
     actions = [e.action for e in audit.events(engine=engine) if e.flow_run_id == "rec"]
     assert actions == ["deployment.interrupted", "manifest.deployed", "recovery.settled"]
     assert audit.verify(engine=engine).ok
+
+
+def test_what_a_deploy_reads_under_its_lock_is_the_three_reads_at_once(engine: Engine) -> None:
+    """`rollouts.under_lock` answers as `deployment_outcome`, `orphans` (of other
+    runs) and `running_revision` do, before and after the orphan is settled and
+    after this run records its own outcome."""
+    from fleet.services import rollouts
+
+    name, number, hash_ = deploying(engine, "dead")
+    later = NOW + timedelta(seconds=61)
+
+    def separately(run: str) -> rollouts.UnderLock:
+        return rollouts.UnderLock(
+            rollouts.deployment_outcome(name, run, engine=engine),
+            recovery.orphans(instances=[name], except_run=run, now=later, engine=engine),
+            rollouts.running_revision(name, engine=engine),
+        )
+
+    seen = rollouts.under_lock(name, "mine", now=later, engine=engine)
+    assert seen == separately("mine")
+    assert [o.flow_run_id for o in seen.orphans] == ["dead"] and seen.outcome is None
+    # The dead run's own view: its record is running, and it is no orphan of itself.
+    assert rollouts.under_lock(name, "dead", now=later, engine=engine) == separately("dead")
+    assert rollouts.under_lock(name, "dead", now=later, engine=engine).outcome == "running"
+
+    (orphan,) = seen.orphans
+    recovery.close_orphan(orphan, actor="recovery", flow_run_id="mine", engine=engine)
+    recovery.settle(orphan, hash_, actor="recovery", flow_run_id="mine", engine=engine)
+    after = rollouts.under_lock(name, "mine", now=later, engine=engine)
+    assert after == separately("mine")
+    assert after.orphans == [] and after.running == number  # the target ran it: recorded
