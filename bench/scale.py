@@ -481,10 +481,34 @@ def one_size_on_stack(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
         save_host_targets(host.url, TOKEN, names, timeout=120, overwrite=True)
         for c in COMPONENTS:
             publish_version(VersionEntry.model_validate(entry(c, "1.1.0")), actor="bench")
-        time.sleep(5)  # the stack settles after start-up
-
         from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
         from prefect.deployments import run_deployment
+
+        def runs_in(*types: StateType) -> list[Any]:
+            wanted = FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(types)))
+            )
+            with get_client(sync_client=True) as client:
+                return list(client.read_flow_runs(flow_run_filter=wanted))
+
+        # Only the measured run may run: the scheduled flows (auto-update, compliance
+        # scan, drift check) are paused, their waiting runs deleted, running ones awaited.
+        with get_client(sync_client=True) as client:
+            for deployment in client.read_deployments():
+                if deployment.schedules:
+                    client.pause_deployment(deployment.id)
+            for waiting in runs_in(StateType.SCHEDULED, StateType.PENDING):
+                client.delete_flow_run(waiting.id)
+        deadline = time.monotonic() + 300
+        while runs_in(StateType.RUNNING, StateType.PENDING) and time.monotonic() < deadline:
+            time.sleep(1)
+        time.sleep(5)  # the stack settles after start-up
 
         parties = StackProcesses(config.work, redis_port)
         before = parties.cpu()
@@ -518,6 +542,8 @@ def one_size_on_stack(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
         loop_cpu = {k: after[k] - before[k] for k in before}
         loop_cpu["loop process"] = (mine.user + mine.system) - (me.user + me.system)
         time.sleep(3)
+        with get_client(sync_client=True) as client:
+            others = [r for r in client.read_flow_runs() if r.id != run.id and r.start_time]
         task_runs, deploys, completed = count_task_runs(run.id)
         from fleet.services import deployments
 
@@ -543,6 +569,7 @@ def one_size_on_stack(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
             "deploy_task_runs_completed": completed,
             "task_runs": task_runs,
             "events_refused": refused,
+            "other_runs": len(others),
             "peak": {
                 role: parties.peaks.get(role, (0, 0.0, 0))
                 for role in ("flow processes", "Prefect API servers")
@@ -693,7 +720,10 @@ def write_stack_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) ->
                 for r in results
             )
             + ". The run's wall time includes the worker taking it (it polls every 10 s) "
-            "and the flow-run process starting.",
+            "and the flow-run process starting. The stack's scheduled flows are paused "
+            "while it measures; other flow runs that started on the stack, by size: "
+            + ", ".join(f"{r['instances']:,}: {r['other_runs']}" for r in results)
+            + ".",
             *(
                 [
                     f"- The Prefect UI's page of the {ui[0]['instances']:,}-instance run "
