@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.agent import TOKEN, Agent, stop_all  # noqa: E402
+from fleet.artifacts import ArtifactRef  # noqa: E402
 
 COMPONENTS = ("api", "web", "worker", "migrations", "scheduler")
 VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
@@ -234,6 +235,19 @@ def versions_for(rounds: int) -> list[str]:
     return ["1.0.0", *(f"1.{n}.0" for n in range(1, 2 * rounds + 1))]
 
 
+def version_entry(
+    refs: dict[tuple[str, str], ArtifactRef], component: str, version: str
+) -> dict[str, Any]:
+    """A fleet file's entry for one released version of the bench's artifacts."""
+    ref = refs[(component, version)]
+    return {
+        "component": component,
+        "version": version,
+        "released_at": "2026-01-01T00:00:00Z",
+        "artifact": {"url": ref.url, "sha256": ref.sha256},
+    }
+
+
 def count_task_runs(run_id: Any) -> tuple[int, int, int]:
     """(task runs, deploy task runs, Completed deploy task runs) the server recorded."""
     from prefect.client.orchestration import get_client
@@ -293,15 +307,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             for v in versions
         }
 
-        def version_entry(component: str, version: str) -> dict[str, Any]:
-            ref = refs[(component, version)]
-            return {
-                "component": component,
-                "version": version,
-                "released_at": "2026-01-01T00:00:00Z",
-                "artifact": {"url": ref.url, "sha256": ref.sha256},
-            }
-
         t0 = time.perf_counter()
         for batch in range(0, args.instances, 4):
             started = [
@@ -322,7 +327,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         data = {
             "format": 1,
             "components": list(COMPONENTS),
-            "versions": [version_entry(c, "1.0.0") for c in COMPONENTS],
+            "versions": [version_entry(refs, c, "1.0.0") for c in COMPONENTS],
             "channels": [{"name": "stable", "policy": "auto-update"}],
             "instances": [
                 {
@@ -350,7 +355,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             flow_version, loop_version = versions[2 * number + 1], versions[2 * number + 2]
             for c in COMPONENTS:  # the release the flow rolls out (auto-update: the newest)
                 publish_version(
-                    VersionEntry.model_validate(version_entry(c, flow_version)), actor="bench"
+                    VersionEntry.model_validate(version_entry(refs, c, flow_version)), actor="bench"
                 )
             time.sleep(2)  # a quiet start: the server has written the last round's records
             cpu0 = cpu_by_party(server.pid, agent_pids)

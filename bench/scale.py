@@ -57,6 +57,7 @@ from bench.rollout import (  # noqa: E402
     _processes,
     count_task_runs,
     start_prefect,
+    version_entry,
 )
 
 VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
@@ -114,56 +115,72 @@ def ui_settle_seconds(ui_url: str, flow_run_id: str) -> float:
             browser.close()
 
 
+class Instances:
+    """The bench's instances: one agent host serving them all, their artifacts
+    (5 components, 16 KB each), the fleet file's entries, and the plain loop."""
+
+    prefix = "customer"
+
+    def __init__(self, count: int, tmp: Path) -> None:
+        from fleet.artifacts import build_demo_artifact
+
+        self.names = [f"{self.prefix}-{i:04d}" for i in range(1, count + 1)]
+        self.host = Agent(
+            tmp / "host", "--instance-count", str(count), "--instance-prefix", self.prefix
+        )
+        self.refs = {
+            (c, v): build_demo_artifact(tmp / "store", c, v, size=16_000)
+            for c in COMPONENTS
+            for v in VERSIONS
+        }
+
+    def entry(self, component: str, version: str) -> dict[str, Any]:
+        return version_entry(self.refs, component, version)
+
+    def instance(self, name: str, **more: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "customer": name,
+            "channel": "stable",
+            "target": name,
+            "current": dict.fromkeys(COMPONENTS, "1.0.0"),
+            **more,
+        }
+
+    def loop(self, version: str, revision: int) -> None:
+        """Apply `version` everywhere and check health, 16 at once, as a plain script would."""
+        from bench.rollout import manifests_for
+        from fleet.agent.client import AgentClient
+
+        manifests = manifests_for(self.names, self.refs, version, revision)
+
+        def one(i: int) -> None:
+            # A client per call, closed at once: this process may also be the flow's,
+            # and its open files are measured during the flow.
+            with AgentClient(self.host.url, TOKEN, instance=self.names[i], timeout=120) as client:
+                client.apply(manifests[i])
+                client.health().raise_for_health()
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(one, range(len(self.names))))
+
+
 def one_size(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
     log = tmp / "server.log"
     server, api_url = start_prefect(tmp / "prefect-home", "postgres", log=log)
     os.environ["PREFECT_API_URL"] = api_url
     os.environ["FLEET_DATABASE_URL"] = f"sqlite:///{tmp / 'fleet.db'}"
     from blocks.targets import register_block_types, save_host_targets
-    from fleet.agent.client import AgentClient
-    from fleet.artifacts import build_demo_artifact
     from fleet.core.fleetfile import VersionEntry, parse_fleet_data
     from fleet.db.migrate import upgrade
     from fleet.services.catalog import publish_version
     from fleet.services.fleet import apply_fleet_file
     from flows.compile_and_deploy import Selector, Strategy, compile_and_deploy
 
-    prefix = "customer"
-    names = [f"{prefix}-{i:04d}" for i in range(1, count + 1)]
-    host = Agent(tmp / "host", "--instance-count", str(count), "--instance-prefix", prefix)
+    fleet = Instances(count, tmp)
+    names, host, entry, loop = fleet.names, fleet.host, fleet.entry, fleet.loop
     try:
         host.wait_ready()
-        store = tmp / "store"
-        refs = {
-            (c, v): build_demo_artifact(store, c, v, size=16_000)
-            for c in COMPONENTS
-            for v in VERSIONS
-        }
-
-        def entry(component: str, version: str) -> dict[str, Any]:
-            ref = refs[(component, version)]
-            return {
-                "component": component,
-                "version": version,
-                "released_at": "2026-01-01T00:00:00Z",
-                "artifact": {"url": ref.url, "sha256": ref.sha256},
-            }
-
-        def loop(version: str, revision: int) -> None:
-            from bench.rollout import manifests_for
-
-            manifests = manifests_for(names, refs, version, revision)
-
-            def one(i: int) -> None:
-                # A client per call, closed at once: this process is also the flow's,
-                # and its open files are measured during the flow.
-                with AgentClient(host.url, TOKEN, instance=names[i], timeout=120) as client:
-                    client.apply(manifests[i])
-                    client.health().raise_for_health()
-
-            with ThreadPoolExecutor(16) as pool:
-                list(pool.map(one, range(count)))
-
         loop("1.0.0", 1)
         register_block_types()
         save_host_targets(host.url, TOKEN, names, timeout=120, overwrite=True)
@@ -173,16 +190,7 @@ def one_size(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
             "components": list(COMPONENTS),
             "versions": [entry(c, "1.0.0") for c in COMPONENTS],
             "channels": [{"name": "stable", "policy": "auto-update"}],
-            "instances": [
-                {
-                    "name": n,
-                    "customer": n,
-                    "channel": "stable",
-                    "target": n,
-                    "current": dict.fromkeys(COMPONENTS, "1.0.0"),
-                }
-                for n in names
-            ],
+            "instances": [fleet.instance(n) for n in names],
         }
         apply_fleet_file(parse_fleet_data(data), actor="bench")
         from deployments.setup import setup
@@ -374,45 +382,13 @@ def one_size_on_stack(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
         redis_port=redis_port,
         agents=False,
     )
-    prefix = "customer"
-    names = [f"{prefix}-{i:04d}" for i in range(1, count + 1)]
-    host = Agent(tmp / "host", "--instance-count", str(count), "--instance-prefix", prefix)
+    fleet = Instances(count, tmp)
+    names, host, entry, loop = fleet.names, fleet.host, fleet.entry, fleet.loop
     stack: subprocess.Popen[str] | None = None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FLEET_"))}
     env["FLEET_HOME"] = str(config.home)
     try:
-        from fleet.agent.client import AgentClient
-        from fleet.artifacts import build_demo_artifact
-
         host.wait_ready()
-        refs = {
-            (c, v): build_demo_artifact(tmp / "store", c, v, size=16_000)
-            for c in COMPONENTS
-            for v in VERSIONS
-        }
-
-        def entry(component: str, version: str) -> dict[str, Any]:
-            ref = refs[(component, version)]
-            return {
-                "component": component,
-                "version": version,
-                "released_at": "2026-01-01T00:00:00Z",
-                "artifact": {"url": ref.url, "sha256": ref.sha256},
-            }
-
-        def loop(version: str, revision: int) -> None:
-            from bench.rollout import manifests_for
-
-            manifests = manifests_for(names, refs, version, revision)
-
-            def one(i: int) -> None:
-                with AgentClient(host.url, TOKEN, instance=names[i], timeout=120) as client:
-                    client.apply(manifests[i])
-                    client.health().raise_for_health()
-
-            with ThreadPoolExecutor(16) as pool:
-                list(pool.map(one, range(count)))
-
         loop("1.0.0", 1)
         # Auto-update's maintenance window is kept far away: only the bench's run deploys.
         window = (datetime.now(UTC) + timedelta(hours=12)).hour
@@ -429,16 +405,7 @@ def one_size_on_stack(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
                             "maintenance_window": {"cron": f"0 {window} * * *", "duration": "1h"},
                         }
                     ],
-                    "instances": [
-                        {
-                            "name": n,
-                            "customer": n,
-                            "channel": "stable",
-                            "target": n,
-                            "current": dict.fromkeys(COMPONENTS, "1.0.0"),
-                        }
-                        for n in names
-                    ],
+                    "instances": [fleet.instance(n) for n in names],
                 },
                 sort_keys=False,
             )
@@ -672,12 +639,20 @@ def fixed_and_marginal(results: list[dict[str, Any]]) -> tuple[float, float]:
     return mean_y - slope * mean_x, 1000 * slope
 
 
+def _cpu_by_size(results: list[dict[str, Any]]) -> str:
+    return "; ".join(
+        f"{r['instances']:,}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["flow_cpu"].items())
+        for r in results
+    )
+
+
+def _peak(r: dict[str, Any], who: str) -> str:
+    threads, rss, files = r["peak"][who]
+    return f"{threads} / {rss:.0f} MB / {files}"
+
+
 def write_stack_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) -> None:
     from bench._docs import write_section
-
-    def peak(r: dict[str, Any], who: str) -> str:
-        threads, rss, files = r["peak"][who]
-        return f"{threads} / {rss:.0f} MB / {files}"
 
     ui = [r for r in results if r["ui_settle_s"] is not None]
     write_section(
@@ -704,7 +679,7 @@ def write_stack_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) ->
                 f"{r['succeeded']} | "
                 f"{r['deploy_task_runs_completed']} of {r['deploy_task_runs']} | "
                 f"{r['events_refused']} | **{r['ms_per_instance']:.1f} ms** | "
-                f"{peak(r, 'flow processes')} | {peak(r, 'Prefect API servers')} |"
+                f"{_peak(r, 'flow processes')} | {_peak(r, 'Prefect API servers')} |"
                 for r in results
             ),
             "",
@@ -714,11 +689,7 @@ def write_stack_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) ->
             "- A line through the runs' totals: {:.2f} s of CPU per run and {:.1f} ms per "
             "instance.".format(*fixed_and_marginal(results)),
             "- CPU seconds per party during the run, by size: "
-            + "; ".join(
-                f"{r['instances']:,}: "
-                + ", ".join(f"{k} {v:.1f}" for k, v in r["flow_cpu"].items())
-                for r in results
-            )
+            + _cpu_by_size(results)
             + ". The run's wall time includes the worker taking it (it polls every 10 s) "
             "and the flow-run process starting. The stack's scheduled flows are paused "
             "while it measures; other flow runs that started on the stack, by size: "
@@ -742,10 +713,6 @@ def write_stack_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) ->
 def write_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) -> None:
     from bench._docs import write_section
 
-    def peak(r: dict[str, Any], who: str) -> str:
-        threads, rss, files = r["peak"][who]
-        return f"{threads} / {rss:.0f} MB / {files}"
-
     ui = [r for r in results if r["ui_settle_s"] is not None]
     write_section(
         "Scale on one Prefect server (bench/scale.py --where server)",
@@ -766,7 +733,7 @@ def write_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) -> None:
                 f"{r['succeeded']} | "
                 f"{r['deploy_task_runs_completed']} of {r['deploy_task_runs']} | "
                 f"{r['events_refused']} | **{r['ms_per_instance']:.1f} ms** | "
-                f"{peak(r, 'flow process')} | {peak(r, 'Prefect server')} |"
+                f"{_peak(r, 'flow process')} | {_peak(r, 'Prefect server')} |"
                 for r in results
             ),
             "",
@@ -776,13 +743,7 @@ def write_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) -> None:
             "- A line through the runs' totals: {:.2f} s of CPU per run (the flow run, "
             "its plan, artifacts and reports: paid once, so a smaller run costs more per "
             "instance) and {:.1f} ms per instance.".format(*fixed_and_marginal(results)),
-            "- CPU seconds per party during the flow, by size: "
-            + "; ".join(
-                f"{r['instances']:,}: "
-                + ", ".join(f"{k} {v:.1f}" for k, v in r["flow_cpu"].items())
-                for r in results
-            )
-            + ".",
+            "- CPU seconds per party during the flow, by size: " + _cpu_by_size(results) + ".",
             *(
                 [
                     f"- The Prefect UI's page of the {ui[0]['instances']:,}-instance run "
