@@ -22,8 +22,6 @@ from prefect.runtime import flow_run
 from tasks.recovery import find_orphans, settle_orphan
 from tasks.witness import publish_chain_head
 
-RECOVERY_ACTOR = "recovery"
-
 
 @flow(
     name="recover",
@@ -43,7 +41,7 @@ def recover(flow_run_id: str | None = None, wait_for_leases: bool = True) -> dic
     logger = get_run_logger()
     run_id = str(flow_run.id)
     orphans = find_orphans(flow_run_id or None, wait_for_leases=wait_for_leases)
-    settled = [settle_orphan(o, actor=RECOVERY_ACTOR, flow_run_id=run_id) for o in orphans]
+    settled = [settle_orphan(o, flow_run_id=run_id) for o in orphans]
     lines = ["# Recovery", ""]
     if not settled:
         lines.append(f"Nothing left open by {flow_run_id or 'any run'}.")

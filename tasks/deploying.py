@@ -43,16 +43,14 @@ from fleet.agent.errors import PermanentTargetError, TransientTargetError
 from fleet.agent.models import Manifest
 from fleet.agent.target import Target
 from fleet.core.errors import FleetError
-from fleet.services import approvals, deployments, locks, recovery, rollouts
+from fleet.services import approvals, deployments, locks, rollouts
 from fleet.services.locks import LockTimeout
-from fleet.services.recovery import Orphan
 from fleet.services.rollouts import DeploySpec
+from tasks.recovery import settle
 
 # Retry jitter from a generator of its own: the global one is left to its users.
 _JITTER = random.Random()
 
-# A process that runs deploys: how the recovery of another run's orphans is signed.
-RECOVERY_ACTOR = "recovery"
 SECURITY_POLICY = "security-policy"
 
 
@@ -153,24 +151,6 @@ def _close(
     return InstanceOutcome(spec.instance, spec.revision, outcome, error or "")
 
 
-def _settle_orphans(
-    spec: DeploySpec, orphans: Sequence[Orphan], target: Target | None, run_id: str
-) -> None:
-    """Close what dead runs left open on this instance; we hold its lock, so every
-    other open record of it is an orphan. Record what the target runs."""
-    logger = get_run_logger()
-    for orphan in orphans:
-        recovery.close_orphan(orphan, actor=RECOVERY_ACTOR, flow_run_id=run_id)
-        observed = None
-        if target is not None:
-            try:
-                observed = target.state().manifest_hash
-            except FleetError as exc:
-                logger.warning("%s: could not read its target: %s", spec.instance, exc)
-        settled = recovery.settle(orphan, observed, actor=RECOVERY_ACTOR, flow_run_id=run_id)
-        logger.warning("%s; %s", orphan.describe(), settled.action)
-
-
 def _deploy_locked(
     spec: DeploySpec,
     target_block: TargetBlock | None,
@@ -186,7 +166,8 @@ def _deploy_locked(
         # This run finished this instance before (a resumed run re-executes).
         return InstanceOutcome(spec.instance, spec.revision, seen.outcome, "recorded earlier")
     if target_block is None:
-        _settle_orphans(spec, seen.orphans, None, run_id)
+        for orphan in seen.orphans:
+            settle(orphan, None, flow_run_id=run_id)
         error = (
             f"{spec.instance} has no target block to deploy through"
             if spec.target is None
@@ -196,7 +177,8 @@ def _deploy_locked(
     with _opened(target_block) as target:
         running = seen.running
         if seen.orphans:
-            _settle_orphans(spec, seen.orphans, target, run_id)
+            for orphan in seen.orphans:  # we hold the lock: every other open record is one
+                settle(orphan, target, flow_run_id=run_id)
             running = rollouts.running_revision(spec.instance)  # settling may have moved it
         if running == spec.revision:
             why = f"r{spec.revision} already runs on {spec.instance} (deployed by another run)"
