@@ -355,9 +355,10 @@ def phases(path: Path) -> dict[str, float]:
     build_parser()
     marks.append(time.perf_counter())
     from fleet.cli.plan import write_plan_json
-    from fleet.core.fleetfile import _load_yaml, parse_fleet_data
+    from fleet.core.fleetfile import parse_fleet_data
+    from fleet.core.yamltext import load_yaml
 
-    data = _load_yaml(path.read_text())
+    data = load_yaml(path.read_text())
     marks.append(time.perf_counter())
     state = parse_fleet_data(data).to_state()
     marks.append(time.perf_counter())

@@ -31,7 +31,6 @@ from enum import StrEnum
 from typing import Annotated, Any, TypeGuard, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from cronsim import CronSim, CronSimError
 from packaging.specifiers import InvalidSpecifier as _PkgInvalidSpecifier
 from packaging.specifiers import SpecifierSet
@@ -70,6 +69,8 @@ from fleet.core.pins import Pin, PinScope
 from fleet.core.state import FleetState
 from fleet.core.text import REASON_LIMIT, SUMMARY_LIMIT, TEXT_LIMIT, check_text, find_unstorable
 from fleet.core.versions import ComponentVersion, Registry, parse_specifier, parse_version
+from fleet.core.yamltext import MAX_INT_DIGITS, load_yaml
+from fleet.core.yamltext import short as _short
 
 __all__ = [
     "FORMAT",
@@ -685,47 +686,6 @@ class FleetFile(_Model):
 # Reading text.
 
 
-# libyaml's parser where PyYAML has it (pure Python is several times slower on a
-# fleet of thousands of instances); the constructors and resolvers are the same.
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """SafeLoader with YAML 1.2 scalars and duplicate keys refused."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [
-        (tag, regexp)
-        for tag, regexp in resolvers
-        if tag
-        not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool",
-    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if isinstance(key, str | int | bool) and key in seen:
-            mark = key_node.start_mark
-            raise FleetFileError(
-                [f"line {mark.line + 1}, column {mark.column + 1}: duplicate key {_short(key)}"]
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -735,15 +695,11 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _load_yaml(text: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        raise FleetFileError([f"{where}: invalid YAML ({exc.problem})"]) from exc
-    except yaml.YAMLError as exc:
-        raise FleetFileError([f"YAML: invalid YAML ({exc})"]) from exc
+def _json_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise FleetFileError([f"integer of {digits} digits (at most {MAX_INT_DIGITS})"])
+    return int(text)
 
 
 def parse_fleet_text(text: str) -> FleetFile:
@@ -761,18 +717,20 @@ def parse_fleet_text(text: str) -> FleetFile:
 def _parse_text(text: str) -> FleetFile:
     if text.lstrip().startswith("{"):
         try:
-            data = json.loads(text, object_pairs_hook=_json_object, parse_float=str)
+            data = json.loads(
+                text, object_pairs_hook=_json_object, parse_float=str, parse_int=_json_int
+            )
         except json.JSONDecodeError as exc:
             # A YAML flow mapping starts with `{` too; when it is not YAML either,
             # the JSON error is the one that helps.
             try:
-                data = _load_yaml(text)
+                data = load_yaml(text)
             except FleetFileError:
                 raise FleetFileError(
                     [f"line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg})"]
                 ) from exc
     else:
-        data = _load_yaml(text)
+        data = load_yaml(text)
     if not isinstance(data, Mapping):
         raise FleetFileError([f"top level: expected a mapping, got {_short(data)}"])
     return parse_fleet_data(data)
@@ -803,12 +761,6 @@ _TYPE_MESSAGES = {
     "datetime_type": "expected a time",
     "int_from_float": "expected an integer",
 }
-
-
-def _short(value: Any) -> str:
-    """The value quoted, cut when long."""
-    text = repr(value)
-    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _hint(value: str, known: Iterable[str]) -> str:

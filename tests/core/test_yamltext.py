@@ -1,0 +1,232 @@
+"""The fast YAML path against the reference loader it stands for.
+
+`load_yaml` builds data from libyaml's events and hands anything unusual to
+`load_reference`. These tests check that, for any text, the two give the same
+data with the same types and key order, or the same error; and that an
+ordinary fleet file stays on the fast path, where the speed is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleet.core.errors import FleetFileError
+from fleet.core.fleetfile import fleet_file_from_state, parse_fleet_text
+from fleet.core.yamltext import MAX_INT_DIGITS, _NotPlain, load_plain, load_reference, load_yaml
+from tests.core.test_properties import fleets
+
+
+def typed(value: Any) -> Any:
+    """`value` with every type spelled out: 1, True and '1' differ, and so does key order."""
+    if isinstance(value, dict):
+        return ("map", [(typed(k), typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("seq", [typed(v) for v in value])
+    return (type(value).__name__, value)
+
+
+def outcome(load: Any, text: str) -> Any:
+    try:
+        return ("data", typed(load(text)))
+    except FleetFileError as exc:
+        return ("error", str(exc))
+
+
+def assert_same(text: str) -> None:
+    assert outcome(load_yaml, text) == outcome(load_reference, text), text
+
+
+# Plain scalars whose YAML 1.1 reading differs from what they look like.
+TRICKY = [
+    "",
+    "~",
+    "null",
+    "Null",
+    "NULL",
+    "nULL",
+    "true",
+    "True",
+    "TRUE",
+    "tRUE",
+    "false",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "y",
+    "n",
+    "0",
+    "-0",
+    "+0",
+    "007",
+    "08",
+    "0o17",
+    "0x1F",
+    "0x_",
+    "0b101",
+    "0b_",
+    "-0b1",
+    "1_000",
+    "1:30",
+    "190:20:30",
+    "1:70",
+    "2.10",
+    "1e3",
+    ".inf",
+    "-.Inf",
+    ".NaN",
+    "2001-12-14",
+    "2001-12-14t21:59:43.10-05:00",
+    "=",
+    "<<",
+    "4.9.4",
+    "api",
+    "Customer 0",
+    "K\u0130LO",
+    "\u200bapi",
+    "9" * (MAX_INT_DIGITS + 1),
+]
+
+# Pieces of YAML syntax, most of them off the fast path.
+SYNTAX = [
+    "&a ",
+    "*a",
+    "!!str ",
+    "!!int ",
+    "!!binary ",
+    "!custom ",
+    "! ",
+    "<<: ",
+    "---",
+    "\n---\n",
+    "\n...\n",
+    "...",
+    "%YAML 1.1",
+    "%TAG !e! tag:example.com,2000:",
+    "? ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ", ",
+    "'",
+    '"',
+    "|",
+    ">-",
+    "# note",
+    "\t",
+    "@",
+    "`",
+]
+
+scalars = st.sampled_from(TRICKY) | st.text(
+    st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs")), max_size=8
+)
+tokens = st.sampled_from(SYNTAX) | scalars | st.sampled_from([": ", "- ", "  ", "a", "b"])
+lines = st.lists(tokens, max_size=6).map("".join)
+texts = st.lists(lines, max_size=8).map("\n".join)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts)
+def test_any_text_reads_as_the_reference_reads_it(text: str) -> None:
+    assert_same(text)
+
+
+data = st.recursive(
+    st.sampled_from(TRICKY) | st.integers(-(10**20), 10**20) | st.booleans() | st.none(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(TRICKY) | st.integers(0, 3) | st.booleans(), inner, max_size=4
+        )
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data, st.sampled_from([None, True, False]), st.sampled_from([None, "'", '"']))
+def test_dumped_data_reads_as_the_reference_reads_it(value: Any, flow: Any, style: Any) -> None:
+    assert_same(yaml.safe_dump(value, default_flow_style=flow, default_style=style))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x 1\nb: *x\n",
+        "a: !!str 1\n",
+        "a: !!binary aGk=\n",
+        "base: &b {x: 1}\nc:\n  <<: *b\n  y: 2\n",
+        "a: =\n",
+        "? [1, 2]\n: pair\n",
+        "? {k: v}\n: pair\n",
+        "a: 1\n---\nb: 2\n",
+        "a: 1\na: 2\n",
+        "a: 1\nb:\n  c: 1\n  c: 2\n",
+        "1: one\ntrue: yes\n",
+        "a: 0x_\n",
+        f"a: {'9' * (MAX_INT_DIGITS + 1)}\n",
+        "a: ]\n",
+        "a: @x\n",
+        "a: *missing\n",
+        "- &a x\n- &a y\n",
+    ],
+)
+def test_rare_forms_go_to_the_reference(text: str) -> None:
+    with pytest.raises(_NotPlain):
+        load_plain(text)
+    assert_same(text)
+
+
+def test_a_null_key_given_twice_keeps_the_last_value_as_the_reference_does() -> None:
+    assert load_plain("~: 1\nnull: 2\n") == {None: 2}
+    assert_same("~: 1\nnull: 2\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("a: 1\na: 2\n", "line 2, column 1: duplicate key 'a'"),
+        ("1: x\ntrue: y\n", "line 2, column 1: duplicate key True"),
+        ("a: 0b_\n", "line 1, column 4: invalid int '0b_'"),
+        (f"a: -{'1' * 5000}\n", "line 1, column 4: integer of 5000 digits (at most 4300)"),
+        ("a: 1\n---\nb: 2\n", "line 2, column 1: invalid YAML (but found another document)"),
+    ],
+)
+def test_errors_name_the_line_and_value(text: str, error: str) -> None:
+    with pytest.raises(FleetFileError) as caught:
+        load_yaml(text)
+    assert str(caught.value) == error
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleets(timed=True))
+def test_a_fleet_file_stays_on_the_fast_path(state: Any) -> None:
+    text = yaml.safe_dump(fleet_file_from_state(state).to_data(), sort_keys=False)
+    assert typed(load_plain(text)) == typed(load_reference(text))
+
+
+@pytest.mark.parametrize("depth", [200, 5000])
+def test_deep_nesting_reads_as_the_reference_reads_it(depth: int) -> None:
+    # libyaml refuses more than 1,000 levels.
+    assert_same("[" * depth + "]" * depth)
+
+
+@pytest.mark.parametrize("depth", [900, 5000])
+def test_a_deep_fleet_file_is_refused_with_a_message(depth: int) -> None:
+    with pytest.raises(FleetFileError):
+        parse_fleet_text("format: 1\ncomponents: " + "[" * depth + "]" * depth)
+
+
+@pytest.mark.parametrize(
+    "text", ['{"format": 1, "components": [' + "9" * 5000 + "]}", "format: 1\nx: " + "9" * 5000]
+)
+def test_a_huge_integer_is_refused_with_a_message(text: str) -> None:
+    with pytest.raises(FleetFileError, match="integer of 5000 digits"):
+        parse_fleet_text(text)
