@@ -352,7 +352,7 @@ def phases(path: Path) -> dict[str, float]:
     marks = [time.perf_counter()]
     from fleet.cli.main import build_parser
 
-    build_parser()
+    build_parser("plan")
     marks.append(time.perf_counter())
     from fleet.cli.plan import write_plan_json
     from fleet.core.fleetfile import parse_fleet_data

@@ -329,6 +329,7 @@ class Security:
         self._acceptances = acceptances
         self._accepting = frozenset(ra.instance for ra in acceptances.values())
         self._facts: dict[AdvisoryKey, tuple[datetime | None, bool, bool]] = {}
+        self._findings: dict[tuple[str | None, str, Version], tuple[Finding, ...]] = {}
 
     def affecting(self, component: str, version: Version) -> tuple[Advisory, ...]:
         """Every advisory whose ranges or versions cover `component` `version`."""
@@ -364,9 +365,14 @@ class Security:
 
     def findings(self, instance: str, component: str, version: Version) -> tuple[Finding, ...]:
         """Every advisory affecting `component` `version` on `instance`, judged at `now`."""
-        return tuple(
-            self.finding(instance, adv, version) for adv in self.affecting(component, version)
-        )
+        # Only a risk acceptance makes a finding depend on the instance.
+        key = (instance if instance in self._accepting else None, component, version)
+        hit = self._findings.get(key)
+        if hit is None:
+            hit = self._findings[key] = tuple(
+                self.finding(instance, adv, version) for adv in self.affecting(component, version)
+            )
+        return hit
 
     def holes(self, instance: str, component: str, version: Version) -> tuple[Finding, ...]:
         """The findings that make `version` a known hole on `instance` (never chosen)."""

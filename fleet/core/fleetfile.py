@@ -34,7 +34,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from packaging.specifiers import InvalidSpecifier as _PkgInvalidSpecifier
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion as _PkgInvalidVersion
 from packaging.version import Version
 from pydantic import (
     AfterValidator,
@@ -61,7 +60,7 @@ from fleet.core.advisories import (
 )
 from fleet.core.channels import Channel, MaintenanceWindow, Policy
 from fleet.core.durations import check_instant, format_duration, isoformat, parse_duration
-from fleet.core.errors import FleetFileError, InputError, InvalidIdentity
+from fleet.core.errors import FleetFileError, InputError, InvalidIdentity, InvalidVersion
 from fleet.core.identity import check_identity
 from fleet.core.instances import Instance
 from fleet.core.names import NAME_PATTERN
@@ -132,8 +131,8 @@ def _limit(limit: int, *, required: bool = True) -> Callable[[str], str]:
 
 def _check_version(value: str) -> str:
     try:
-        Version(value)
-    except _PkgInvalidVersion:
+        parse_version(value)
+    except InvalidVersion:
         raise ValueError(f"invalid version {_short(value)} (not PEP 440)") from None
     return value
 
@@ -1039,8 +1038,8 @@ def parse_fleet_data(data: Mapping[str, Any]) -> FleetFile:
         if component is None or not isinstance(version, str):
             continue
         try:
-            release = (component, Version(version))
-        except _PkgInvalidVersion:
+            release = (component, parse_version(version))
+        except InvalidVersion:
             continue
         if release in seen_versions:
             check.add(where, f"duplicate version {version!r} (same as {seen_versions[release]})")

@@ -1321,7 +1321,7 @@ class _Planner:
     ) -> InstancePlan:
         normal_fixes_all = all(
             (v := normal.manifest.get(component)) is not None
-            and not any(f.advisory.affects(v) for f in findings)
+            and not any(f.advisory in self.security.affecting(component, v) for f in findings)
             for component, findings in fixable.items()
         )
         if policy is Policy.AUTO_UPDATE and normal_fixes_all:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 from packaging.specifiers import InvalidSpecifier as _PkgInvalidSpecifier
 from packaging.specifiers import SpecifierSet
@@ -35,9 +36,14 @@ def parse_version(text: str | Version) -> Version:
     if isinstance(text, Version):
         return text
     try:
-        return Version(str(text))
+        return _version(str(text))
     except _PkgInvalidVersion as exc:
         raise InvalidVersion(f"Invalid version: {text!r} (not PEP 440)") from exc
+
+
+# A fleet names a few thousand distinct versions tens of thousands of times;
+# versions are immutable, so equal texts may share one parsed object.
+_version = lru_cache(maxsize=1 << 16)(Version)
 
 
 def parse_specifier(text: str | SpecifierSet) -> SpecifierSet:
