@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from fleet.cli._files import load_fleet_file
+from fleet.cli._process import few_collections, forked_parts, parts_for
 from fleet.core.durations import isoformat, parse_instant
 from fleet.core.errors import FleetFileError, InputError
 from fleet.core.plan import AdvisoryFlag, Decision, InstancePlan, Plan, compile_plan, plan_summary
@@ -68,23 +70,37 @@ def register(sub: Any) -> None:
 def _plan(args: argparse.Namespace) -> int:
     now = parse_at(args.at)
     labels = dict(_label(t) for t in args.label)
-    if args.file is not None:
-        try:
-            state = load_fleet_file(args.file).to_state()
-        except FleetFileError as exc:
-            for problem in exc.problems:
-                print(f"{args.file}: {problem}", file=sys.stderr)
-            return 2
-    else:
-        state = _state_from_database()
-    _check_selectors(state, args.instance, args.channel)
-    plan = compile_plan(
-        state, now, instances=args.instance or None, channels=args.channel or None, labels=labels
-    )
-    if args.json:
-        write_plan_json(plan, sys.stdout)
-    else:
-        render_plan(plan, sys.stdout)
+    with few_collections():
+        if args.file is not None:
+            try:
+                state = load_fleet_file(args.file).to_state()
+            except FleetFileError as exc:
+                for problem in exc.problems:
+                    print(f"{args.file}: {problem}", file=sys.stderr)
+                return 2
+        else:
+            state = _state_from_database()
+        _check_selectors(state, args.instance, args.channel)
+
+        def compile_part(k: int, n: int) -> Plan:
+            return compile_plan(
+                state,
+                now,
+                instances=args.instance or None,
+                channels=args.channel or None,
+                labels=labels,
+                part=(k, n),
+            )
+
+        if args.json:
+            # One JSON line per instance, so processes can share the work.
+            lines = forked_parts(
+                lambda k, n: [_json_line(item) for item in compile_part(k, n).instances],
+                parts_for(len(state.instances)),
+            )
+            _write_json(now, lines, sys.stdout)
+        else:
+            render_plan(compile_part(0, 1), sys.stdout)
     return 0
 
 
@@ -95,9 +111,17 @@ def write_plan_json(plan: Plan, out: TextIO) -> None:
     10,000 instances took seconds. One line per instance stays readable and
     greppable (`fleet plan --json | grep '"acme-prod"'`).
     """
-    out.write('{"at": ' + json.dumps(isoformat(plan.at)) + ', "instances": [')
-    for n, item in enumerate(plan.instances):
-        out.write(("\n" if n == 0 else ",\n") + json.dumps(item.to_json(), ensure_ascii=False))
+    _write_json(plan.at, (_json_line(item) for item in plan.instances), out)
+
+
+def _json_line(item: InstancePlan) -> str:
+    return json.dumps(item.to_json(), ensure_ascii=False)
+
+
+def _write_json(at: datetime, lines: Iterable[str], out: TextIO) -> None:
+    out.write('{"at": ' + json.dumps(isoformat(at)) + ', "instances": [')
+    for n, line in enumerate(lines):
+        out.write(("\n" if n == 0 else ",\n") + line)
     out.write("\n]}\n")
 
 
