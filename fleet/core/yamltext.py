@@ -11,7 +11,7 @@ per value and runs Python regular expressions over every plain scalar. A
 distinct ones. So `load_yaml` first builds the data straight from libyaml's
 events, resolving each distinct plain scalar once with the reference's own
 resolver and constructor. It does so only on the plain path: a tag, an
-anchor, an alias, a key that is not a scalar, a merge key, a second document
+alias of a collection inside itself, a key that is not a scalar, a merge key, a second document
 or any error, and it hands the whole text to the reference instead. Errors and
 rare forms therefore read exactly as the reference reports them, and the
 tests compare the two on generated documents.
@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
     MappingEndEvent,
     MappingStartEvent,
     ScalarEvent,
@@ -167,7 +169,8 @@ def _plain_scalar(loader: _Loader, event: ScalarEvent) -> Any:
 def load_plain(text: str) -> Any:
     """`text`'s data built from the parser's events; `_NotPlain` where that path ends.
 
-    A value is attached to its parent as soon as it starts, so one loop with
+    Anchors and aliases share one value, as the reference shares them. A value
+    is attached to its parent as soon as it starts, so one loop with
     a stack of open collections reads any depth without recursion.
     """
     loader = _Loader(text)
@@ -187,6 +190,8 @@ def _build(loader: _Loader) -> Any:
         return None
     # Document start. Its directives name tag handles, which only tags use.
     scalars: dict[str, Any] = {}
+    anchors: dict[str, Any] = {}
+    open_anchored: set[int] = set()  # collections with an anchor, not yet ended
     no_key = _NotPlain  # a sentinel no document can produce
     root: list[Any] = []
     containers: list[Any] = [root]  # the open collections, innermost last
@@ -195,8 +200,9 @@ def _build(loader: _Loader) -> Any:
     while True:
         event = get_event()
         kind = event.__class__
+        opens = False
         if kind is ScalarEvent:
-            if event.tag is not None or event.anchor is not None:
+            if event.tag is not None:
                 raise _NotPlain
             text = event.value
             if event.implicit[0]:
@@ -206,39 +212,47 @@ def _build(loader: _Loader) -> Any:
                     value = scalars[text] = _plain_scalar(loader, event)
             else:
                 value = text
-            if not is_map[-1]:
-                containers[-1].append(value)
-            elif keys[-1] is no_key:
-                if isinstance(value, str | int) and value in containers[-1]:
-                    raise _NotPlain  # a duplicate key: the reference names its line
-                keys[-1] = value
-            else:
-                containers[-1][keys[-1]] = value
-                keys[-1] = no_key
-            continue
-        if kind is MappingStartEvent or kind is SequenceStartEvent:
-            if event.tag is not None or event.anchor is not None:
+        elif kind is MappingStartEvent or kind is SequenceStartEvent:
+            if event.tag is not None:
                 raise _NotPlain
             value = {} if kind is MappingStartEvent else []
-            if not is_map[-1]:
-                containers[-1].append(value)
-            elif keys[-1] is no_key:
-                raise _NotPlain  # a collection as a key
-            else:
-                containers[-1][keys[-1]] = value
-                keys[-1] = no_key
-            containers.append(value)
-            keys.append(no_key)
-            is_map.append(kind is MappingStartEvent)
-            continue
-        if kind is MappingEndEvent or kind is SequenceEndEvent:
-            containers.pop()
+            opens = True
+        elif kind is MappingEndEvent or kind is SequenceEndEvent:
+            open_anchored.discard(id(containers.pop()))
             keys.pop()
             is_map.pop()
             continue
-        # Anything else here is the document's end or an alias.
-        if len(containers) != 1 or event.__class__ is not yaml.DocumentEndEvent:
+        elif kind is AliasEvent:
+            # The anchored value itself, shared, as the reference shares it.
+            if event.anchor not in anchors:
+                raise _NotPlain  # undefined: the reference names it
+            value = anchors[event.anchor]
+            if id(value) in open_anchored:
+                raise _NotPlain  # a collection inside itself
+        elif kind is DocumentEndEvent and len(containers) == 1:
+            if not isinstance(get_event(), StreamEndEvent):
+                raise _NotPlain  # a second document: the reference refuses it
+            return root[0]
+        else:
             raise _NotPlain
-        if not isinstance(get_event(), StreamEndEvent):
-            raise _NotPlain  # a second document: the reference refuses it
-        return root[0]
+        if event.anchor is not None and kind is not AliasEvent:
+            if event.anchor in anchors:
+                raise _NotPlain  # anchored twice: the reference refuses it
+            anchors[event.anchor] = value
+            if opens:
+                open_anchored.add(id(value))
+        if not is_map[-1]:
+            containers[-1].append(value)
+        elif keys[-1] is no_key:
+            if isinstance(value, dict | list):
+                raise _NotPlain  # a collection as a key
+            if isinstance(value, str | int) and value in containers[-1]:
+                raise _NotPlain  # a duplicate key: the reference names its line
+            keys[-1] = value
+        else:
+            containers[-1][keys[-1]] = value
+            keys[-1] = no_key
+        if opens:
+            containers.append(value)
+            keys.append(no_key)
+            is_map.append(kind is MappingStartEvent)

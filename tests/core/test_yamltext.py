@@ -138,6 +138,36 @@ def test_any_text_reads_as_the_reference_reads_it(text: str) -> None:
     assert_same(text)
 
 
+# Flow-style documents with anchors on any node and aliases anywhere, keys
+# included: sharing, self-reference, duplicate anchors, collections as keys.
+flow_leaves = st.sampled_from(
+    ["a", "b", "1", "0x1F", "~", "true", "no", "2.10", "'q'", '"x"', "*a", "*b", "*c"]
+)
+flow_nodes = st.recursive(
+    flow_leaves,
+    lambda inner: (
+        st.lists(inner, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]")
+        | st.lists(st.tuples(inner, inner), max_size=3).map(
+            lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}"
+        )
+        | st.tuples(st.sampled_from(["&a ", "&b ", "&c "]), inner).map("".join)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(flow_nodes)
+def test_anchored_flow_documents_read_as_the_reference_reads_them(text: str) -> None:
+    try:
+        expected = outcome(load_reference, text)
+    except RecursionError:  # a collection inside itself: `typed` cannot spell it out
+        with pytest.raises(_NotPlain):
+            load_plain(text)
+        return
+    assert outcome(load_yaml, text) == expected, text
+
+
 data = st.recursive(
     st.sampled_from(TRICKY) | st.integers(-(10**20), 10**20) | st.booleans() | st.none(),
     lambda inner: (
@@ -159,7 +189,7 @@ def test_dumped_data_reads_as_the_reference_reads_it(value: Any, flow: Any, styl
 @pytest.mark.parametrize(
     "text",
     [
-        "a: &x 1\nb: *x\n",
+        "&a {k: *a}\n",
         "a: !!str 1\n",
         "a: !!binary aGk=\n",
         "base: &b {x: 1}\nc:\n  <<: *b\n  y: 2\n",
@@ -182,6 +212,33 @@ def test_rare_forms_go_to_the_reference(text: str) -> None:
     with pytest.raises(_NotPlain):
         load_plain(text)
     assert_same(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x 1\nb: *x\n",
+        "base: &labels {tier: gold}\nx: *labels\ny: [*labels, *labels]\n",
+        "- &k key\n- {*k : v}\n",
+        "a: &e\nb: *e\n",
+    ],
+)
+def test_anchors_and_aliases_stay_on_the_fast_path(text: str) -> None:
+    assert typed(load_plain(text)) == typed(load_reference(text))
+
+
+def test_a_list_inside_itself_goes_to_the_reference_and_is_refused() -> None:
+    text = "format: 1\ncomponents: &a [api, *a]\n"
+    with pytest.raises(_NotPlain):
+        load_plain(text)
+    with pytest.raises(FleetFileError):
+        parse_fleet_text(text)
+
+
+def test_an_alias_is_the_anchored_value_itself_as_in_the_reference() -> None:
+    text = "x: &labels {tier: gold}\ny: *labels\n"
+    fast, slow = load_plain(text), load_reference(text)
+    assert fast["x"] is fast["y"] and slow["x"] is slow["y"]
 
 
 def test_a_null_key_given_twice_keeps_the_last_value_as_the_reference_does() -> None:
@@ -230,3 +287,21 @@ def test_a_deep_fleet_file_is_refused_with_a_message(depth: int) -> None:
 def test_a_huge_integer_is_refused_with_a_message(text: str) -> None:
     with pytest.raises(FleetFileError, match="integer of 5000 digits"):
         parse_fleet_text(text)
+
+
+def test_a_generated_fleet_file_with_shared_values_stays_on_the_fast_path() -> None:
+    # PyYAML writes an object met twice as an anchor and aliases: a generator
+    # that reuses one labels mapping makes such a file.
+    labels = {"tier": "gold", "region": "eu"}
+    current = {"api": "2.4.1"}
+    data = {
+        "format": 1,
+        "components": ["api"],
+        "instances": [
+            {"name": f"i-{n}", "channel": "stable", "labels": labels, "current": current}
+            for n in range(50)
+        ],
+    }
+    text = yaml.safe_dump(data, sort_keys=False)
+    assert "&id001" in text and "*id001" in text
+    assert typed(load_plain(text)) == typed(load_reference(text))
