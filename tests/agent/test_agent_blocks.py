@@ -112,6 +112,8 @@ def test_host_blocks_in_bulk_reach_their_instances_and_todays_blocks_still_work(
         block = blocks[name]
         assert isinstance(block, FleetAgent) and block.instance == name
         assert block.base_url == host.url and block.token.get_secret_value() == TOKEN
+        loaded = FleetAgent.load(name)  # as Prefect loads it
+        assert all(getattr(block, f) == getattr(loaded, f) for f in FleetAgent.model_fields)
     second = load_target("bulk-0002")
     assert isinstance(second, AgentClient) and second.instance == "bulk-0002"
     manifest = make_manifest(refs, {"api": "1.0.0"}, instance="bulk-0002")
