@@ -597,6 +597,8 @@ def main() -> int:
         out = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
         result = json.loads(out.strip().splitlines()[-1])
         print({k: v for k, v in result.items() if k not in ("flow_cpu", "loop_cpu")}, flush=True)
+        print("  CPU s by party, run:", _cpu_text(result["flow_cpu"]), flush=True)
+        print("  CPU s by party, plain loop:", _cpu_text(result["loop_cpu"]), flush=True)
         results.append(result)
     costs = [r["ms_per_instance"] for r in results]
     flat = is_flat(results)
@@ -639,11 +641,12 @@ def fixed_and_marginal(results: list[dict[str, Any]]) -> tuple[float, float]:
     return mean_y - slope * mean_x, 1000 * slope
 
 
+def _cpu_text(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+
+
 def _cpu_by_size(results: list[dict[str, Any]]) -> str:
-    return "; ".join(
-        f"{r['instances']:,}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["flow_cpu"].items())
-        for r in results
-    )
+    return "; ".join(f"{r['instances']:,}: " + _cpu_text(r["flow_cpu"]) for r in results)
 
 
 def _peak(r: dict[str, Any], who: str) -> str:
