@@ -34,6 +34,7 @@ __all__ = [
 
 # Any fixed 64-bit number: the key of Fleet's advisory lock on PostgreSQL.
 _ADVISORY_LOCK_KEY = 0x466C656574  # "Fleet"
+_LOCKED_IN = "fleet.writes_locked_in"  # the connection's transaction that holds the lock
 _AUDIT = table_of(AuditEventRow)
 
 
@@ -53,8 +54,15 @@ def lock_writes(session: Connection) -> None:
     chain head, revision numbers and the fleet it diffs against cannot
     change under it. Released when the transaction ends.
     """
-    if session.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+    if session.dialect.name != "postgresql":
+        return
+    # Once per transaction: a service that holds it and then appends audit
+    # events would otherwise ask again (a round trip per write).
+    ongoing = session.get_transaction()
+    if ongoing is not None and session.info.get(_LOCKED_IN) is ongoing:
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+    session.info[_LOCKED_IN] = ongoing
 
 
 def chain_head(session: Connection) -> tuple[int, str]:

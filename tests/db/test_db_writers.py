@@ -80,3 +80,34 @@ def test_threads_of_one_process_write_one_at_a_time_and_lose_nothing(tmp_path):
     with transaction(engine, read_only=True) as connection:
         assert len(connection.execute(select(PIN.c.id)).all()) == 200
     engine.dispose()
+
+
+def test_postgresql_writers_take_the_lock_once_per_transaction() -> None:
+    from sqlalchemy import event, text
+
+    from fleet.db.audit import lock_writes
+    from tests.db.support import create_pg_database, drop_pg_database
+
+    url = create_pg_database()
+    engine = make_engine(url)
+    asked: list[str] = []
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda *args: asked.append(args[2]) if "pg_advisory_xact_lock" in args[2] else None,
+    )
+    held = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+    )
+    try:
+        for _ in range(2):  # a second transaction on the same connection takes it again
+            with transaction(engine) as session:
+                lock_writes(session)
+                lock_writes(session)
+                assert session.execute(held).scalar_one() == 1
+        assert len(asked) == 2
+        with transaction(engine) as session:
+            assert session.execute(held).scalar_one() == 0  # released with its transaction
+    finally:
+        engine.dispose()
+        drop_pg_database(url)
