@@ -12,7 +12,7 @@ from fleet.core.durations import require_aware
 from fleet.db.audit import lock_writes
 from fleet.db.engine import get_engine, transaction
 
-__all__ = ["engine_or_default", "now_or_clock", "reading", "writing"]
+__all__ = ["engine_or_default", "now_or_clock", "reading", "unlocked_write", "writing"]
 
 
 def engine_or_default(engine: Engine | None) -> Engine:
@@ -28,6 +28,14 @@ def writing(engine: Engine | None) -> Iterator[Connection]:
     """One transaction that changes state, serialised with every other writer."""
     with transaction(engine_or_default(engine)) as session:
         lock_writes(session)
+        yield session
+
+
+@contextmanager
+def unlocked_write(engine: Engine | None) -> Iterator[Connection]:
+    """One transaction that changes state without Fleet's write lock: only for
+    a single statement that cannot race and appends no audit event."""
+    with transaction(engine_or_default(engine)) as session:
         yield session
 
 

@@ -28,7 +28,7 @@ from fleet.core.errors import ConflictError
 from fleet.core.locks import DEFAULT_LEASE, Lease, may_take
 from fleet.db.audit import Entry, append_events
 from fleet.db.models import InstanceLockRow, table_of
-from fleet.services._common import now_or_clock, reading, writing
+from fleet.services._common import now_or_clock, reading, unlocked_write, writing
 
 __all__ = [
     "LockKeeper",
@@ -137,8 +137,12 @@ def renew(
 
 
 def release(instance: str, *, run: str, engine: Engine | None = None) -> bool:
-    """Let go of `instance`'s lock if `run` holds it; True when it did."""
-    with writing(engine) as session:
+    """Let go of `instance`'s lock if `run` holds it; True when it did.
+
+    One statement that cannot race, so it does not queue behind Fleet's other
+    writers (every deploy ends with one).
+    """
+    with unlocked_write(engine) as session:
         gone = session.execute(
             delete(LOCK).where((LOCK.c.instance == instance) & (LOCK.c.run == run))
         )
