@@ -3,11 +3,14 @@ work shared with forked copies of itself on the machine's other cores."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 __all__ = ["few_collections", "forked_parts", "parts_for", "usable_cores"]
 
@@ -50,32 +53,41 @@ def forked_parts(work: Callable[[int, int], list[str]], parts: int) -> Iterator[
     """The lines of `work(0, parts)`, `work(1, parts)`, ... in that order.
 
     Parts 1 and up run in forked children while this process does part 0;
-    each child sends its lines back through a pipe. A child that fails or is
-    killed leaves its part to be done again here, so the answer never depends
-    on a child. Lines must not contain a newline (JSON lines never do).
+    each child sends its lines back through a pipe. A part whose child could
+    not start, failed or was killed is done again here, so the answer never
+    depends on a child. Lines must not contain a newline (JSON lines never do).
     """
-    pending: list[tuple[int, int, int]] = []  # (part, child, read end), in part order
-    for k in range(1, parts):
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: its part, then out without running the parent's cleanup
-            status = 1
-            try:
-                # Only the parent reads: a child keeping an earlier child's read
-                # end would keep that child writing after the parent stopped.
-                for fd in [read_end, *(r for _, _, r in pending)]:
-                    os.close(fd)
-                with os.fdopen(write_end, "wb") as pipe:
-                    pipe.write("\n".join(work(k, parts)).encode("utf-8", "surrogatepass"))
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_end)
-        pending.append((k, pid, read_end))
+    parent = os.getpid()
+    children: dict[int, tuple[int, int]] = {}  # part: (child, read end)
     try:
+        for k in range(1, parts):
+            try:
+                read_end, write_end = os.pipe()
+            except OSError:
+                break  # out of descriptors: the rest is done here
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(read_end)
+                os.close(write_end)
+                break
+            if pid == 0:
+                _child(
+                    work,
+                    k,
+                    parts,
+                    parent,
+                    write_end,
+                    [read_end, *(r for _, r in children.values())],
+                )
+            os.close(write_end)
+            children[k] = (pid, read_end)
         yield from work(0, parts)
-        while pending:
-            k, pid, read_end = pending.pop(0)
+        for k in range(1, parts):
+            if k not in children:
+                yield from work(k, parts)
+                continue
+            pid, read_end = children.pop(k)
             try:
                 with os.fdopen(read_end, "rb") as pipe:
                     data = pipe.read()
@@ -87,6 +99,44 @@ def forked_parts(work: Callable[[int, int], list[str]], parts: int) -> Iterator[
                 yield from data.decode("utf-8", "surrogatepass").split("\n")
     finally:
         # Stopped early: a child still writing gets a broken pipe and exits.
-        for _, pid, read_end in pending:
+        for pid, read_end in children.values():
             os.close(read_end)
             os.waitpid(pid, 0)
+
+
+def _child(
+    work: Callable[[int, int], list[str]],
+    k: int,
+    parts: int,
+    parent: int,
+    write_end: int,
+    others: list[int],
+) -> NoReturn:
+    """A forked child: part `k` into the pipe, then out without the parent's cleanup."""
+    status = 1
+    try:
+        _die_with(parent)
+        # Only the parent reads: a child keeping an earlier child's read end
+        # would keep that child writing after the parent stopped.
+        for fd in others:
+            os.close(fd)
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write("\n".join(work(k, parts)).encode("utf-8", "surrogatepass"))
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel end this child when its parent ends (Linux), so a killed
+    command leaves no copy of itself computing for nobody."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent was gone before the request
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1

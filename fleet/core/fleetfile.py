@@ -695,9 +695,8 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _json_int(text: str) -> int:
-    digits = len(text.lstrip("-"))
-    if digits > MAX_INT_DIGITS:
-        raise FleetFileError([f"integer of {digits} digits (at most {MAX_INT_DIGITS})"])
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise FleetFileError([f"integer of more than {MAX_INT_DIGITS} digits ({_short(text)})"])
     return int(text)
 
 

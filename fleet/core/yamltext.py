@@ -20,6 +20,7 @@ tests compare the two on generated documents.
 from __future__ import annotations
 
 import re
+import reprlib
 from typing import Any
 
 import yaml
@@ -42,6 +43,16 @@ __all__ = ["load_reference", "load_yaml", "short"]
 # Python refuses to turn longer digit strings into an int (a guard against
 # quadratic conversion); a fleet file never needs one.
 MAX_INT_DIGITS = 4300
+_INT_BOUND = 10**MAX_INT_DIGITS
+
+# Aliases let a small text stand for a huge value (`[*a, *a, ...]` nested):
+# past this many values, expanded, the document is refused before anything
+# walks it. A 10,000-instance fleet file holds about 200,000.
+MAX_VALUES = 5_000_000
+
+# Deeper than this, the fast path hands the text to the reference, whose
+# recursion decides (a fleet file is a few levels deep).
+_FAST_DEPTH = 64
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -49,9 +60,35 @@ _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
 
 
+class _Short(reprlib.Repr):
+    """`repr` that stops early: a value built through aliases may be huge."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = self.maxfrozenset = 12
+        self.maxstring = self.maxother = 200
+
+    def repr_str(self, x: str, level: int) -> str:
+        return repr(x[:200])
+
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return repr(x)
+        except ValueError:  # past the digits Python turns into text
+            return f"<an integer of more than {MAX_INT_DIGITS} digits>"
+
+
+_SHORT = _Short()
+
+
 def short(value: Any) -> str:
-    """The value quoted, cut when long."""
-    text = repr(value)
+    """The value quoted, cut when long.
+
+    >>> short("x" * 200)[-6:], short(10 ** 5000)
+    ('xxx...', '<an integer of more than 4300 digits>')
+    """
+    text = repr(value) if isinstance(value, str) else _SHORT.repr(value)
     return text if len(text) <= 100 else text[:97] + "..."
 
 
@@ -70,12 +107,13 @@ class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         # PyYAML's constructors raise plain Python errors on values that match
-        # a tag's pattern but not its parser (`!!int ""`, `!!timestamp x`).
+        # a tag's pattern but not its parser (`!!int ""`, `!!timestamp x`,
+        # `!!bool x`).
         try:
             return super().construct_object(node, deep=deep)
         except (FleetFileError, yaml.YAMLError):
             raise
-        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        except (ValueError, TypeError, IndexError, OverflowError, KeyError, AttributeError) as exc:
             tag = node.tag.rsplit(":", 1)[-1]
             value = f" {short(node.value)}" if isinstance(node, ScalarNode) else ""
             raise FleetFileError([f"{_where(node)}: invalid {tag}{value}"]) from exc
@@ -108,12 +146,15 @@ def _construct_mapping(loader: _Loader, node: MappingNode, deep: bool = False) -
 
 
 def _construct_int(loader: _Loader, node: ScalarNode) -> int:
-    digits = sum(c.isdigit() for c in node.value) if isinstance(node, ScalarNode) else 0
-    if digits > MAX_INT_DIGITS:
+    # Hexadecimal and base-60 forms hold more value per character than
+    # decimal: the text and the number are both bounded.
+    written = len(node.value) if isinstance(node, ScalarNode) else 0
+    value = 0 if written > MAX_INT_DIGITS else int(yaml.SafeLoader.construct_yaml_int(loader, node))
+    if written > MAX_INT_DIGITS or abs(value) >= _INT_BOUND:
         raise FleetFileError(
-            [f"{_where(node)}: integer of {digits} digits (at most {MAX_INT_DIGITS})"]
+            [f"{_where(node)}: integer of more than {MAX_INT_DIGITS} digits ({short(node.value)})"]
         )
-    return int(yaml.SafeLoader.construct_yaml_int(loader, node))
+    return value
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -139,9 +180,47 @@ def load_yaml(text: str) -> Any:
     {'version': '2.10', 'ports': [80, 443], 'legacy': 'no'}
     """
     try:
-        return load_plain(text)
-    except _NotPlain:
-        return load_reference(text)
+        try:
+            data = load_plain(text)
+        except _NotPlain:
+            data = load_reference(text)
+    except UnicodeEncodeError as exc:  # a lone surrogate: libyaml reads UTF-8 only
+        line = text.count("\n", 0, exc.start) + 1
+        column = exc.start - (text.rfind("\n", 0, exc.start) + 1) + 1
+        char = text[exc.start]
+        raise FleetFileError(
+            [f"line {line}, column {column}: lone surrogate {char!r} (not Unicode text)"]
+        ) from None
+    if "*" in text:  # an alias may be there
+        _check_expansion(data)
+    return data
+
+
+def _check_expansion(data: Any) -> None:
+    """Refuse data that contains itself, or more than `MAX_VALUES` values once
+    every shared part is counted each time it appears."""
+    sizes: dict[int, int] = {}
+    open_ids: set[int] = set()  # the ancestors of what is being counted
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        value, counted = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if counted:
+            open_ids.discard(id(value))
+            size = 1 + len(value) + sum(sizes.get(id(c), 0) for c in children)
+            if size > MAX_VALUES:
+                raise FleetFileError(
+                    [f"YAML: aliases expand the document past {MAX_VALUES:,} values"]
+                )
+            sizes[id(value)] = size
+            continue
+        if id(value) in sizes:
+            continue
+        if id(value) in open_ids:
+            raise FleetFileError(["YAML: a value contains itself through an alias"])
+        open_ids.add(id(value))
+        stack.append((value, True))
+        stack.extend((c, False) for c in children if isinstance(c, dict | list))
 
 
 class _NotPlain(Exception):
@@ -253,6 +332,8 @@ def _build(loader: _Loader) -> Any:
             containers[-1][keys[-1]] = value
             keys[-1] = no_key
         if opens:
+            if len(containers) > _FAST_DEPTH:
+                raise _NotPlain
             containers.append(value)
             keys.append(no_key)
             is_map.append(kind is MappingStartEvent)

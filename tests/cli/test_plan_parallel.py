@@ -12,6 +12,7 @@ import io
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -152,3 +153,65 @@ def test_fork_is_refused_in_a_threaded_process() -> None:
             thread.join()
     else:
         assert parts_for(10_000) == 1
+
+
+def test_parts_are_done_here_when_no_child_can_start() -> None:
+    script = textwrap.dedent(
+        """
+        import os
+        from fleet.cli import _process
+
+        def no_fork():
+            raise OSError(11, "Resource temporarily unavailable")
+
+        before = len(os.listdir("/proc/self/fd"))
+        _process.os.fork = no_fork
+        lines = list(_process.forked_parts(lambda k, n: [f"{k}"], 3))
+        print(" ".join(lines), len(os.listdir("/proc/self/fd")) - before)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "1", "2", "0"]  # every part, no descriptor left open
+
+
+def test_a_child_ends_with_its_killed_parent(tmp_path: Path) -> None:
+    marks = tmp_path / "child"
+    script = textwrap.dedent(
+        f"""
+        import os, time
+        from fleet.cli._process import forked_parts
+
+        parent = os.getpid()
+
+        def work(k, n):
+            if os.getpid() != parent:
+                open({str(marks)!r}, "w").write(str(os.getpid()))
+                time.sleep(60)
+            time.sleep(60)
+            return []
+
+        list(forked_parts(work, 2))
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        for _ in range(200):
+            if marks.exists() and marks.read_text():
+                break
+            time.sleep(0.05)
+        child = int(marks.read_text())
+        proc.kill()
+        proc.wait()
+        for _ in range(100):
+            if not Path(f"/proc/{child}").exists():
+                break
+            try:  # a zombie until its new parent reaps it: gone all the same
+                if Path(f"/proc/{child}/stat").read_text().split(") ")[1].startswith("Z"):
+                    break
+            except (FileNotFoundError, IndexError):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"child {child} outlived its killed parent")
+    finally:
+        proc.kill()

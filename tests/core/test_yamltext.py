@@ -8,6 +8,7 @@ ordinary fleet file stays on the fast path, where the speed is.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -17,7 +18,14 @@ from hypothesis import strategies as st
 
 from fleet.core.errors import FleetFileError
 from fleet.core.fleetfile import fleet_file_from_state, parse_fleet_text
-from fleet.core.yamltext import MAX_INT_DIGITS, _NotPlain, load_plain, load_reference, load_yaml
+from fleet.core.yamltext import (
+    MAX_INT_DIGITS,
+    _NotPlain,
+    load_plain,
+    load_reference,
+    load_yaml,
+    short,
+)
 from tests.core.test_properties import fleets
 
 
@@ -252,7 +260,10 @@ def test_a_null_key_given_twice_keeps_the_last_value_as_the_reference_does() -> 
         ("a: 1\na: 2\n", "line 2, column 1: duplicate key 'a'"),
         ("1: x\ntrue: y\n", "line 2, column 1: duplicate key True"),
         ("a: 0b_\n", "line 1, column 4: invalid int '0b_'"),
-        (f"a: -{'1' * 5000}\n", "line 1, column 4: integer of 5000 digits (at most 4300)"),
+        (
+            f"a: -{'1' * 5000}\n",
+            f"line 1, column 4: integer of more than 4300 digits ('-{'1' * 95}...)",
+        ),
         ("a: 1\n---\nb: 2\n", "line 2, column 1: invalid YAML (but found another document)"),
     ],
 )
@@ -285,7 +296,7 @@ def test_a_deep_fleet_file_is_refused_with_a_message(depth: int) -> None:
     "text", ['{"format": 1, "components": [' + "9" * 5000 + "]}", "format: 1\nx: " + "9" * 5000]
 )
 def test_a_huge_integer_is_refused_with_a_message(text: str) -> None:
-    with pytest.raises(FleetFileError, match="integer of 5000 digits"):
+    with pytest.raises(FleetFileError, match="integer of more than 4300 digits"):
         parse_fleet_text(text)
 
 
@@ -305,3 +316,50 @@ def test_a_generated_fleet_file_with_shared_values_stays_on_the_fast_path() -> N
     text = yaml.safe_dump(data, sort_keys=False)
     assert "&id001" in text and "*id001" in text
     assert typed(load_plain(text)) == typed(load_reference(text))
+
+
+def alias_bomb(levels: int) -> str:
+    lines = ["format: 1", "x0: &l0 [a, a, a, a, a, a, a, a, a, a]"]
+    for i in range(1, levels + 1):
+        lines.append(f"x{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
+    return "\n".join([*lines, f"components: [*l{levels}]"]) + "\n"
+
+
+@pytest.mark.parametrize("text", [alias_bomb(8), alias_bomb(8).replace("format: 1", "f: !!str 1")])
+def test_aliases_that_expand_past_the_limit_are_refused_on_either_path(text: str) -> None:
+    with pytest.raises(FleetFileError, match="aliases expand the document past 5,000,000 values"):
+        load_yaml(text)
+
+
+def test_aliases_below_the_limit_read_as_the_reference_reads_them() -> None:
+    assert_same(alias_bomb(4))
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("a: 0x" + "a" * 3600 + "\n", "integer of more than 4300 digits"),
+        ("a: 1" + ":0" * 3000 + "\n", "integer of more than 4300 digits"),
+        ("a: !!bool x\n", "line 1, column 4: invalid bool 'x'"),
+        ("a: !!timestamp x\n", "line 1, column 4: invalid timestamp 'x'"),
+        ("a: b\nc: \ud800\n", "line 2, column 4: lone surrogate '\\ud800' (not Unicode text)"),
+    ],
+)
+def test_values_python_cannot_hold_are_refused_with_their_place(text: str, error: str) -> None:
+    with pytest.raises(FleetFileError, match=re.escape(error)):
+        load_yaml(text)
+
+
+def test_how_deep_a_mapping_is_does_not_change_which_error_is_told() -> None:
+    deep = "{a: " * 300 + "1" + "}" * 300
+    for text in (f"x: {deep}\n", f"x: {deep}\ny: {{b: 1, b: 2}}\n", f"x: {deep}\ny: !!str b\n"):
+        with pytest.raises(FleetFileError, match="nested too deeply"):
+            parse_fleet_text("format: 1\n" + text)
+
+
+def test_short_stops_early_on_huge_values() -> None:
+    shared: list[object] = ["a"] * 10
+    for _ in range(8):
+        shared = [shared] * 10  # a billion leaves, shared
+    assert len(short(shared)) <= 100
+    assert short(10**5000) == "<an integer of more than 4300 digits>"
