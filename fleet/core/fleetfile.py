@@ -395,6 +395,11 @@ class PinEntry(_Model):
             )
         return self
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What names a pin in a fleet: two with the same key are one pin given twice."""
+        return (self.scope, self.component, self.spec)
+
     def to_data(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "scope": self.scope,
@@ -1064,6 +1069,14 @@ def parse_fleet_data(data: Mapping[str, Any]) -> FleetFile:
         if isinstance(scope, str) and scope.partition(":")[0] in ("channel", "instance"):
             kind, _, name = scope.partition(":")
             refs.name(f"{where}.scope", name, kind)
+
+    # A pin is its scope, component and spec: `fleet apply` keys them so.
+    first_pin: dict[tuple[str, str, str], str] = {}
+    for where, pin in pins:
+        if pin.key in first_pin:
+            check.add(where, f"duplicate pin {' '.join(pin.key)!r} (same as {first_pin[pin.key]})")
+        else:
+            first_pin[pin.key] = where
 
     for where, item in raw_advisories:
         refs.name(f"{where}.component", item.get("component"), "component")

@@ -104,7 +104,7 @@ _KINDS: Mapping[str, _Spec] = {
     "channel": (lambda e: (e.name,), lambda k: f"channel:{k[0]}", repo.values_of_channel),
     "instance": (lambda e: (e.name,), lambda k: f"instance:{k[0]}", repo.values_of_instance),
     "pin": (
-        lambda e: (e.scope, e.component, e.spec),
+        lambda e: e.key,
         lambda k: f"pin:{k[0]}/{k[1]}{k[2]}",
         repo.values_of_pin,
     ),

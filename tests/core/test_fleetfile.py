@@ -221,6 +221,11 @@ RULES = [
         lambda d: d["risk_acceptances"].append(dict(d["risk_acceptances"][0])),
         "risk_acceptances[1]: duplicate risk acceptance (same as risk_acceptances[0])",
     ),
+    (
+        "duplicate pin, another reason",
+        lambda d: d["pins"].append({**d["pins"][0], "reason": "said again"}),
+        "pins[1]: duplicate pin 'global api <3' (same as pins[0])",
+    ),
     # references
     (
         "instance channel",

@@ -95,7 +95,13 @@ def test_export_then_validate_then_apply_is_the_identity_on_the_database(state: 
     # A fleet file names only advisories it has, and accepts each risk once.
     ids = {a.id for a in state.advisories}
     accepted = {(r.instance, r.advisory): r for r in state.risk_acceptances if r.advisory in ids}
-    state = replace(state, risk_acceptances=list(accepted.values()))
+    # ... and gives each pin (scope, component, spec) once.
+    pins = {(p.scope, p.component, str(p.spec)): p for p in reversed(state.pins)}
+    state = replace(
+        state,
+        risk_acceptances=list(accepted.values()),
+        pins=[p for p in state.pins if pins[(p.scope, p.component, str(p.spec))] is p],
+    )
     engine = make_engine("sqlite://")
     try:
         create_all(engine)
