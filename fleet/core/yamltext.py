@@ -181,9 +181,9 @@ def load_yaml(text: str) -> Any:
     """
     try:
         try:
-            data = load_plain(text)
+            data, aliased = _plain(text)
         except _NotPlain:
-            data = load_reference(text)
+            data, aliased = load_reference(text), True
     except UnicodeEncodeError as exc:  # a lone surrogate: libyaml reads UTF-8 only
         line = text.count("\n", 0, exc.start) + 1
         column = exc.start - (text.rfind("\n", 0, exc.start) + 1) + 1
@@ -191,7 +191,7 @@ def load_yaml(text: str) -> Any:
         raise FleetFileError(
             [f"line {line}, column {column}: lone surrogate {char!r} (not Unicode text)"]
         ) from None
-    if "*" in text:  # an alias may be there
+    if aliased:
         _check_expansion(data)
     return data
 
@@ -199,6 +199,8 @@ def load_yaml(text: str) -> Any:
 def _check_expansion(data: Any) -> None:
     """Refuse data that contains itself, or more than `MAX_VALUES` values once
     every shared part is counted each time it appears."""
+    if not isinstance(data, dict | list):
+        return
     sizes: dict[int, int] = {}
     open_ids: set[int] = set()  # the ancestors of what is being counted
     stack: list[tuple[Any, bool]] = [(data, False)]
@@ -252,6 +254,11 @@ def load_plain(text: str) -> Any:
     is attached to its parent as soon as it starts, so one loop with
     a stack of open collections reads any depth without recursion.
     """
+    return _plain(text)[0]
+
+
+def _plain(text: str) -> tuple[Any, bool]:
+    """`load_plain`'s data, and whether it met an alias."""
     loader = _Loader(text)
     try:
         return _build(loader)
@@ -261,15 +268,16 @@ def load_plain(text: str) -> Any:
         loader.dispose()
 
 
-def _build(loader: _Loader) -> Any:
+def _build(loader: _Loader) -> tuple[Any, bool]:
     get_event = loader.get_event
     get_event()  # stream start
     event = get_event()
     if isinstance(event, StreamEndEvent):
-        return None
+        return None, False
     # Document start. Its directives name tag handles, which only tags use.
     scalars: dict[str, Any] = {}
     anchors: dict[str, Any] = {}
+    aliased = False
     open_anchored: set[int] = set()  # collections with an anchor, not yet ended
     no_key = _NotPlain  # a sentinel no document can produce
     root: list[Any] = []
@@ -302,6 +310,7 @@ def _build(loader: _Loader) -> Any:
             is_map.pop()
             continue
         elif kind is AliasEvent:
+            aliased = True
             # The anchored value itself, shared, as the reference shares it.
             if event.anchor not in anchors:
                 raise _NotPlain  # undefined: the reference names it
@@ -311,7 +320,7 @@ def _build(loader: _Loader) -> Any:
         elif kind is DocumentEndEvent and len(containers) == 1:
             if not isinstance(get_event(), StreamEndEvent):
                 raise _NotPlain  # a second document: the reference refuses it
-            return root[0]
+            return root[0], aliased
         else:
             raise _NotPlain
         if event.anchor is not None and kind is not AliasEvent:
