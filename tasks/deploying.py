@@ -33,10 +33,12 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from sqlalchemy import Connection
 
 from blocks.targets import TargetBlock, load_target_blocks
 from fleet.agent.errors import PermanentTargetError, TransientTargetError
@@ -44,8 +46,8 @@ from fleet.agent.models import Manifest
 from fleet.agent.target import Target
 from fleet.core.errors import FleetError
 from fleet.services import approvals, deployments, locks, rollouts
-from fleet.services.locks import LockTimeout
-from fleet.services.rollouts import DeploySpec
+from fleet.services.locks import Holding, LockTimeout
+from fleet.services.rollouts import DeploySpec, UnderLock
 from tasks.recovery import settle
 
 # Retry jitter from a generator of its own: the global one is left to its users.
@@ -125,15 +127,34 @@ def deploy(
     retry_delay: float = 0.5,
     lock_timeout: float = 600.0,
 ) -> InstanceOutcome:
-    """The body of the deploy task: the instance's lock, then everything under it."""
+    """The body of the deploy task: the instance's lock, then everything under it.
+
+    The transaction that takes the lock reads what the deploy must know and,
+    when nothing needs a look first, opens its record; the one that records
+    its end lets the lock go.
+    """
     watching = _WATCHES.get(run_id)
     if watching is not None and watching.halt.is_set():
         # Failures passed the threshold while this deploy waited for a thread.
         return _close(spec, "halted", actor=actor, run_id=run_id, error="rollout halted")
+    # An approved revision is checked for staleness before its record opens.
+    start = target_block is not None and not spec.approved
+
+    def begin(session: Connection) -> UnderLock:
+        return rollouts.begin_in(session, spec, flow_run_id=run_id, actor=actor, start=start)
+
     try:
-        with locks.keeper().hold(spec.instance, run=run_id, timeout=lock_timeout):
+        with locks.keeper().hold(
+            spec.instance, run=run_id, timeout=lock_timeout, then=begin
+        ) as holding:
             return _deploy_locked(
-                spec, target_block, actor=actor, run_id=run_id, retries=retries, delay=retry_delay
+                spec,
+                target_block,
+                holding,
+                actor=actor,
+                run_id=run_id,
+                retries=retries,
+                delay=retry_delay,
             )
     except LockTimeout as exc:
         get_run_logger().warning("%s", exc)
@@ -141,19 +162,44 @@ def deploy(
 
 
 def _close(
-    spec: DeploySpec, outcome: str, *, actor: str, run_id: str, error: str | None
+    spec: DeploySpec,
+    outcome: str,
+    *,
+    actor: str,
+    run_id: str,
+    error: str | None,
+    holding: Holding | None = None,
 ) -> InstanceOutcome:
-    """Record an outcome that deployed nothing (once: a re-run finds it recorded)."""
+    """Record an outcome that deployed nothing (once: a re-run finds it recorded);
+    the lock `holding` goes with the record."""
     recorded = rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
     if recorded not in (None, "running"):
         return InstanceOutcome(spec.instance, spec.revision, recorded, "recorded earlier")
-    rollouts.record_finished(spec, outcome, flow_run_id=run_id, actor=actor, error=error)
+    _finish(spec, outcome, actor=actor, run_id=run_id, error=error, holding=holding)
     return InstanceOutcome(spec.instance, spec.revision, outcome, error or "")
+
+
+def _finish(
+    spec: DeploySpec,
+    outcome: str,
+    *,
+    actor: str,
+    run_id: str,
+    error: str | None = None,
+    holding: Holding | None,
+) -> None:
+    """Close the deployment record; with `holding`, its lock goes in the same transaction."""
+    rollouts.record_finished(
+        spec, outcome, flow_run_id=run_id, actor=actor, error=error, release=holding is not None
+    )
+    if holding is not None:
+        holding.released = True
 
 
 def _deploy_locked(
     spec: DeploySpec,
     target_block: TargetBlock | None,
+    holding: Holding,
     *,
     actor: str,
     run_id: str,
@@ -161,10 +207,13 @@ def _deploy_locked(
     delay: float,
 ) -> InstanceOutcome:
     logger = get_run_logger()
-    seen = rollouts.under_lock(spec.instance, run_id)
+    seen = holding.then
+    assert isinstance(seen, UnderLock)
     if seen.outcome not in (None, "running"):
         # This run finished this instance before (a resumed run re-executes).
         return InstanceOutcome(spec.instance, spec.revision, seen.outcome, "recorded earlier")
+    close = partial(_close, spec, actor=actor, run_id=run_id, holding=holding)
+    finish = partial(_finish, spec, actor=actor, run_id=run_id, holding=holding)
     if target_block is None:
         for orphan in seen.orphans:
             settle(orphan, None, flow_run_id=run_id)
@@ -173,7 +222,7 @@ def _deploy_locked(
             if spec.target is None
             else f"No target block named {spec.target!r}"
         )
-        return _close(spec, "failed", actor=actor, run_id=run_id, error=error)
+        return close("failed", error=error)
     with _opened(target_block) as target:
         running = seen.running
         if seen.orphans:
@@ -183,13 +232,14 @@ def _deploy_locked(
         if running == spec.revision:
             why = f"r{spec.revision} already runs on {spec.instance} (deployed by another run)"
             logger.info("%s", why)
-            return _close(spec, "already-deployed", actor=actor, run_id=run_id, error=why)
+            return close("already-deployed", error=why)
         if spec.approved:
             stale = rollouts.stale_approvals([spec], flow_run_id=run_id).get(spec.instance)
             if stale is not None:
                 logger.warning("%s: %s", spec.instance, stale)
-                return _close(spec, "stale-approval", actor=actor, run_id=run_id, error=stale)
-        rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
+                return close("stale-approval", error=stale)
+        if not seen.started:
+            rollouts.record_started(spec, flow_run_id=run_id, actor=actor)
         if spec.waiver is not None:
             _record_waiver(spec, run_id)
         attempt = 0
@@ -201,9 +251,7 @@ def _deploy_locked(
             except TransientTargetError as exc:
                 if attempt >= retries:
                     error = f"{exc} (after {retries} retries)"
-                    rollouts.record_finished(
-                        spec, "failed", flow_run_id=run_id, actor=actor, error=error
-                    )
+                    finish("failed", error=error)
                     return InstanceOutcome(spec.instance, spec.revision, "failed", error)
                 wait = delay * 2**attempt * (1 + _JITTER.uniform(-0.5, 0.5))
                 logger.info("%s: %s; retry %s in %.1f s", spec.instance, exc, attempt + 1, wait)
@@ -215,16 +263,12 @@ def _deploy_locked(
                     undone = _rollback(target, spec)
                 except FleetError as undo:
                     error = f"{exc}; rollback failed too: {undo}"
-                    rollouts.record_finished(
-                        spec, "failed", flow_run_id=run_id, actor=actor, error=error
-                    )
+                    finish("failed", error=error)
                     return InstanceOutcome(spec.instance, spec.revision, "failed", error)
                 error = f"{exc} ({undone})"
-                rollouts.record_finished(
-                    spec, "rolled-back", flow_run_id=run_id, actor=actor, error=error
-                )
+                finish("rolled-back", error=error)
                 return InstanceOutcome(spec.instance, spec.revision, "rolled-back", error)
-    rollouts.record_finished(spec, "succeeded", flow_run_id=run_id, actor=actor)
+    finish("succeeded")
     return InstanceOutcome(spec.instance, spec.revision, "succeeded", result.message)
 
 

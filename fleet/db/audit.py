@@ -37,6 +37,11 @@ _ADVISORY_LOCK_KEY = 0x466C656574  # "Fleet"
 _LOCKED_IN = "fleet.writes_locked_in"  # the connection's transaction that holds the lock
 _AUDIT = table_of(AuditEventRow)
 
+# Statements every deploy runs, built once: building one costs more CPU than
+# running it (SQLAlchemy's cache then finds their compiled form at once).
+_LOCK_WRITES = text("SELECT pg_advisory_xact_lock(:key)")
+_CHAIN_HEAD = select(_AUDIT.c.seq, _AUDIT.c.hash).order_by(_AUDIT.c.seq.desc()).limit(1)
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -61,15 +66,13 @@ def lock_writes(session: Connection) -> None:
     ongoing = session.get_transaction()
     if ongoing is not None and session.info.get(_LOCKED_IN) is ongoing:
         return
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+    session.execute(_LOCK_WRITES, {"key": _ADVISORY_LOCK_KEY})
     session.info[_LOCKED_IN] = ongoing
 
 
 def chain_head(session: Connection) -> tuple[int, str]:
     """The last event's `seq` and `hash` (0 and GENESIS for an empty chain)."""
-    row = session.execute(
-        select(_AUDIT.c.seq, _AUDIT.c.hash).order_by(_AUDIT.c.seq.desc()).limit(1)
-    ).first()
+    row = session.execute(_CHAIN_HEAD).first()
     return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, bindparam, func, select
 
 from fleet.core.manifests import Manifest, ManifestStatus, Revision
 from fleet.db.models import (
@@ -33,6 +33,16 @@ DEPLOYMENT = table_of(DeploymentRow)
 APPROVAL = table_of(ApprovalRow)
 APPROVAL_REQUEST = table_of(ApprovalRequestRow)
 APPROVAL_CODE = table_of(ApprovalCodeRow)
+
+# Reads every deploy makes, built once (building a statement costs more CPU
+# than running it); parameters `instance` and `number`, or `instance` and `run`.
+MANIFEST_AT = select(MANIFEST).where(
+    (MANIFEST.c.instance == bindparam("instance")) & (MANIFEST.c.number == bindparam("number"))
+)
+DEPLOYMENT_OF_RUN = select(DEPLOYMENT).where(
+    (DEPLOYMENT.c.instance == bindparam("instance"))
+    & (DEPLOYMENT.c.flow_run_id == bindparam("run"))
+)
 
 
 def revision_of(row: Row[Any]) -> Revision:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
 
 from fleet.core.approvals import may_approve
 from fleet.core.durations import isoformat
@@ -24,7 +24,8 @@ from fleet.core.errors import ConflictError, InputError, NotFoundError, Permissi
 from fleet.core.identity import check_identity
 from fleet.db import fleet as fleet_repo
 from fleet.db.audit import Entry, append_events
-from fleet.db.history import APPROVAL, APPROVAL_REQUEST, DEPLOYMENT, MANIFEST
+from fleet.db.bulk import insert_into
+from fleet.db.history import APPROVAL, APPROVAL_REQUEST, DEPLOYMENT, DEPLOYMENT_OF_RUN, MANIFEST
 from fleet.services._common import now_or_clock, reading, writing
 
 __all__ = [
@@ -128,12 +129,20 @@ def approval_of(row: Row[Any]) -> Approval:
     )
 
 
+# Statements every deploy runs, built once (building one costs more CPU than running it).
+_REVISION_ID = select(MANIFEST.c.id).where(
+    (MANIFEST.c.instance == bindparam("instance")) & (MANIFEST.c.number == bindparam("number"))
+)
+_OUTCOME = select(DEPLOYMENT.c.outcome).where(
+    (DEPLOYMENT.c.instance == bindparam("instance"))
+    & (DEPLOYMENT.c.flow_run_id == bindparam("run"))
+)
+# Sets the columns its parameters name (`record` is the row's id).
+_FINISH = update(DEPLOYMENT).where(DEPLOYMENT.c.id == bindparam("record"))
+
+
 def _require_revision(session: Any, instance: str, number: int) -> None:
-    found = session.execute(
-        select(MANIFEST.c.id).where(
-            (MANIFEST.c.instance == instance) & (MANIFEST.c.number == number)
-        )
-    ).first()
+    found = session.execute(_REVISION_ID, {"instance": instance, "number": number}).first()
     if found is None:
         raise NotFoundError(f"Unknown manifest revision: {instance!r} revision {number}")
 
@@ -170,7 +179,7 @@ def start_in(
     if outcome_in(session, instance, flow_run_id) is not None:
         raise ConflictError(f"{instance} already has a deployment record for run {flow_run_id}")
     session.execute(
-        insert(DEPLOYMENT),
+        insert_into(DEPLOYMENT),
         [
             {
                 "instance": instance,
@@ -189,11 +198,7 @@ def start_in(
 
 def outcome_in(session: Connection, instance: str, flow_run_id: str) -> str | None:
     """The outcome recorded for this run on this instance (`running` while under way)."""
-    row = session.execute(
-        select(DEPLOYMENT.c.outcome).where(
-            (DEPLOYMENT.c.instance == instance) & (DEPLOYMENT.c.flow_run_id == flow_run_id)
-        )
-    ).first()
+    row = session.execute(_OUTCOME, {"instance": instance, "run": flow_run_id}).first()
     return None if row is None else str(row.outcome)
 
 
@@ -228,19 +233,13 @@ def finish_in(
     """`finish_deployment` inside the caller's transaction; returns the audit entries."""
     if outcome not in OUTCOMES:
         raise InputError(f"Invalid deployment outcome: {outcome!r} (one of {', '.join(OUTCOMES)})")
-    row = session.execute(
-        select(DEPLOYMENT).where(
-            (DEPLOYMENT.c.instance == instance) & (DEPLOYMENT.c.flow_run_id == flow_run_id)
-        )
-    ).first()
+    row = session.execute(DEPLOYMENT_OF_RUN, {"instance": instance, "run": flow_run_id}).first()
     if row is None:
         raise NotFoundError(f"No deployment record of {instance!r} for run {flow_run_id!r}")
     if row.finished_at is not None:
         raise ConflictError(f"{instance} run {flow_run_id} already finished ({row.outcome})")
     session.execute(
-        update(DEPLOYMENT)
-        .where(DEPLOYMENT.c.id == row.id)
-        .values(finished_at=now, outcome=outcome, error=error)
+        _FINISH, {"record": row.id, "finished_at": now, "outcome": outcome, "error": error}
     )
     return [
         Entry(

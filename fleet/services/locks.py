@@ -19,10 +19,11 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from fleet.core.errors import ConflictError
 from fleet.core.locks import DEFAULT_LEASE, Lease, may_take
@@ -31,19 +32,31 @@ from fleet.db.models import InstanceLockRow, table_of
 from fleet.services._common import now_or_clock, reading, unlocked_write, writing
 
 __all__ = [
+    "Holding",
     "LockKeeper",
     "LockTimeout",
     "held",
     "keeper",
     "lease_of",
     "release",
+    "release_in",
     "release_run",
     "renew",
     "take",
+    "take_in",
     "this_process",
 ]
 
 LOCK = table_of(InstanceLockRow)
+
+# Statements every deploy runs, built once (building one costs more CPU than running it).
+_LOCK_OF = select(LOCK).where(LOCK.c.instance == bindparam("instance"))
+_NEW_LOCK = insert(LOCK)
+# Sets the columns its parameters name (the WHERE's parameter is not a column's name).
+_SET_LOCK = update(LOCK).where(LOCK.c.instance == bindparam("locked"))
+_RELEASE = delete(LOCK).where(
+    (LOCK.c.instance == bindparam("instance")) & (LOCK.c.run == bindparam("run"))
+)
 
 
 class LockTimeout(ConflictError):
@@ -80,32 +93,45 @@ def take(
 ) -> Lease:
     """Take (or renew) `instance`'s lock for `run` if it may; returns the lease in
     place afterwards: `run`'s own when taken, else the holder's."""
+    with writing(engine) as session:
+        return take_in(session, instance, run=run, holder=holder, lease=lease, now=now)
+
+
+def take_in(
+    session: Connection,
+    instance: str,
+    *,
+    run: str,
+    holder: str | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+    now: datetime | None = None,
+) -> Lease:
+    """`take` inside the caller's writing transaction."""
     now = now_or_clock(now)
     holder = holder or this_process()
-    with writing(engine) as session:
-        row = session.execute(select(LOCK).where(LOCK.c.instance == instance)).first()
-        current = None if row is None else lease_of(row)
-        if not may_take(current, run, now):
-            assert current is not None
-            return current
-        mine = Lease(
-            instance,
-            run,
-            holder,
-            current.acquired_at if current is not None and current.run == run else now,
-            now + lease,
-        )
-        values = {
-            "run": mine.run,
-            "holder": mine.holder,
-            "acquired_at": mine.acquired_at,
-            "expires_at": mine.expires_at,
-        }
-        if row is None:
-            session.execute(insert(LOCK), [{"instance": instance, **values}])
-        else:
-            session.execute(update(LOCK).where(LOCK.c.instance == instance).values(**values))
-        return mine
+    row = session.execute(_LOCK_OF, {"instance": instance}).first()
+    current = None if row is None else lease_of(row)
+    if not may_take(current, run, now):
+        assert current is not None
+        return current
+    mine = Lease(
+        instance,
+        run,
+        holder,
+        current.acquired_at if current is not None and current.run == run else now,
+        now + lease,
+    )
+    values = {
+        "run": mine.run,
+        "holder": mine.holder,
+        "acquired_at": mine.acquired_at,
+        "expires_at": mine.expires_at,
+    }
+    if row is None:
+        session.execute(_NEW_LOCK, [{"instance": instance, **values}])
+    else:
+        session.execute(_SET_LOCK, {"locked": instance, **values})
+    return mine
 
 
 def renew(
@@ -140,12 +166,16 @@ def release(instance: str, *, run: str, engine: Engine | None = None) -> bool:
     """Let go of `instance`'s lock if `run` holds it; True when it did.
 
     One statement that cannot race, so it does not queue behind Fleet's other
-    writers (every deploy ends with one).
+    writers.
     """
     with unlocked_write(engine) as session:
-        gone = session.execute(
-            delete(LOCK).where((LOCK.c.instance == instance) & (LOCK.c.run == run))
-        )
+        return release_in(session, instance, run=run)
+
+
+def release_in(session: Connection, instance: str, *, run: str) -> bool:
+    """`release` inside the caller's transaction: the lock goes when it commits
+    (a deploy lets go of its instance in the transaction that records its end)."""
+    gone = session.execute(_RELEASE, {"instance": instance, "run": run})
     return bool(gone.rowcount)
 
 
@@ -185,6 +215,16 @@ def held(instances: Collection[str] | None = None, *, engine: Engine | None = No
         return [lease_of(r) for r in session.execute(query)]
 
 
+@dataclass(slots=True)
+class Holding:
+    """A lock `LockKeeper.hold` holds: its lease, what `then` answered, and
+    whether the holder's own transaction released it already."""
+
+    lease: Lease
+    then: object = None
+    released: bool = False
+
+
 class LockKeeper:
     """The locks one process holds, renewed from one thread while any is held.
 
@@ -212,29 +252,44 @@ class LockKeeper:
 
     @contextlib.contextmanager
     def hold(
-        self, instance: str, *, run: str, timeout: float, poll: float = 1.0
-    ) -> Iterator[Lease]:
+        self,
+        instance: str,
+        *,
+        run: str,
+        timeout: float,
+        poll: float = 1.0,
+        then: Callable[[Connection], object] | None = None,
+    ) -> Iterator[Holding]:
+        """Wait for the lock, keep it renewed while the block runs, release it after.
+
+        `then(session)` runs in the transaction that takes the lock, so what it
+        reads or writes is the lock holder's from the first moment; its answer
+        is `Holding.then`. A caller whose last transaction released the lock
+        (`release_in`) says so with `Holding.released`.
+        """
         started = time.monotonic()
         while True:
-            lease = take(
-                instance, run=run, holder=self.holder, lease=self.lease, engine=self.engine
-            )
+            with writing(self.engine) as session:
+                lease = take_in(session, instance, run=run, holder=self.holder, lease=self.lease)
+                answer = then(session) if then is not None and lease.run == run else None
             if lease.run == run:
                 break
             waited = time.monotonic() - started
             if waited >= timeout:
                 raise LockTimeout(lease, waited)
             time.sleep(min(poll, max(0.05, timeout - waited)))
+        holding = Holding(lease, answer)
         with self._guard:
             self._held[instance] = run
             self._lost.discard((instance, run))
             self._start()
         try:
-            yield lease
+            yield holding
         finally:
             with self._guard:
                 self._held.pop(instance, None)
-            release(instance, run=run, engine=self.engine)
+            if not holding.released:
+                release(instance, run=run, engine=self.engine)
 
     def still_held(self, instance: str, run: str) -> bool:
         """Renew now and say whether `run` still holds `instance`'s lock."""

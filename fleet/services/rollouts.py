@@ -14,12 +14,12 @@ checks it against the fleet as it is just before the deploy
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from packaging.version import Version
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from fleet.core.advisories import Security
 from fleet.core.approvals import ApprovedRevision, stale_reasons
@@ -32,7 +32,7 @@ from fleet.core.versions import Registry
 from fleet.db import fleet as fleet_repo
 from fleet.db.audit import append_events
 from fleet.db.history import MANIFEST
-from fleet.services import deployments, manifests, recovery
+from fleet.services import deployments, locks, manifests, recovery
 from fleet.services._common import now_or_clock, reading, writing
 from fleet.services.recovery import Orphan
 
@@ -40,6 +40,7 @@ __all__ = [
     "DeploySpec",
     "PreparedRollout",
     "agent_manifest",
+    "begin_in",
     "deployment_outcome",
     "prepare_rollout",
     "record_finished",
@@ -112,17 +113,22 @@ def agent_manifest(
     }
 
 
+# Reads every deploy makes, built once (building one costs more CPU than running it).
+_CURRENT_REVISION = select(fleet_repo.INSTANCE.c.current_revision).where(
+    fleet_repo.INSTANCE.c.name == bindparam("name")
+)
+_HASH_AT = select(MANIFEST.c.hash).where(
+    (MANIFEST.c.instance == bindparam("instance")) & (MANIFEST.c.number == bindparam("number"))
+)
+
+
 def _good(session: Any, instance: str) -> tuple[int | None, str | None]:
     """The revision the instance runs now according to Fleet, and its hash."""
-    row = session.execute(
-        select(fleet_repo.INSTANCE.c.current_revision).where(fleet_repo.INSTANCE.c.name == instance)
-    ).first()
+    row = session.execute(_CURRENT_REVISION, {"name": instance}).first()
     if row is None or row.current_revision is None:
         return None, None
     found = session.execute(
-        select(MANIFEST.c.hash).where(
-            (MANIFEST.c.instance == instance) & (MANIFEST.c.number == row.current_revision)
-        )
+        _HASH_AT, {"instance": instance, "number": row.current_revision}
     ).first()
     return row.current_revision, None if found is None else found.hash
 
@@ -261,6 +267,8 @@ class UnderLock:
     outcome: str | None  # this run's recorded outcome there (`deployment_outcome`)
     orphans: list[Orphan]  # what dead runs left open there (`recovery.orphans`)
     running: int | None  # the revision Fleet records as running (`running_revision`)
+    # The deployment record was opened in the same transaction (`begin_in`).
+    started: bool = False
 
 
 def under_lock(
@@ -270,13 +278,39 @@ def under_lock(
     `running_revision` of one instance, read together: three reads per deploy
     made one transaction."""
     with reading(engine) as session:
-        return UnderLock(
-            deployments.outcome_in(session, instance, flow_run_id),
-            recovery.orphans_in(
-                session, instances=[instance], except_run=flow_run_id, now=now_or_clock(now)
-            ),
-            _good(session, instance)[0],
-        )
+        return _under_lock_in(session, instance, flow_run_id, now=now_or_clock(now))
+
+
+def _under_lock_in(
+    session: Connection, instance: str, flow_run_id: str, *, now: datetime
+) -> UnderLock:
+    return UnderLock(
+        deployments.outcome_in(session, instance, flow_run_id),
+        recovery.orphans_in(session, instances=[instance], except_run=flow_run_id, now=now),
+        _good(session, instance)[0],
+    )
+
+
+def begin_in(
+    session: Connection, spec: DeploySpec, *, flow_run_id: str, actor: str, start: bool
+) -> UnderLock:
+    """`under_lock`, read in the transaction that takes the instance's lock
+    (`LockKeeper.hold(then=...)`), and, when `start` and nothing stands in the
+    way, `record_started` in it too: a deploy's first three transactions made one.
+
+    What stands in the way is what the deploy must look at before it starts:
+    a record of this run there already, what a dead run left open, or the
+    revision already running.
+    """
+    now = now_or_clock(None)
+    seen = _under_lock_in(session, spec.instance, flow_run_id, now=now)
+    if not start or seen.outcome is not None or seen.orphans or seen.running == spec.revision:
+        return seen
+    entries = deployments.start_in(
+        session, spec.instance, spec.revision, flow_run_id=flow_run_id, actor=actor, now=now
+    )
+    append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
+    return replace(seen, outcome="running", started=True)
 
 
 def running_revision(instance: str, *, engine: Engine | None = None) -> int | None:
@@ -330,6 +364,7 @@ def record_finished(
     flow_run_id: str,
     actor: str,
     error: str | None = None,
+    release: bool = False,
     engine: Engine | None = None,
 ) -> None:
     """Close the deployment record and move the revision's status, in one transaction.
@@ -337,10 +372,14 @@ def record_finished(
     `succeeded` makes the revision the running one; `failed` and
     `rolled-back` mark it failed (the instance keeps, or went back to, its
     last good manifest); `stale-approval` marks it superseded (it is not
-    reused); `halted`, `expired`, `skipped` leave it as it is.
+    reused); `halted`, `expired`, `skipped` leave it as it is. With
+    `release`, the run's lock on the instance goes in the same transaction:
+    it is held exactly until the record is written.
     """
     now = now_or_clock(None)
     with writing(engine) as session:
+        if release:
+            locks.release_in(session, spec.instance, run=flow_run_id)
         entries = []
         status = _STATUS_OF_OUTCOME.get(outcome)
         if status is not None:

@@ -14,8 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
 
+from fleet.db.engine import transaction
 from fleet.services import audit, locks
 from fleet.services.locks import LockKeeper, LockTimeout
 from tests.factories import NOW
@@ -86,8 +87,8 @@ def test_a_keeper_waits_names_the_holder_and_renews_what_it_holds(engine: Engine
     assert waited.value.lease.run == "other"
 
     locks.release("acme-prod", run="other", engine=engine)
-    with keeper.hold("acme-prod", run="mine", timeout=5, poll=0.1) as lease:
-        first = lease.expires_at
+    with keeper.hold("acme-prod", run="mine", timeout=5, poll=0.1) as holding:
+        first = holding.lease.expires_at
         time.sleep(2.2)  # longer than the lease: only the renewal keeps it
         (now_held,) = locks.held(engine=engine)
         assert now_held.run == "mine" and now_held.expires_at > first
@@ -101,9 +102,56 @@ def test_a_lock_waited_for_is_taken_as_soon_as_it_is_released(engine: Engine) ->
     locks.take("acme-prod", run="other", engine=engine)
     threading.Timer(0.5, lambda: locks.release("acme-prod", run="other", engine=engine)).start()
     started = time.monotonic()
-    with keeper.hold("acme-prod", run="mine", timeout=10, poll=0.1) as lease:
-        assert lease.run == "mine"
+    with keeper.hold("acme-prod", run="mine", timeout=10, poll=0.1) as holding:
+        assert holding.lease.run == "mine"
     assert time.monotonic() - started < 5
+
+
+def test_what_a_holder_does_as_it_takes_the_lock_is_done_in_the_same_transaction(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`then` runs only once the lock is the caller's, inside the taking
+    transaction (it sees the new lease; a failure in it takes nothing), and a
+    holder whose own transaction released the lock is not released twice."""
+    keeper = LockKeeper(engine=engine)
+    seen: list[list[str]] = []
+
+    def then(session: Connection) -> str:
+        rows = session.execute(select(locks.LOCK.c.run)).scalars().all()
+        seen.append(list(rows))
+        return "read"
+
+    locks.take("acme-prod", run="other", engine=engine)
+    with (
+        pytest.raises(LockTimeout),
+        keeper.hold("acme-prod", run="mine", timeout=0.2, poll=0.1, then=then),
+    ):
+        pass
+    assert seen == []  # never run for a lock it did not take
+    locks.release("acme-prod", run="other", engine=engine)
+
+    def fails(session: Connection) -> None:
+        raise RuntimeError("broken read")
+
+    with pytest.raises(RuntimeError), keeper.hold("acme-prod", run="mine", timeout=1, then=fails):
+        pass
+    assert locks.held(engine=engine) == []  # rolled back with it: not taken
+
+    releases: list[str] = []
+    release = locks.release
+    monkeypatch.setattr(locks, "release", lambda i, **kw: releases.append(i) or release(i, **kw))
+    with keeper.hold("acme-prod", run="mine", timeout=1, then=then) as holding:
+        assert holding.then == "read" and seen == [["mine"]]
+        with transaction(engine) as session:
+            assert locks.release_in(session, "acme-prod", run="mine")
+        holding.released = True
+        assert locks.take("acme-prod", run="next", engine=engine).run == "next"  # free
+    assert releases == []  # not released a second time
+    assert [lease.run for lease in locks.held(engine=engine)] == ["next"]
+    locks.release("acme-prod", run="next", engine=engine)
+    with keeper.hold("acme-prod", run="mine", timeout=1):
+        pass
+    assert releases == ["acme-prod", "acme-prod"] and locks.held(engine=engine) == []
 
 
 HOLDER = textwrap.dedent(
