@@ -101,3 +101,58 @@ def test_what_a_deploy_reads_under_its_lock_is_the_three_reads_at_once(engine: E
     after = rollouts.under_lock(name, "mine", now=later, engine=engine)
     assert after == separately("mine")
     assert after.orphans == [] and after.running == number  # the target ran it: recorded
+
+
+def test_a_deploy_opens_its_record_with_its_lock_only_when_nothing_needs_a_look_first(
+    engine: Engine,
+) -> None:
+    """`rollouts.begin_in` (run in the transaction that takes the lock) reads as
+    `under_lock` does, and opens the run's record only when asked to and when
+    no record of the run, no orphan and no running revision stands in the way."""
+    from fleet.db.engine import transaction
+    from fleet.services import rollouts
+
+    apply_fleet_file(parse_fleet_text(EXAMPLE.read_text()), actor="ops", now=NOW, engine=engine)
+    stored = manifests.compile_and_store(
+        actor="planner", now=NOW, instances=["acme-prod"], flow_run_id="plan", engine=engine
+    )
+    number = stored.revisions["acme-prod"]
+    (item,) = stored.plan.instances
+    assert item.manifest is not None
+    spec = rollouts.DeploySpec(
+        instance="acme-prod",
+        channel=item.channel,
+        policy=str(item.policy),
+        decision=str(item.decision),
+        revision=number,
+        target=None,
+        manifest={"manifest_hash": item.manifest.hash},
+    )
+
+    def begin(run: str, *, start: bool) -> rollouts.UnderLock:
+        with transaction(engine) as session:
+            return rollouts.begin_in(session, spec, flow_run_id=run, actor="x", start=start)
+
+    assert begin("first", start=False) == rollouts.under_lock("acme-prod", "first", engine=engine)
+    assert rollouts.deployment_outcome("acme-prod", "first", engine=engine) is None
+    opened = begin("first", start=True)
+    assert opened.started and opened.outcome == "running" and opened.orphans == []
+    assert rollouts.deployment_outcome("acme-prod", "first", engine=engine) == "running"
+    starts = [e for e in audit.events(engine=engine) if e.action == "deployment.start"]
+    assert [(e.flow_run_id, e.details["revision"]) for e in starts] == [("first", number)]
+    # Its own record stands in the way now (a resumed run comes back to it).
+    again = begin("first", start=True)
+    assert not again.started and again.outcome == "running"
+
+    # "first" died holding nothing: its record is an orphan another run must settle first.
+    second = begin("second", start=True)
+    assert not second.started and [o.flow_run_id for o in second.orphans] == ["first"]
+    assert rollouts.deployment_outcome("acme-prod", "second", engine=engine) is None
+    (orphan,) = second.orphans
+    recovery.close_orphan(orphan, actor="recovery", flow_run_id="second", engine=engine)
+    recovery.settle(orphan, item.manifest.hash, actor="r", flow_run_id="second", engine=engine)
+    # The revision runs already: the deploy reports it rather than opening a record.
+    third = begin("third", start=True)
+    assert not third.started and third.running == number and third.orphans == []
+    assert rollouts.deployment_outcome("acme-prod", "third", engine=engine) is None
+    assert audit.verify(engine=engine).ok
