@@ -30,6 +30,7 @@ from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.futures import PrefectFuture, PrefectWrappedFuture
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
+from prefect.utilities.annotations import quote
 from pydantic import AfterValidator, BaseModel, Field
 
 from blocks.targets import TargetBlock
@@ -610,8 +611,10 @@ def _submit(
     """
     with tags(*sorted({f"channel:{spec.channel}" for spec in chunk})):
         targets = [blocks.get(spec.target) if spec.target else None for spec in chunk]
+        # Quoted: Prefect does not walk every spec's manifest and every target
+        # block looking for futures to wait on (there are none).
         future: PrefectFuture[list[InstanceOutcome]] = deploy.submit(
-            chunk, targets, label=chunk_label(chunk), actor=actor, **options
+            quote(chunk), quote(targets), label=chunk_label(chunk), actor=actor, **options
         )
         return future
 
