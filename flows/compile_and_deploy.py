@@ -25,7 +25,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleet.core.identity import check_identity
 from fleet.services.rollouts import describe
-from flows._rollout import DEPLOY_CONCURRENCY, ApprovalInput, Selector, Strategy, deploy_then_ask
+from flows._rollout import (
+    DEPLOY_CONCURRENCY,
+    ApprovalInput,
+    Selector,
+    Strategy,
+    deploy_then_ask,
+    quoted,
+)
 from tasks.planning import plan_rollout
 from tasks.reporting import publish_outcomes, publish_plan
 from tasks.witness import publish_chain_head
@@ -75,7 +82,7 @@ def compile_and_deploy(
         requested_by=requested_by,
         flow_run_id=run_id,
     )
-    publish_plan(prepared.plan, dry_run=dry_run, run_id=run_id)
+    publish_plan(quoted(prepared.plan), dry_run=dry_run, run_id=run_id)
     counts = prepared.plan.counts()
     report: dict[str, object] = {"plan": counts, "dry_run": dry_run, "outcomes": {}}
     if dry_run:

@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleet.core.durations import isoformat
 from fleet.core.identity import check_identity
-from flows._rollout import DEPLOY_CONCURRENCY, Strategy, deploy_then_ask
+from flows._rollout import DEPLOY_CONCURRENCY, Strategy, deploy_then_ask, quoted
 from tasks.planning import plan_rollout
 from tasks.reporting import publish_outcomes, publish_plan
 from tasks.security import (
@@ -105,7 +105,7 @@ def patch_rollout(
         requested_by=requested_by,
         flow_run_id=run_id,
     )
-    publish_plan(prepared.plan, dry_run=False, run_id=run_id)
+    publish_plan(quoted(prepared.plan), dry_run=False, run_id=run_id)
     report["plan"] = prepared.plan.counts()
     windowed: dict[str, str] = {}
     report["waiting"] = windowed

@@ -25,7 +25,13 @@ from fleet.core.errors import FleetError, InputError, NoRollbackTarget, Rollback
 from fleet.core.identity import check_identity
 from fleet.core.rollback import RollbackTarget
 from fleet.services.rollouts import DeploySpec
-from flows._rollout import DEPLOY_CONCURRENCY, Rollout, Strategy, approval_gate, record_closed
+from flows._rollout import (
+    DEPLOY_CONCURRENCY,
+    Rollout,
+    Strategy,
+    approval_gate,
+    record_closed,
+)
 from tasks.deploying import InstanceOutcome
 from tasks.reporting import Progress, publish_outcomes
 from tasks.rollback import (
