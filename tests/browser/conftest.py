@@ -141,8 +141,37 @@ def prefect_ui(ui_server: str) -> Iterator[str]:
             )
         )
         _drain_prefect_workers()
+        in_thread(_cancel_unfinished_runs)
         yield ui_server
+        in_thread(_cancel_unfinished_runs)
         _drain_prefect_workers()
+
+
+def _cancel_unfinished_runs() -> None:
+    """Cancel every run the session's UI server has not finished. The server outlives
+    each test: a run a failed test left waiting for approval would otherwise be the
+    paused run the next test finds and drives (`paused_run` takes the first one)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled
+
+    unfinished = FlowRunFilter(
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(
+                any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+            )
+        )
+    )
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(flow_run_filter=unfinished):
+            client.set_flow_run_state(
+                run.id, Cancelled(message="left unfinished by a browser test"), force=True
+            )
 
 
 def _drain_prefect_workers() -> None:
