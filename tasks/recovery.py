@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import httpx
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.exceptions import PrefectHTTPStatusError
 
 from blocks.targets import load_target
 from fleet.agent.errors import TransientTargetError
@@ -19,6 +23,11 @@ from fleet.services.recovery import Orphan, Settled
 
 # Who signs what recovery records: the recover flow, or a deploy finding an orphan.
 RECOVERY_ACTOR = "recovery"
+# The recover flow tries an orphan whose target it cannot read again this much later
+# (each try itself retries the read for about 15 s): a loaded machine or a restarting
+# agent gets minutes, not seconds, before the orphan is left to the next deploy.
+SETTLE_RETRIES = 3
+SETTLE_RETRY_DELAYS: list[float] = [10, 30, 60]
 
 
 @task(name="find orphaned deploys", cache_policy=NO_CACHE)
@@ -60,36 +69,71 @@ def reported_running(target: Target, attempts: int = 4, delay: float = 2.0) -> s
     return None
 
 
-def settle(orphan: Orphan, target: Target | None, *, flow_run_id: str) -> Settled:
-    """Close the orphan as interrupted, then record what its target reports running
-    (nothing when it has no target or cannot be read). The recover flow and a
-    deploy that finds an orphan on its instance both settle it here."""
+class TargetNotRead(FleetError):
+    """What an orphan's instance runs could not be read (or its target block loaded):
+    the orphan stays open, for a later try or the next deploy on the instance."""
+
+
+def settle(
+    orphan: Orphan, target: Target | None, *, flow_run_id: str, close_unread: bool = True
+) -> Settled:
+    """Read what the orphan's target reports running, then close the orphan as
+    interrupted and record that. The recover flow and a deploy that finds an orphan
+    on its instance both settle it here.
+
+    The target is read before the record is closed: a closed record is the end of
+    recovery, and closing it before the read would lose the only trace of what the
+    dead run was deploying whenever the read fails. With `close_unread` (a deploy,
+    which records what it applies next) an orphan whose target cannot be read is
+    closed recording nothing; without it (the recover flow) an orphan whose target
+    cannot be read *now* (a transient error) stays open and `TargetNotRead` is
+    raised. A target that refuses for good (no block, a wrong token) is never read:
+    its orphan is closed recording nothing, and the drift check reports the rest.
+    """
     logger = get_run_logger()
-    recovery.close_orphan(orphan, actor=RECOVERY_ACTOR, flow_run_id=flow_run_id)
     observed = None
     if target is not None:
         try:
             observed = reported_running(target)
         except FleetError as exc:
+            if isinstance(exc, TransientTargetError) and not close_unread:
+                raise TargetNotRead(f"{orphan.instance}: could not read its target: {exc}") from exc
             logger.warning("%s: could not read its target: %s", orphan.instance, exc)
+    recovery.close_orphan(orphan, actor=RECOVERY_ACTOR, flow_run_id=flow_run_id)
     settled = recovery.settle(orphan, observed, actor=RECOVERY_ACTOR, flow_run_id=flow_run_id)
     logger.warning("%s; %s", orphan.describe(), settled.action)
     return settled
 
 
-@task(name="settle orphan", task_run_name="settle {orphan.instance}", cache_policy=NO_CACHE)
+def _retry_unread(task: object, task_run: object, state: State[Any]) -> bool:
+    """Retry a settle whose target could not be loaded or read (a slow, restarting or
+    overloaded agent or Prefect server); its orphan is still open."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, TargetNotRead | httpx.TransportError | PrefectHTTPStatusError)
+
+
+@task(
+    name="settle orphan",
+    task_run_name="settle {orphan.instance}",
+    cache_policy=NO_CACHE,
+    retries=SETTLE_RETRIES,
+    retry_delay_seconds=SETTLE_RETRY_DELAYS,
+    retry_condition_fn=_retry_unread,
+)
 def settle_orphan(orphan: Orphan, *, flow_run_id: str) -> Settled:
-    """`settle`, through the target block the instance names."""
+    """`settle`, through the target block the instance names. An orphan whose target
+    cannot be loaded (the Prefect server does not answer) or read now is left open
+    and the task tried again later."""
     name = _target_of(orphan.instance)
     if name is None:
         return settle(orphan, None, flow_run_id=flow_run_id)
     try:
         target = load_target(name)
-    except FleetError as exc:
+    except FleetError as exc:  # no such block, or one no try will read
         get_run_logger().warning("%s: could not load its target: %s", orphan.instance, exc)
         return settle(orphan, None, flow_run_id=flow_run_id)
     try:
-        return settle(orphan, target, flow_run_id=flow_run_id)
+        return settle(orphan, target, flow_run_id=flow_run_id, close_unread=False)
     finally:
         close = getattr(target, "close", None)
         if callable(close):
