@@ -28,6 +28,9 @@ RECOVERY_ACTOR = "recovery"
 # agent gets minutes, not seconds, before the orphan is left to the next deploy.
 SETTLE_RETRIES = 3
 SETTLE_RETRY_DELAYS: list[float] = [10, 30, 60]
+# Each try reads the target this many times, 2, 4 then 8 s apart (read at call time).
+READ_ATTEMPTS = 4
+READ_DELAY = 2.0
 
 
 @task(name="find orphaned deploys", cache_policy=NO_CACHE)
@@ -56,9 +59,14 @@ def _target_of(instance: str) -> str | None:
     return next((i.target for i in state.instances if i.name == instance), None)
 
 
-def reported_running(target: Target, attempts: int = 4, delay: float = 2.0) -> str | None:
+def reported_running(
+    target: Target, attempts: int | None = None, delay: float | None = None
+) -> str | None:
     """What the target reports running; a transient error (a slow or restarting
-    agent) is retried with backoff, as a deploy's are."""
+    agent) is retried with backoff, as a deploy's are (`READ_ATTEMPTS` reads,
+    `READ_DELAY` s before the second, doubling)."""
+    attempts = READ_ATTEMPTS if attempts is None else attempts
+    delay = READ_DELAY if delay is None else delay
     for attempt in range(attempts):
         try:
             return target.state().manifest_hash
