@@ -6,38 +6,18 @@ is refused."""
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import pytest
-from prefect.client.orchestration import get_client
 
 from fleet.services import approvals, audit, codes, deployments
 from fleet.services.tokens import Principal, Role, create_token
 from flows.compile_and_deploy import compile_and_deploy
 from tests.browser.conftest import in_thread, run_in_thread
-from tests.flows.runs import FAST, form_description, paused_run
+from tests.flows.runs import FAST, form_description, paused_for, paused_run
 from tests.flows.support import build_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("prefect_ui", "fleet_db")]
-
-
-def paused_for(run_id: str, key_number: int, timeout: float = 60) -> None:
-    """Wait until the run waits on its `approval-<key_number>` form."""
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            state = client.read_flow_run(run_id).state
-            if (
-                state
-                and state.is_paused()
-                and state.state_details.pause_key == (f"approval-{key_number}")
-            ):
-                return
-            if state and state.is_final():
-                raise AssertionError(f"run {run_id} ended ({state.name}) instead of waiting")
-            time.sleep(0.2)
-    raise AssertionError(f"run {run_id} did not wait on form approval-{key_number}")
 
 
 def field(dialog: Any, label: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -11,7 +10,7 @@ from prefect.flow_runs import resume_flow_run
 
 from fleet.services import audit, deployments, manifests
 from flows.compile_and_deploy import Strategy, compile_and_deploy
-from tests.flows.runs import FAST, paused_run, run_in_thread
+from tests.flows.runs import FAST, paused_for, paused_run, run_in_thread
 from tests.flows.support import build_world
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "fleet_db")
@@ -23,21 +22,6 @@ def outcome_of(instance: str) -> list[str]:
 
 def statuses(instance: str) -> list[str]:
     return [h.revision.status.value for h in manifests.history(instance)]
-
-
-def wait_paused_again(run_id: str, key_number: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            state = client.read_flow_run(run_id).state
-            if (
-                state
-                and state.is_paused()
-                and state.state_details.pause_key == f"approval-{key_number}"
-            ):
-                return
-            time.sleep(0.2)
-    raise AssertionError(f"run {run_id} did not pause for approval {key_number}")
 
 
 def test_auto_deploys_frozen_stays_dry_run_changes_nothing(tmp_path, start_agent):
@@ -66,14 +50,14 @@ def test_manual_instances_wait_then_deploy_after_two_distinct_approvals(tmp_path
     assert world.applies("m1") == []
 
     resume_flow_run(run_id, run_input={"decision": "approve", "approver": "alice", "comment": "me"})
-    wait_paused_again(run_id, 2)  # the requester's own approval is refused; still waiting
+    paused_for(run_id, 2)  # the requester's own approval is refused; still waiting
     resume_flow_run(run_id, run_input={"decision": "approve", "approver": "bob", "comment": "ok"})
-    wait_paused_again(run_id, 3)  # one of two approvals
+    paused_for(run_id, 3)  # one of two approvals
     assert world.applies("m1") == []
     resume_flow_run(
         run_id, run_input={"decision": "approve", "approver": "bob", "comment": "again"}
     )
-    wait_paused_again(run_id, 4)  # the same approver twice still counts once
+    paused_for(run_id, 4)  # the same approver twice still counts once
     resume_flow_run(run_id, run_input={"decision": "approve", "approver": "carol"})
     thread.join(120)
     assert "error" not in box, box.get("error")
@@ -105,7 +89,7 @@ def test_rejection_deploys_nothing_and_records_who_and_why(tmp_path, start_agent
             "instances": ["m1"],
         },
     )
-    wait_paused_again(run_id, 2)
+    paused_for(run_id, 2)
     resume_flow_run(run_id, run_input={"decision": "approve", "approver": "carol"})
     thread.join(120)
     assert box["result"]["outcomes"] == {"m1": "skipped", "m2": "succeeded"}
