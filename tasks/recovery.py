@@ -107,7 +107,12 @@ def settle(
             if isinstance(exc, TransientTargetError) and not close_unread:
                 raise TargetNotRead(f"{orphan.instance}: could not read its target: {exc}") from exc
             logger.warning("%s: could not read its target: %s", orphan.instance, exc)
-    recovery.close_orphan(orphan, actor=RECOVERY_ACTOR, flow_run_id=flow_run_id)
+    if not recovery.close_orphan(orphan, actor=RECOVERY_ACTOR, flow_run_id=flow_run_id):
+        # Settled meanwhile by whoever closed it (a deploy under the instance's lock,
+        # or another recover run), which records what runs: what this one read may
+        # be older than what that one applied since.
+        logger.warning("%s; closed meanwhile by another run", orphan.describe())
+        return Settled(orphan, observed, "closed-meanwhile")
     settled = recovery.settle(orphan, observed, actor=RECOVERY_ACTOR, flow_run_id=flow_run_id)
     logger.warning("%s; %s", orphan.describe(), settled.action)
     return settled

@@ -58,7 +58,7 @@ class Settled:
 
     orphan: Orphan
     observed_hash: str | None
-    action: str  # recorded-running, already-recorded, unchanged
+    action: str  # recorded-running, already-recorded, unchanged, closed-meanwhile
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -281,3 +281,26 @@ def test_a_settle_is_tried_again_only_when_its_target_could_not_be_read_or_loade
 
     assert trying()
     assert len(calls) == tries
+
+
+@flow
+def settling_found(orphan: recovery.Orphan, url: str, token: str, run: str) -> Settled:
+    with AgentClient(url, token) as target:
+        return settle(orphan, target, flow_run_id=run, close_unread=False)
+
+
+def test_an_orphan_closed_meanwhile_is_left_to_whoever_closed_it(tmp_path, start_agent):
+    """Whoever closes an orphan records what runs: a settle that finds it closed
+    since it was found (a deploy under the instance's lock settled it, and may
+    have applied a newer revision since) records nothing from its older read."""
+    world, specs = orphaned(tmp_path, start_agent)
+    (orphan,) = recovery.orphans(instances=["a1"])
+    assert recovery.close_orphan(orphan, actor="recovery", flow_run_id="a-deploy")
+    agent = world.agents["a1"]
+    settled = settling_found(orphan, agent.url, agent.token, "late-recover")
+    assert settled.action == "closed-meanwhile"
+    assert settled.observed_hash == specs["a1"].manifest_hash  # it did read the target
+    (a1,) = recorded_manifests(["a1"])
+    assert a1.revision != specs["a1"].revision  # nothing recorded from the late read
+    assert actions_of("late-recover") == []
+    assert audit.verify().ok
