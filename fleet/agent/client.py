@@ -8,6 +8,7 @@ An `AgentClient` speaks to a single-instance agent (`/v1/apply`, ...) or, given
 from __future__ import annotations
 
 import ssl
+import threading
 from functools import lru_cache
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,11 +45,21 @@ _LOG = TypeAdapter(list[ApplyLogEntry])
 _M = TypeVar("_M", bound=BaseModel)
 
 
+_TLS_GUARD = threading.Lock()
+
+
 @lru_cache(maxsize=1)
+def _tls_context_once() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
 def _tls_context() -> ssl.SSLContext:
     """One TLS context for every client: building one loads the CA store, which costs
-    more CPU than a whole apply when a rollout opens a client per instance."""
-    return ssl.create_default_context()
+    more CPU than a whole apply when a rollout opens a client per instance. Built
+    under a lock: a rollout's deploy threads all ask for it at once as they start,
+    and each would otherwise build its own."""
+    with _TLS_GUARD:
+        return _tls_context_once()
 
 
 class AgentClient:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
+import threading
+import time
 from typing import Any
 
 import httpx
@@ -172,3 +175,39 @@ def test_a_client_for_an_instance_of_a_host_speaks_under_its_path() -> None:
         "GET /v1/instances",
         "PUT /v1/instances/acme-prod",
     ]
+
+
+def test_clients_opened_at_once_by_many_threads_share_one_tls_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rollout's deploy threads open their clients together as it starts: the CA
+    store is loaded once for all of them, not once per thread."""
+    from fleet.agent import client as client_module
+
+    built: list[int] = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(threading.get_ident())
+        time.sleep(0.05)  # long enough for every thread to arrive meanwhile
+        return real(*args, **kwargs)
+
+    client_module._tls_context_once.cache_clear()
+    monkeypatch.setattr(client_module.ssl, "create_default_context", counted)
+    start = threading.Barrier(16)
+    contexts: list[ssl.SSLContext] = []
+
+    def open_one() -> None:
+        start.wait()
+        with AgentClient("https://agent.invalid", "token", instance="acme-prod") as c:
+            contexts.append(client_module._tls_context())
+            assert c.instance == "acme-prod"
+
+    threads = [threading.Thread(target=open_one) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(built) == 1 and len(contexts) == 16
+    assert all(c is contexts[0] for c in contexts)
+    client_module._tls_context_once.cache_clear()
