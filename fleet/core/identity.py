@@ -16,6 +16,19 @@ default-ignorable code points (variation selectors, Hangul fillers, the
 combining grapheme joiner, ...), which render as nothing. `alice` followed
 by a zero-width space is not a new person: it is refused.
 
+Also refused: a name whose letters mix scripts, such as `аlice` with a
+Cyrillic `а`, which looks like `alice` and is someone else to every
+comparison. A name is written in one script; the only mixes allowed are those
+of CJK names: Han with Hiragana and Katakana, Han with Hangul, Han with
+Bopomofo (UTS #39's "highly restrictive" level, without Latin). Only letters
+count: digits, punctuation, symbols, spaces and combining marks belong to
+every script. A letter's script is the first word of its Unicode name after
+NFKC (`CYRILLIC SMALL LETTER A`), which the standard library knows; `ｃａｒｏｌ`
+is Latin. A name wholly in one script is valid (`Дмитрий`, `José`, `Ελένη`,
+`山田太郎`); one written in two is not, even when both halves are real
+(`Дмитрий Ivanov`). Names that are wholly look-alikes of another script
+(`Ѕоре`, all Cyrillic, beside `Sope`) are not told apart.
+
 Names are stored as given (trimmed): the audit chain shows what was typed or
 which token acted, and the key is recomputed wherever names are compared.
 """
@@ -23,6 +36,7 @@ which token acted, and the key is recomputed wherever names are compared.
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 
 from fleet.core.errors import InvalidIdentity
 
@@ -71,6 +85,68 @@ def _why_refused(char: str) -> str | None:
     return None
 
 
+# The first words of Unicode names that are no script's name, or another name
+# of one (CJK ideographs and iteration marks are Han; the prolonged sound mark
+# is written with Hiragana and Katakana alike).
+_SCRIPT_OF_WORD = {
+    "CJK": "Han",
+    "IDEOGRAPHIC": "Han",
+    "MASU": "Han",
+    "HENTAIGANA": "Hiragana",
+    "KATAKANA-HIRAGANA": "Katakana",
+    "TURNED": "Latin",
+    "ROMAN": "Latin",
+}
+# Letters of no script of their own: modifier letters (the apostrophe of
+# `Hawaiʻi`), Vedic signs, vertical iteration marks.
+_NO_SCRIPT = frozenset({"MODIFIER", "CARON", "VERTICAL", "VEDIC"})
+_MIXES = (
+    frozenset({"Han", "Hiragana", "Katakana"}),
+    frozenset({"Han", "Hangul"}),
+    frozenset({"Han", "Bopomofo"}),
+)
+
+
+def _scripts_of(char: str) -> list[str]:
+    """The scripts of the letters `char` stands for after NFKC (none for a digit,
+    a mark, a space, ...)."""
+    scripts = []
+    for part in unicodedata.normalize("NFKC", char):
+        if not unicodedata.category(part).startswith("L"):
+            continue
+        # Unnamed letters (Tangut ideographs in some Python versions) share one script.
+        word = unicodedata.name(part, "UNNAMED").partition(" ")[0]
+        if word not in _NO_SCRIPT:
+            scripts.append(_SCRIPT_OF_WORD.get(word, word.title()))
+    return scripts
+
+
+def _may_mix(scripts: frozenset[str]) -> bool:
+    return len(scripts) < 2 or any(scripts <= mix for mix in _MIXES)
+
+
+def _mixed_scripts(name: str) -> str | None:
+    """Why `name`'s letters are of scripts that are not written together, or None.
+
+    The letter named is the first that does not go with the script most letters
+    are in (the first script seen, at a tie).
+    """
+    if name.isascii():  # Latin letters only: the common case, decided at once
+        return None
+    letters = [(char, script) for char in name for script in _scripts_of(char)]
+    counts = Counter(script for _, script in letters)
+    if _may_mix(frozenset(counts)):
+        return None
+    main = max(counts, key=counts.__getitem__)
+    seen = {main}
+    for char, script in letters:
+        if not _may_mix(frozenset(seen | {script})):
+            label = " ".join((f"U+{ord(char):04X}", unicodedata.name(char, ""))).rstrip()
+            return f"{label} is {script}, mixed with {' and '.join(sorted(seen))}"
+        seen.add(script)
+    raise AssertionError(f"no letter of {name!r} mixes scripts")  # pragma: no cover
+
+
 def _refuse(name: object, kind: str, why: str) -> InvalidIdentity:
     return InvalidIdentity(f"Invalid {kind}: {name!r} ({why})")
 
@@ -79,7 +155,8 @@ def check_identity(name: object, *, kind: str = "name") -> str:
     """`name` trimmed, when it can be a person's name; else `InvalidIdentity`.
 
     White space at either end (a newline a form added) is trimmed first;
-    what is left must hold no refused character.
+    what is left must hold no refused character, and its letters must not mix
+    scripts.
 
     `kind` names the field in the message (`approver`, `requester`, ...).
 
@@ -90,6 +167,11 @@ def check_identity(name: object, *, kind: str = "name") -> str:
     ... except InvalidIdentity as exc:
     ...     print(exc)
     Invalid approver: 'alice\\u200b' (U+200B is an invisible format character)
+    >>> try:
+    ...     check_identity("\\u0430lice", kind="actor")
+    ... except InvalidIdentity as exc:
+    ...     print(exc)
+    Invalid actor: 'аlice' (U+0430 CYRILLIC SMALL LETTER A is Cyrillic, mixed with Latin)
     """
     if not isinstance(name, str):
         raise _refuse(name, kind, "not text")
@@ -106,6 +188,9 @@ def check_identity(name: object, *, kind: str = "name") -> str:
         raise _refuse(
             name[:40] + "...", kind, f"{len(trimmed)} characters, at most {MAX_IDENTITY_LENGTH}"
         )
+    why = _mixed_scripts(trimmed)
+    if why is not None:
+        raise _refuse(name, kind, why)
     return trimmed
 
 

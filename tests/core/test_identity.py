@@ -1,8 +1,11 @@
 """One identity rule: names are compared after NFKC, case-folding and trimming,
-and names with invisible or non-characters are refused."""
+and names with invisible or non-characters, or with letters of mixed scripts,
+are refused."""
 
 from __future__ import annotations
 
+import contextlib
+import string
 import unicodedata
 
 import pytest
@@ -41,7 +44,7 @@ def test_one_person(a, b):
         ("carol", "caro1"),
         ("carol", "carol2"),
         ("car ol", "carol"),
-        ("carol", "сarol"),  # a Cyrillic 'с': a different name (no confusable folding)
+        ("sope", "ѕоре"),  # all Cyrillic: look-alike scripts are not folded together
     ],
 )
 def test_different_people(a, b):
@@ -82,6 +85,20 @@ def test_different_people(a, b):
         ("alice\U000e0041", "U+E0041"),  # tag letter
         ("x" * (MAX_IDENTITY_LENGTH + 1), "201 characters"),
         ("x" * 10_000_000, "10000000 characters"),
+        ("\u0430lice", "U+0430 CYRILLIC SMALL LETTER A is Cyrillic, mixed with Latin"),
+        ("c\u0430rol", "U+0430"),  # the odd letter is named wherever it stands
+        ("carol\u0441", "U+0441 CYRILLIC SMALL LETTER ES is Cyrillic"),
+        ("\u0391lice", "U+0391 GREEK CAPITAL LETTER ALPHA is Greek, mixed with Latin"),
+        ("b\u03bfb", "U+03BF GREEK SMALL LETTER OMICRON is Greek"),
+        ("\u0418\u0432\u0430\u043dx", "U+0078 LATIN SMALL LETTER X is Latin, mixed with Cyrillic"),
+        ("Дмитрий Ivanov", "is Latin, mixed with Cyrillic"),  # one name, one script
+        ("Ελένη\u0430", "U+0430 CYRILLIC SMALL LETTER A is Cyrillic, mixed with Greek"),
+        ("a\u00b5b", "U+00B5 MICRO SIGN is Greek"),  # NFKC makes it a Greek mu
+        ("ｃａｒｏ\u0441", "U+0441"),  # full-width Latin is Latin
+        ("山田 Taro", "is Han, mixed with Latin"),
+        ("ひらがな김", "U+AE40 HANGUL SYLLABLE GIM is Hangul, mixed with Hiragana"),
+        ("山田はなこ김", "is Hangul, mixed with Han and Hiragana"),
+        ("김ㄅ", "U+3105 BOPOMOFO LETTER B is Bopomofo, mixed with Hangul"),
     ],
 )
 def test_names_that_cannot_be_names_are_refused(name, why):
@@ -93,6 +110,40 @@ def test_names_that_cannot_be_names_are_refused(name, why):
         identity_key(name)
     with pytest.raises(InvalidIdentity):
         same_person(name, "alice")  # never "not the same person"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alice",
+        "O'Brien-Smith 2nd",
+        "José",
+        "Ångström",
+        "Þórunn",
+        "Дмитрий",
+        "Дмитрий Иванов",
+        "Ελένη",
+        "山田太郎",
+        "山田はなこ",  # Han with Hiragana
+        "ヤマダ 太郎",  # Katakana with Han
+        "らーめん",  # the prolonged sound mark goes with Hiragana and Katakana
+        "김민준",
+        "金민준",  # Han with Hangul
+        "ㄅㄆ中",  # Bopomofo with Han
+        "محمد",
+        "דוד",
+        "देवनागरी",
+        "Hawaiʻi",  # a modifier letter is of no script
+        "ｃａｒｏｌ",
+        "cafe\u0301",  # combining marks are of every script
+        "ops@vendor.example",
+        "ci-pipeline-7",
+        "ⅰⅱ",  # small roman numerals: NFKC makes them Latin letters
+    ],
+)
+def test_names_in_one_script_are_names(name):
+    assert check_identity(f" {name} ") == name
+    identity_key(name)
 
 
 @pytest.mark.parametrize("value", [None, 3, b"alice", ["alice"]])
@@ -136,3 +187,100 @@ def test_a_refused_character_anywhere_makes_it_no_name(name, bad, at):
     at = min(at, len(name))
     with pytest.raises(InvalidIdentity):  # inside the name: white space at an edge is trimmed
         check_identity("a" + name[:at] + bad + name[at:] + "z")
+
+
+def _letters_by_script(words):
+    """The BMP's letters whose Unicode name starts with one of `words` (`CYRILLIC`),
+    by that word, but the ones that render as nothing (Hangul fillers)."""
+    found = {word: [] for word in words}
+    for point in range(0x10000):
+        char = chr(point)
+        if unicodedata.category(char).startswith("L"):
+            name = unicodedata.name(char, "")
+            word = name.partition(" ")[0]
+            if word in found and "FILLER" not in name:
+                found[word].append(char)
+    return found
+
+
+_SCRIPTS = _letters_by_script(
+    (
+        "LATIN",
+        "CYRILLIC",
+        "GREEK",
+        "ARMENIAN",
+        "HEBREW",
+        "ARABIC",
+        "DEVANAGARI",
+        "THAI",
+        "GEORGIAN",
+        "ETHIOPIC",
+        "CHEROKEE",
+        "HANGUL",
+        "HIRAGANA",
+        "KATAKANA",
+        "CJK",
+        "BOPOMOFO",
+    )
+)
+_in_one_script = st.sampled_from(sorted(_SCRIPTS)).flatmap(
+    lambda word: st.text(st.sampled_from(_SCRIPTS[word]), min_size=1, max_size=40)
+)
+_neutral = st.text(st.sampled_from("0123456789 .-_'@"), max_size=5)
+
+
+@given(_in_one_script, _neutral, st.integers(min_value=0, max_value=40))
+def test_a_name_in_one_script_is_accepted(name, extra, at):
+    """Any letters of one script, with digits, spaces and punctuation anywhere inside."""
+    given = name[:at] + extra + name[at:]
+    assert check_identity(given) == given.strip()
+
+
+_cjk = st.sampled_from(
+    [("CJK", "HIRAGANA", "KATAKANA"), ("CJK", "HANGUL"), ("CJK", "BOPOMOFO")]
+).flatmap(
+    lambda words: st.text(
+        st.sampled_from([c for word in words for c in _SCRIPTS[word]]), min_size=1, max_size=40
+    )
+)
+
+
+@given(_cjk)
+def test_the_cjk_mixes_are_names(name):
+    assert check_identity(name) == name
+
+
+# Letters that look like Latin ones, in the scripts that have most of them.
+_LOOK_ALIKES = "аеорсухіјѕԁԛԝһӏАВЕЅІЈКМНОРСТХΑΒΕΖΗΙΚΜΝΟΡΤΥΧοανιρ"
+
+
+@given(
+    st.text(st.sampled_from(string.ascii_letters), min_size=2, max_size=30),
+    st.sampled_from(_LOOK_ALIKES),
+    st.integers(min_value=0, max_value=30),
+)
+def test_one_look_alike_in_a_latin_name_is_refused_and_named(name, odd, at):
+    with pytest.raises(InvalidIdentity) as raised:
+        check_identity(name[:at] + odd + name[at:], kind="actor")
+    script = unicodedata.name(odd).split()[0].title()
+    assert f"U+{ord(odd):04X} {unicodedata.name(odd)} is {script}, mixed with Latin" in str(
+        raised.value
+    )
+    with pytest.raises(InvalidIdentity):
+        same_person(name[:at] + odd + name[at:], name)  # never "someone else"
+
+
+@given(
+    st.one_of(
+        st.text(st.characters(exclude_categories=())),  # lone surrogates too
+        st.text(st.sampled_from([c for letters in _SCRIPTS.values() for c in letters[:50]])),
+        st.binary().map(lambda raw: raw.decode("utf-8", "surrogateescape")),
+    )
+)
+def test_only_invalid_identity_is_raised_for_any_text(text):
+    with contextlib.suppress(InvalidIdentity):
+        assert check_identity(text) == text.strip()
+    with contextlib.suppress(InvalidIdentity):
+        identity_key(text)
+    with contextlib.suppress(InvalidIdentity):
+        same_person(text, "alice")
