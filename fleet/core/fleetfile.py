@@ -238,12 +238,19 @@ def _choice(enum: type[_E], kind: str) -> Callable[[Any], Any]:
     return check
 
 
-def _check_person(value: str) -> str:
+# The validation context of entries made from what the database holds: their
+# names were checked where they entered, under the rules of that time, and a
+# name a newer rule refuses must not make the fleet unreadable.
+_STORED = {"stored": True}
+
+
+def _check_person(value: str, info: ValidationInfo) -> str:
+    if isinstance(info.context, dict) and info.context.get("stored"):
+        return value
     try:
-        check_identity(value)
+        return check_identity(value)
     except InvalidIdentity as exc:
         raise ValueError(str(exc).removeprefix("Invalid name: ")) from None
-    return value
 
 
 Name = Annotated[str, AfterValidator(_check_name)]
@@ -382,7 +389,7 @@ class PinEntry(_Model):
     component: Name
     spec: SpecText
     reason: Reason
-    author: Text
+    author: Person
     created_at: Time
     expires_at: Time | None = None
 
@@ -1175,14 +1182,17 @@ def fleet_file_from_state(state: FleetState) -> FleetFile:
         for i in state.instances
     ]
     pins = [
-        PinEntry(
-            scope=str(p.scope),
-            component=p.component,
-            spec=str(p.spec),
-            reason=p.reason,
-            author=p.author,
-            created_at=p.created_at,
-            expires_at=p.expires_at,
+        PinEntry.model_validate(
+            {
+                "scope": str(p.scope),
+                "component": p.component,
+                "spec": str(p.spec),
+                "reason": p.reason,
+                "author": p.author,
+                "created_at": p.created_at,
+                "expires_at": p.expires_at,
+            },
+            context=_STORED,
         )
         for p in state.pins
     ]
@@ -1200,8 +1210,15 @@ def fleet_file_from_state(state: FleetState) -> FleetFile:
         for a in state.advisories
     ]
     acceptances = [
-        RiskAcceptanceEntry(
-            instance=r.instance, advisory=r.advisory, by=r.by, reason=r.reason, until=r.until
+        RiskAcceptanceEntry.model_validate(
+            {
+                "instance": r.instance,
+                "advisory": r.advisory,
+                "by": r.by,
+                "reason": r.reason,
+                "until": r.until,
+            },
+            context=_STORED,
         )
         for r in state.risk_acceptances
     ]

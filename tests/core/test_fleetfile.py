@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,29 @@ RULES = [
         _set("risk_acceptances.0.by", "ciso\u200b@vendor.example"),
         "risk_acceptances[0].by: 'ciso\\u200b@vendor.example' (U+200B is an invisible format "
         "character)",
+    ),
+    (
+        "risk acceptance by mixing scripts",
+        _set("risk_acceptances.0.by", "ci\u0455o@vendor.example"),
+        "risk_acceptances[0].by: 'ciѕo@vendor.example' (U+0455 CYRILLIC SMALL LETTER DZE is "
+        "Cyrillic, mixed with Latin)",
+    ),
+    (
+        "pin author with a Cyrillic letter",
+        _set("pins.0.author", "\u043eps@vendor.example"),
+        "pins[0].author: 'оps@vendor.example' (U+043E CYRILLIC SMALL LETTER O is Cyrillic, "
+        "mixed with Latin)",
+    ),
+    (
+        "pin author with a zero-width space",
+        _set("pins.0.author", "ops\u200b@vendor.example"),
+        "pins[0].author: 'ops\\u200b@vendor.example' (U+200B is an invisible format character)",
+    ),
+    ("pin author blank", _set("pins.0.author", " "), "pins[0].author: must not be empty, got ' '"),
+    (
+        "pin author too long",
+        _set("pins.0.author", "x" * 201),
+        "pins[0].author: 'xxxxxxxx",
     ),
     (
         "risk acceptance advisory",
@@ -743,6 +767,27 @@ def test_state_round_trips_through_the_file(example: FleetFile) -> None:
     assert {(v.component, v.version) for v in again.versions} == {
         (v.component, v.version) for v in example.versions
     }
+
+
+def test_names_of_people_are_read_trimmed() -> None:
+    data = copy.deepcopy(minimal())
+    data["pins"][0]["author"] = "  Ελένη\n"
+    data["risk_acceptances"][0]["by"] = "\tДмитрий "
+    fleet = parse_fleet_data(data)
+    assert fleet.pins[0].author == "Ελένη" and fleet.risk_acceptances[0].by == "Дмитрий"
+
+
+def test_names_the_store_holds_are_written_back_as_they_are() -> None:
+    """A name stored before a newer rule refused it leaves the fleet readable (export
+    works); the file it exports names it as a problem when read again."""
+    fleet = parse_fleet_data(minimal())
+    pin = replace(fleet.to_state().pins[0], author="\u0430lice")
+    state = replace(fleet.to_state(), pins=(pin,))
+    again = fleet_file_from_state(state)
+    assert again.pins[0].author == "\u0430lice"
+    assert problems_of(again.to_data()) == [
+        "pins[0].author: 'аlice' (U+0430 CYRILLIC SMALL LETTER A is Cyrillic, mixed with Latin)"
+    ]
 
 
 def test_changed_deadlines_survive_the_state() -> None:

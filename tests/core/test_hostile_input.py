@@ -323,7 +323,9 @@ def test_a_lone_surrogate_where_no_field_looks_is_refused_too() -> None:
             ("channels", 0, "approval_timeout"),
             ("pins", 0, "expires_at"),
             ("pins", 0, "reason"),
+            ("pins", 0, "author"),
             ("risk_acceptances", 0, "until"),
+            ("risk_acceptances", 0, "by"),
             ("instances", 0, "customer"),
             ("advisories", 0, "published_at"),
         ]
