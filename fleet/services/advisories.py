@@ -72,6 +72,7 @@ def import_osv(
 ) -> ImportResult:
     """Store the advisories of one OSV record, a list of them or an OSV API answer."""
     now = now_or_clock(now)
+    actor = check_identity(actor, kind="actor")
     advisories = advisories_from_osv(data, component_map, default_severity=default_severity)
     with writing(engine) as session:
         components = set(session.execute(select(repo.COMPONENT.c.name)).scalars())

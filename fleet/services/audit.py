@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 
 from fleet.core.audit import AuditEvent, ChainVerdict, verify_chain
 from fleet.core.durations import isoformat
+from fleet.core.identity import check_identity
 from fleet.db.audit import Entry, append_events, iter_events
 from fleet.db.models import AuditEventRow, table_of
 from fleet.services._common import now_or_clock, reading, writing
@@ -30,6 +31,7 @@ def append(
 ) -> list[AuditEvent]:
     """Append events that record something done outside the database (e.g. a flow step)."""
     now = now_or_clock(now)
+    actor = check_identity(actor, kind="actor")
     with writing(engine) as session:
         return append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
 

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, upd
 from fleet.core.advisories import DEFAULT_DEADLINES
 from fleet.core.errors import FleetFileError
 from fleet.core.fleetfile import FleetFile, Security, fleet_file_from_state, parse_fleet_data
+from fleet.core.identity import check_identity
 from fleet.core.state import FleetState
 from fleet.db import fleet as repo
 from fleet.db.audit import Entry, append_events
@@ -185,6 +186,7 @@ def apply_fleet_file(
 ) -> ApplyResult:
     """Make the database describe `fleet`, writing only the differences."""
     now = now_or_clock(now)
+    actor = check_identity(actor, kind="actor")
     desired = fleet_file_from_state(fleet.to_state())
     with writing(engine) as session:
         stored = repo.load_stored(session)

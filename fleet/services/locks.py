@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from fleet.core.errors import ConflictError
+from fleet.core.identity import check_identity
 from fleet.core.locks import DEFAULT_LEASE, Lease, may_take
 from fleet.db.audit import Entry, append_events
 from fleet.db.models import InstanceLockRow, table_of
@@ -184,6 +185,7 @@ def release_run(
 ) -> list[Lease]:
     """Free every lock `run` holds (it crashed); each release is an audit event."""
     now = now_or_clock(now)
+    actor = check_identity(actor, kind="actor")
     with writing(engine) as session:
         rows = session.execute(select(LOCK).where(LOCK.c.run == run)).all()
         leases = [lease_of(r) for r in rows]

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, delete, insert, literal, select, update
 
 from fleet.core.durations import check_instant, isoformat
 from fleet.core.errors import ConflictError, InputError, NotFoundError
+from fleet.core.identity import check_identity
 from fleet.core.pins import Pin, PinScope
 from fleet.core.text import check_text
 from fleet.core.versions import parse_specifier
@@ -68,6 +69,7 @@ def add_pin(
 ) -> StoredPin:
     """Add a pin authored by `actor`; every bad value is refused before anything is written."""
     now = now_or_clock(now)
+    actor = check_identity(actor, kind="pin author")
     parsed_scope = PinScope.parse(scope)
     specifier = parse_specifier(spec)
     if not str(specifier):
@@ -140,6 +142,7 @@ def remove_pin(
     pin_id: int, *, actor: str, now: datetime | None = None, engine: Engine | None = None
 ) -> None:
     now = now_or_clock(now)
+    actor = check_identity(actor, kind="actor")
     with writing(engine) as session:
         row = _pin_row(session, pin_id)
         session.execute(delete(repo.PIN).where(repo.PIN.c.id == pin_id))
@@ -162,6 +165,7 @@ def expire_pin(
 ) -> None:
     """Let a pin lapse now (it stays listed, inactive, as the record of what held)."""
     now = now_or_clock(now)
+    actor = check_identity(actor, kind="actor")
     with writing(engine) as session:
         row = _pin_row(session, pin_id)
         if row.expires_at is not None and row.expires_at <= now:

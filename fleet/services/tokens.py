@@ -135,7 +135,8 @@ def create_token(
 ) -> tuple[StoredToken, str]:
     """A new token for principal `name`; returns it with its secret (shown only now)."""
     now = now_or_clock(now)
-    if not isinstance(name, str) or not _NAME.match(name):
+    actor = check_identity(actor, kind="actor")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InputError(
             f"Invalid token name: {name!r} (letters, digits, '.', '_', '@', '-'; at most 100)"
         )
@@ -182,6 +183,7 @@ def revoke_token(
 ) -> StoredToken:
     """Revoke `name`'s token at once; the record stays (names are never reused)."""
     now = now_or_clock(now)
+    actor = check_identity(actor, kind="actor")
     with writing(engine) as session:
         row = session.execute(select(TOKEN).where(TOKEN.c.name == name)).first()
         if row is None:

@@ -4,12 +4,16 @@ naming the bad value, bad input writes nothing, lists paginate, OpenAPI is compl
 from __future__ import annotations
 
 import json
+import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from fleet.cli.main import main
-from fleet.services import audit
+from fleet.db.engine import transaction
+from fleet.services import audit, tokens
 from fleet.settings import get_settings
 
 OSV = Path(__file__).resolve().parents[1] / "data" / "osv"
@@ -130,6 +134,12 @@ def test_bad_osv_import_writes_nothing(api):
             {"instance": "acme-prod", "reason": "r", "until": "2001-01-01T00:00:00Z"},
             "2001-01-01",
         ),
+        (
+            "POST",
+            "/pins",
+            {"scope": "global", "component": "api", "spec": "<3", "reason": "r", "author": "x"},
+            "body.author",  # the author is the caller
+        ),
         ("PUT", "/instances/acme-prod/policy", {"policy_override": "never"}, "'never'"),
         ("POST", "/tokens", {"name": "has space", "role": "viewer"}, "'has space'"),
     ],
@@ -141,6 +151,57 @@ def test_bad_input_is_a_problem_naming_the_value_and_writes_nothing(api, method,
     assert r.headers["content-type"] == "application/problem+json"
     assert named in r.json()["detail"]
     assert chain_length(api) == before
+
+
+def _stored_token(api, name: str) -> dict[str, str]:
+    """Headers of an operator token stored under `name` as given, as a token made
+    before a rule refused its name would be (`fleet tokens create` refuses it)."""
+    secret = tokens.TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction(api.engine) as session:
+        session.execute(
+            insert(tokens.TOKEN),
+            [
+                {
+                    "name": name,
+                    "role": "operator",
+                    "token_hash": tokens.hash_token(secret),
+                    "created_at": datetime.now(UTC),
+                }
+            ],
+        )
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("\u0430lice-ops", "U+0430 CYRILLIC SMALL LETTER A is Cyrillic, mixed with Latin"),
+        ("ops\u200b", "U+200B is an invisible format character"),
+    ],
+)
+def test_a_principal_whose_name_is_no_name_changes_no_pin(api, name, why):
+    headers = _stored_token(api, name)
+    pins = api.client.get("/pins", headers=api.auth("viewer")).json()
+    before = chain_length(api)
+    for method, path, body in [
+        ("POST", "/pins", {"scope": "global", "component": "api", "spec": "<9", "reason": "r"}),
+        ("POST", "/pins/1/expire", None),
+        ("DELETE", "/pins/1", None),
+    ]:
+        r = api.client.request(method, path, json=body, headers=headers)
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert f"{name!r} ({why})" in r.json()["detail"]
+    assert chain_length(api) == before
+    assert api.client.get("/pins", headers=api.auth("viewer")).json() == pins
+
+
+def test_a_principal_name_is_recorded_trimmed(api):
+    headers = _stored_token(api, "ops\n")
+    pin = {"scope": "global", "component": "api", "spec": "<9", "reason": "r"}
+    r = api.client.post("/pins", json=pin, headers=headers)
+    assert r.status_code == 201 and r.json()["author"] == "ops"
+    assert [e.actor for e in audit.events(engine=api.engine)][-1] == "ops"
 
 
 def test_changes_are_attributed_to_the_principal(api):

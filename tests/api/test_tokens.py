@@ -54,7 +54,12 @@ def test_revoked_tokens_fail_at_once_and_names_are_never_reused(engine):
 
 @pytest.mark.parametrize(
     ("name", "role", "bad"),
-    [("alice", "root", "'root'"), ("no spaces", "viewer", "'no spaces'"), ("", "viewer", "''")],
+    [
+        ("alice", "root", "'root'"),
+        ("no spaces", "viewer", "'no spaces'"),
+        ("", "viewer", "''"),
+        ("alice\n", "viewer", "'alice\\\\n'"),  # not stored as a second, untrimmed alice
+    ],
 )
 def test_bad_input_is_refused_before_anything_is_written(engine, name, role, bad):
     with pytest.raises(InputError, match=bad):
