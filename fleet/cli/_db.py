@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from fleet.core.durations import parse_instant
-from fleet.core.errors import InputError
+from fleet.core.identity import check_identity
 from fleet.db.engine import get_engine
 from fleet.db.migrate import require_current
 
@@ -40,10 +40,10 @@ def add_actor(parser: argparse.ArgumentParser) -> None:
 
 
 def actor_of(args: argparse.Namespace) -> str:
+    """`--actor` (or the OS user) trimmed, when it can be a person's name; else
+    `InvalidIdentity`, an input error (exit code 2)."""
     actor = args.actor if args.actor is not None else _default_actor()
-    if not actor.strip():
-        raise InputError(f"Invalid --actor: {actor!r}")
-    return str(actor)
+    return check_identity(actor, kind="--actor")
 
 
 def parse_time(text: str, *, option: str) -> datetime:

@@ -154,6 +154,92 @@ def test_pins_from_the_cli(ready: str, engine: Engine, capsys: pytest.CaptureFix
     ]
 
 
+@pytest.mark.parametrize(
+    ("actor", "why"),
+    [
+        ("alice\u200b", "U+200B is an invisible format character"),
+        ("\u0430lice", "U+0430 CYRILLIC SMALL LETTER A is Cyrillic, mixed with Latin"),
+        ("", "empty"),
+    ],
+)
+def test_an_actor_that_is_no_name_exits_2_and_writes_nothing(
+    ready: str,
+    engine: Engine,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    actor: str,
+    why: str,
+) -> None:
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(EXAMPLE.read_text().replace("Hold api 2.5.0", "Hold api 2.5.x", 1))
+    before = snapshot(engine)
+    for argv in (
+        ["pins", "add", "--scope", "global", "--component", "api", "--spec", "<9", "--reason", "r"],
+        ["pins", "expire", "1"],
+        ["pins", "remove", "1"],
+        ["apply", str(changed)],
+        ["tokens", "create", "--name", "newcomer", "--role", "viewer"],
+        ["tokens", "revoke", "nobody"],
+        ["advisories", "import", str(OSV / "PYSEC-2019-217.json"), "--component-map", "x=web"],
+        [
+            *["risk", "accept", "--instance", "acme-prod", "--advisory", "FLEET-2026-0004"],
+            *["--reason", "WAF rule", "--until", "2099-01-01T00:00:00Z"],
+        ],
+    ):
+        code, out, err = run(capsys, *argv, "--actor", actor)
+        assert (code, out) == (2, ""), argv
+        assert err == f"fleet: error: Invalid --actor: {actor!r} ({why})\n", argv
+    assert snapshot(engine) == before
+
+
+def test_the_actor_is_recorded_trimmed(
+    ready: str, engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, _ = run(
+        capsys,
+        *["pins", "add", "--scope", "global", "--component", "api", "--spec", "<9"],
+        *["--reason", "r", "--actor", " Дмитрий\t"],
+    )
+    assert code == 0
+    code, out, _ = run(capsys, "audit", "log", "--subject", "pin:global/api<9", "--json")
+    [event] = map(json.loads, out.splitlines())
+    assert (event["actor"], event["details"]["after"]["author"]) == ("Дмитрий", "Дмитрий")
+
+
+@pytest.mark.parametrize(
+    ("author", "problem"),
+    [
+        (
+            "sre-le\u0430d@vendor.example",
+            "pins[1].author: 'sre-leаd@vendor.example' (U+0430 CYRILLIC SMALL LETTER A is "
+            "Cyrillic, mixed with Latin)",
+        ),
+        (
+            "sre-lead\u200b@vendor.example",
+            "pins[1].author: 'sre-lead\\u200b@vendor.example' (U+200B is an invisible format "
+            "character)",
+        ),
+    ],
+)
+def test_a_fleet_file_pin_author_that_is_no_name_is_refused(
+    ready: str,
+    engine: Engine,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    author: str,
+    problem: str,
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = EXAMPLE.read_text()
+    bad.write_text(text.replace("author: sre-lead@vendor.example", f"author: {author}"))
+    before = snapshot(engine)
+    for command in ("apply", "validate"):
+        code, _, err = run(capsys, command, str(bad))
+        assert code == 2, command
+        assert f"{bad}: {problem}" in err.splitlines(), (command, err)
+    assert snapshot(engine) == before
+
+
 def test_advisories_import_and_risk_accept(
     ready: str, engine: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
