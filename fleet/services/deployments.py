@@ -137,8 +137,21 @@ _OUTCOME = select(DEPLOYMENT.c.outcome).where(
     (DEPLOYMENT.c.instance == bindparam("instance"))
     & (DEPLOYMENT.c.flow_run_id == bindparam("run"))
 )
-# Sets the columns its parameters name (`record` is the row's id).
-_FINISH = update(DEPLOYMENT).where(DEPLOYMENT.c.id == bindparam("record"))
+# Closes the run's open record on the instance, saying which revision it was.
+_FINISH = (
+    update(DEPLOYMENT)
+    .where(
+        (DEPLOYMENT.c.instance == bindparam("of_instance"))
+        & (DEPLOYMENT.c.flow_run_id == bindparam("of_run"))
+        & DEPLOYMENT.c.finished_at.is_(None)
+    )
+    .values(
+        finished_at=bindparam("ended"),
+        outcome=bindparam("result"),
+        error=bindparam("why"),
+    )
+    .returning(DEPLOYMENT.c.manifest_number)
+)
 
 
 def _require_revision(session: Any, instance: str, number: int) -> None:
@@ -173,10 +186,15 @@ def start_in(
     flow_run_id: str,
     actor: str,
     now: datetime,
+    unrecorded: bool = False,
 ) -> list[Entry]:
-    """`start_deployment` inside the caller's transaction; returns the audit entries."""
+    """`start_deployment` inside the caller's transaction; returns the audit entries.
+
+    `unrecorded`: the caller has read, in this transaction and under the write
+    lock, that the run has no record on the instance (the check is not run twice).
+    """
     _require_revision(session, instance, manifest_number)
-    if outcome_in(session, instance, flow_run_id) is not None:
+    if not unrecorded and outcome_in(session, instance, flow_run_id) is not None:
         raise ConflictError(f"{instance} already has a deployment record for run {flow_run_id}")
     session.execute(
         insert_into(DEPLOYMENT),
@@ -233,19 +251,26 @@ def finish_in(
     """`finish_deployment` inside the caller's transaction; returns the audit entries."""
     if outcome not in OUTCOMES:
         raise InputError(f"Invalid deployment outcome: {outcome!r} (one of {', '.join(OUTCOMES)})")
-    row = session.execute(DEPLOYMENT_OF_RUN, {"instance": instance, "run": flow_run_id}).first()
-    if row is None:
-        raise NotFoundError(f"No deployment record of {instance!r} for run {flow_run_id!r}")
-    if row.finished_at is not None:
+    closed = session.execute(
+        _FINISH,
+        {
+            "of_instance": instance,
+            "of_run": flow_run_id,
+            "ended": now,
+            "result": outcome,
+            "why": error,
+        },
+    ).first()
+    if closed is None:  # no open record: say which way
+        row = session.execute(DEPLOYMENT_OF_RUN, {"instance": instance, "run": flow_run_id}).first()
+        if row is None:
+            raise NotFoundError(f"No deployment record of {instance!r} for run {flow_run_id!r}")
         raise ConflictError(f"{instance} run {flow_run_id} already finished ({row.outcome})")
-    session.execute(
-        _FINISH, {"record": row.id, "finished_at": now, "outcome": outcome, "error": error}
-    )
     return [
         Entry(
             f"deployment.{outcome}",
             f"instance:{instance}",
-            {"revision": row.manifest_number, "error": error},
+            {"revision": closed.manifest_number, "error": error},
         )
     ]
 

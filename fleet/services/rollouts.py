@@ -307,7 +307,13 @@ def begin_in(
     if not start or seen.outcome is not None or seen.orphans or seen.running == spec.revision:
         return seen
     entries = deployments.start_in(
-        session, spec.instance, spec.revision, flow_run_id=flow_run_id, actor=actor, now=now
+        session,
+        spec.instance,
+        spec.revision,
+        flow_run_id=flow_run_id,
+        actor=actor,
+        now=now,
+        unrecorded=True,  # `seen.outcome` is None, read above in this transaction
     )
     append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
     return replace(seen, outcome="running", started=True)
