@@ -125,6 +125,35 @@ def test_deploy_supersede_rollback(engine: Engine) -> None:
     assert audit.verify(engine=engine).ok
 
 
+def test_a_deployment_record_is_closed_once_and_only_when_open(engine: Engine) -> None:
+    apply_fleet_file(_small("1.0", "1.1"), actor="ops", now=NOW, engine=engine)
+    compile_and_store(actor="planner", now=NOW, engine=engine)
+    start_deployment("acme", 1, flow_run_id="run-a", actor="deployer", now=NOW, engine=engine)
+    with pytest.raises(ConflictError, match="already has a deployment record for run run-a"):
+        start_deployment("acme", 1, flow_run_id="run-a", actor="deployer", now=NOW, engine=engine)
+    with pytest.raises(NotFoundError, match="No deployment record of 'acme' for run 'run-b'"):
+        finish_deployment(
+            "acme", flow_run_id="run-b", outcome="failed", actor="deployer", now=NOW, engine=engine
+        )
+    finish_deployment(
+        "acme", flow_run_id="run-a", outcome="failed", actor="deployer", now=NOW, engine=engine
+    )
+    events = audit.verify(engine=engine).checked
+    with pytest.raises(ConflictError, match="acme run run-a already finished \\(failed\\)"):
+        finish_deployment(
+            "acme", flow_run_id="run-a", outcome="succeeded", actor="d", now=NOW, engine=engine
+        )
+    [record] = deployments_of("acme", engine=engine)
+    assert (record.outcome, record.finished_at) == ("failed", NOW)
+    assert audit.verify(engine=engine).checked == events  # the refusal wrote nothing
+    [event] = [
+        e
+        for e in audit.events(subject="instance:acme", engine=engine)
+        if e.action == "deployment.failed"
+    ]
+    assert event.details["revision"] == 1
+
+
 def test_status_moves_only_forward(fleet: Engine) -> None:
     stored = compile_and_store(actor="planner", now=NOW, engine=fleet)
     name, number = next(iter(stored.revisions.items()))
