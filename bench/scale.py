@@ -729,7 +729,7 @@ def write_stack_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) ->
             "instance.".format(*fixed_and_marginal(results)),
             "- CPU seconds per party during the run, by size: "
             + _cpu_by_size(results)
-            + ". The run's wall time includes the worker taking it (it polls every 10 s) "
+            + ". The run's wall time includes the worker taking it (it polls every 5 s) "
             "and the flow-run process starting. The stack's scheduled flows are paused "
             "while it measures; other flow runs that started on the stack, by size: "
             + ", ".join(f"{r['instances']:,}: {r['other_runs']}" for r in results)
