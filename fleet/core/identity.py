@@ -29,6 +29,12 @@ is Latin. A name wholly in one script is valid (`Дмитрий`, `José`, `Ελ
 (`Дмитрий Ivanov`). Names that are wholly look-alikes of another script
 (`Ѕоре`, all Cyrillic, beside `Sope`) are not told apart.
 
+The form names are compared in is held to the same rule: a name whose
+NFKC, case-folded form has a refused character or mixes scripts is refused
+(`alice` with U+0345 COMBINING GREEK YPOGEGRAMMENI folds to `aliceι`), so a
+name `check_identity` accepts always has a key. That form's length is not
+limited: it is never stored, and folding lengthens (`ß` becomes `ss`).
+
 Names are stored as given (trimmed): the audit chain shows what was typed or
 which token acted, and the key is recomputed wherever names are compared.
 """
@@ -156,7 +162,8 @@ def check_identity(name: object, *, kind: str = "name") -> str:
 
     White space at either end (a newline a form added) is trimmed first;
     what is left must hold no refused character, and its letters must not mix
-    scripts.
+    scripts, before and after NFKC and case folding (the form `identity_key`
+    compares).
 
     `kind` names the field in the message (`approver`, `requester`, ...).
 
@@ -191,7 +198,30 @@ def check_identity(name: object, *, kind: str = "name") -> str:
     why = _mixed_scripts(trimmed)
     if why is not None:
         raise _refuse(name, kind, why)
+    _check_folded(name, _folded(trimmed), kind)
     return trimmed
+
+
+def _folded(name: str) -> str:
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def _check_folded(name: str, folded: str, kind: str) -> None:
+    """Refuse `name` when the form it is compared in would be refused: NFKC can turn
+    a visible character into one refused above (the half-width Hangul filler into
+    the Hangul jungseong filler), and case folding a combining mark into a letter
+    (U+0345 COMBINING GREEK YPOGEGRAMMENI into a Greek iota). Its length is not
+    limited: the folded form is never stored, and folding lengthens (`ß` is `ss`,
+    U+FDFA is 18 characters)."""
+    if not folded.strip():
+        raise _refuse(name, kind, "empty, once case-folded")
+    for char in folded:
+        why = _why_refused(char)
+        if why is not None:
+            raise _refuse(name, kind, f"U+{ord(char):04X} is {why}, once case-folded")
+    why = _mixed_scripts(folded)
+    if why is not None:
+        raise _refuse(name, kind, f"{why}, once case-folded")
 
 
 def identity_key(name: str, *, kind: str = "name") -> str:
@@ -203,12 +233,8 @@ def identity_key(name: str, *, kind: str = "name") -> str:
     >>> identity_key("ＣＡＲＯＬ") == identity_key("carol")
     True
     """
-    given = check_identity(name, kind=kind)
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", given).casefold())
-    # NFKC can turn a visible character into one refused above (e.g. the
-    # half-width Hangul filler into the Hangul jungseong filler): check again.
-    check_identity(folded, kind=kind)
-    return " ".join(folded.split())
+    # check_identity has checked the folded form too: a name it accepts has a key.
+    return " ".join(_folded(check_identity(name, kind=kind)).split())
 
 
 def same_person(a: str, b: str) -> bool:

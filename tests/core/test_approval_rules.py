@@ -68,6 +68,24 @@ def test_a_name_that_is_no_name_is_refused_not_compared(approver):
         may_approve(approver, "alice")
 
 
+@pytest.mark.parametrize(
+    ("approver", "requester"),
+    [
+        ("bob\u0345", "alice"),  # a Greek iota once case-folded: refused, never raised
+        ("bob", "ß" * 200),  # a requester whose key is longer than a stored name
+    ],
+)
+def test_a_name_refusal_accepts_is_compared_without_raising(approver, requester):
+    """The form's approver went through `refusal` and then raised in `may_approve`,
+    which failed the waiting run instead of recording the refused input."""
+    why = refusal(approver, requested_by=requester, approve=True)
+    if why is None:
+        assert may_approve(approver, requester)
+    else:
+        assert "Invalid approver" in why
+        assert refusal(approver, requested_by=requester, approve=False) is not None
+
+
 # --- the tally ----------------------------------------------------------------
 
 

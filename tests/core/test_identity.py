@@ -284,3 +284,51 @@ def test_only_invalid_identity_is_raised_for_any_text(text):
         identity_key(text)
     with contextlib.suppress(InvalidIdentity):
         same_person(text, "alice")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ß" * MAX_IDENTITY_LENGTH,  # case folding makes it 400 characters
+        "Straße " * (MAX_IDENTITY_LENGTH // 7),
+        "\ufdfa" * 12,  # NFKC makes each of them 18 characters
+        "ﬃ" * MAX_IDENTITY_LENGTH,
+    ],
+)
+def test_a_name_that_folds_longer_than_the_limit_has_a_key(name):
+    """The limit is on what is stored, the name as given; its key is never stored."""
+    assert check_identity(name) == name.strip()
+    assert identity_key(name) == " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+    assert same_person(name, f" {name}\t")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alice\u0345",  # COMBINING GREEK YPOGEGRAMMENI: a Greek iota once case-folded
+        "alice \u037a",  # GREEK YPOGEGRAMMENI: NFKC makes it U+0345
+        "\u0345bob",
+    ],
+)
+def test_a_name_that_mixes_scripts_once_folded_is_refused(name):
+    with pytest.raises(InvalidIdentity, match=r"GREEK SMALL LETTER IOTA is Greek.*case-folded"):
+        check_identity(name, kind="approver")
+    with pytest.raises(InvalidIdentity):
+        identity_key(name)
+
+
+@given(
+    st.one_of(
+        _names,
+        st.text(st.characters(categories=["L", "M", "N", "Zs"]), min_size=1, max_size=200),
+        st.text(st.sampled_from("ßﬃ\ufdfaİͅͺ"), min_size=1, max_size=MAX_IDENTITY_LENGTH),
+    )
+)
+def test_a_name_check_identity_accepts_has_a_key(name):
+    try:
+        given = check_identity(name)
+    except InvalidIdentity:
+        return
+    key = identity_key(name)  # never refused
+    assert key
+    assert same_person(given, key)
