@@ -24,6 +24,7 @@ from fleet.core.durations import isoformat
 from fleet.core.errors import FleetError, InputError, NoRollbackTarget, RollbackRefused
 from fleet.core.identity import check_identity
 from fleet.core.rollback import RollbackTarget
+from fleet.services.advisories import check_acceptance
 from fleet.services.rollouts import DeploySpec
 from flows._rollout import (
     DEPLOY_CONCURRENCY,
@@ -93,6 +94,13 @@ def rollback(
     if not reason.strip():
         raise InputError(f"Invalid rollback reason: {reason!r} (say why)")
     RollbackTarget.parse(target)  # a bad target fails before anything is written
+    if risk_acceptance is not None:
+        # So does a risk acceptance by no name, or with no reason: `accept_risk` refuses
+        # it only at the first instance that needs it, after the request, and the
+        # rollbacks of the instances before it, were recorded. (Its end is checked
+        # there: a run that waited for approval replays these lines later.)
+        by = check_acceptance(risk_acceptance.by, risk_acceptance.reason)
+        risk_acceptance = risk_acceptance.model_copy(update={"by": by})
     strategy = strategy or Strategy(canary="1", batch="1", halt_after="100%")
     strategy.rules()
     logger = get_run_logger()

@@ -26,7 +26,7 @@ from fleet.db import fleet as repo
 from fleet.db.audit import Entry, append_events
 from fleet.services._common import now_or_clock, writing
 
-__all__ = ["ImportResult", "accept_risk", "import_osv"]
+__all__ = ["ImportResult", "accept_risk", "check_acceptance", "import_osv"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +131,17 @@ def import_osv(
         return ImportResult(tuple(created), tuple(updated), tuple(unchanged))
 
 
+def check_acceptance(by: str, reason: str) -> str:
+    """`by` trimmed, when a risk acceptance by `by` for `reason` can be recorded;
+    else `InputError`. What `accept_risk` checks that does not depend on the time,
+    for a caller that must refuse a bad acceptance before it writes anything else."""
+    by = check_identity(by, kind="risk acceptance by")
+    if not reason.strip():
+        raise InputError(f"Invalid risk acceptance reason: {reason!r} (say why)")
+    check_text(reason, what="risk acceptance reason")
+    return by
+
+
 def accept_risk(
     instance: str,
     advisory: str,
@@ -143,10 +154,7 @@ def accept_risk(
 ) -> None:
     """`actor` accepts running `advisory`'s affected versions on `instance` until `until`."""
     now = now_or_clock(now)
-    actor = check_identity(actor, kind="risk acceptance by")
-    if not reason.strip():
-        raise InputError(f"Invalid risk acceptance reason: {reason!r} (say why)")
-    check_text(reason, what="risk acceptance reason")
+    actor = check_acceptance(actor, reason)
     check_instant(until, what="risk acceptance end")
     if until <= now:
         raise InputError(f"Invalid risk acceptance end: {isoformat(until)!r} is not in the future")

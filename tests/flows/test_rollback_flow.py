@@ -9,7 +9,7 @@ import pytest
 from prefect.flow_runs import resume_flow_run
 
 from fleet.core.durations import isoformat
-from fleet.core.errors import RollbackRefused
+from fleet.core.errors import InputError, RollbackRefused
 from fleet.services import audit, deployments, manifests
 from fleet.settings import get_settings
 from flows.compile_and_deploy import compile_and_deploy
@@ -114,3 +114,46 @@ def test_rollback_of_a_manual_approval_instance_waits_for_one_approver(
     assert world.running("a1") == V11
     (given,) = deployments.approvals_for("a1", flow_run_id=run_id)
     assert (given.approver, given.decision) == ("bob", "approve")
+
+
+@pytest.mark.parametrize(
+    ("by", "reason"),
+    [
+        ("\u0441iso", "WAF blocks the exploit"),  # a Cyrillic look-alike letter
+        ("ciso\u200b", "WAF blocks the exploit"),
+        ("ciso", "  "),
+    ],
+)
+def test_a_bad_risk_acceptance_is_refused_before_anything_is_written(
+    tmp_path, start_agent, by, reason
+):
+    """It was refused by the first instance that needed it, after the run had
+    recorded its request (and the rollbacks of the instances before that one)."""
+    world = build_world(tmp_path, start_agent, [("a1", "auto", None)])
+    compile_and_deploy(requested_by="ops", strategy=FAST)  # r1: 1.1.0
+    world.publish("api", "1.2.0")
+    world.publish("web", "1.2.0")
+    compile_and_deploy(requested_by="ops", strategy=FAST)  # r2: 1.2.0
+    world.data["advisories"] = [
+        {
+            "id": "FLEET-2026-0009",
+            "component": "api",
+            "severity": "critical",
+            "published_at": isoformat(datetime.now(UTC) - timedelta(hours=1)),
+            "ranges": [
+                {"type": "ECOSYSTEM", "events": [{"introduced": "1.1.0"}, {"fixed": "1.2.0"}]}
+            ],
+        }
+    ]
+    world.apply()
+    before = [(e.seq, e.action) for e in audit.events()]
+    acceptance = RiskAcceptanceInput(
+        by=by, reason=reason, until=datetime.now(UTC) + timedelta(days=1)
+    )
+    with pytest.raises(InputError, match="Invalid risk acceptance"):
+        rollback(
+            instances=["a1"], reason="try the old one", risk_acceptance=acceptance, strategy=FAST
+        )
+    assert [(e.seq, e.action) for e in audit.events()] == before
+    assert len(manifests.history("a1")) == 2
+    assert world.running("a1") == V12
