@@ -296,3 +296,21 @@ def test_a_version_yanked_or_pinned_out_while_it_waits_makes_the_approval_stale(
     }
     assert "web 1.1.0 is yanked (breaks SSO)" in errors["m1"]
     assert "api 1.1.0 is excluded by instance:m2 pin api<1.1" in errors["m2"]
+
+
+def test_a_name_that_mixes_scripts_once_case_folded_is_refused_and_the_run_waits(
+    tmp_path, start_agent
+):
+    """`bob` + U+0345 passed the check of the form's name, and then comparing it
+    with the requester raised: the run failed instead of recording a refusal."""
+    world = build_world(tmp_path, start_agent, [("m1", "manual", None)], approvals_required=1)
+    thread, box = run_in_thread(compile_and_deploy, requested_by="alice", strategy=FAST)
+    run_id = paused_run("compile-and-deploy")
+
+    resume_flow_run(run_id, run_input={"approver": "bob\u0345"})
+    paused_for(run_id, 2)
+    assert world.applies("m1") == [] and approvals.given(run_id) == []
+    [refused] = refusals(run_id)
+    assert "GREEK SMALL LETTER IOTA is Greek, mixed with Latin" in refused["reason"]
+    resume_flow_run(run_id, run_input={"approver": "bob"})
+    assert finish(thread, box)["outcomes"] == {"m1": "succeeded"}
