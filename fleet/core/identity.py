@@ -13,7 +13,8 @@ characters (Cc), format characters (Cf: zero-width space and joiners, bidi
 marks, the byte order mark), surrogates (Cs), private-use (Co) and
 unassigned (Cn) code points, line and paragraph separators, and the other
 default-ignorable code points (variation selectors, Hangul fillers, the
-combining grapheme joiner, ...), which render as nothing. `alice` followed
+combining grapheme joiner, ...) and the blank braille pattern, which render as
+nothing. `alice` followed
 by a zero-width space is not a new person: it is refused.
 
 Also refused: a name whose letters mix scripts, such as `аlice` with a
@@ -66,7 +67,7 @@ _REFUSED_CATEGORIES = {
 }
 
 # Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt)
-# that are not already format characters: they render as nothing.
+# that are not already format characters, and one blank: they render as nothing.
 _IGNORABLE = (
     (0x034F, 0x034F),  # combining grapheme joiner
     (0x115F, 0x1160),  # Hangul choseong and jungseong fillers
@@ -78,6 +79,9 @@ _IGNORABLE = (
     (0xFFF0, 0xFFF8),
     (0x1D173, 0x1D17A),  # musical symbol format controls
     (0xE0000, 0xE0FFF),  # tags and variation selectors supplement
+    # Not default-ignorable, but drawn as nothing all the same: the blank braille
+    # pattern (`alice` followed by it looks like `alice `, yet is not trimmed).
+    (0x2800, 0x2800),
 )
 
 

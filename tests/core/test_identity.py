@@ -82,6 +82,8 @@ def test_different_people(a, b):
         ("alice\u034f", "U+034F"),  # combining grapheme joiner
         ("\u3164", "U+3164"),  # Hangul filler, looks like nothing
         ("alice\uffa0", "U+FFA0"),  # half-width Hangul filler
+        ("alice\u2800", "U+2800 is an invisible character"),  # blank braille pattern
+        ("\u2800alice", "U+2800"),
         ("alice\U000e0041", "U+E0041"),  # tag letter
         ("x" * (MAX_IDENTITY_LENGTH + 1), "201 characters"),
         ("x" * 10_000_000, "10000000 characters"),
