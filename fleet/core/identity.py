@@ -14,8 +14,8 @@ marks, the byte order mark), surrogates (Cs), private-use (Co) and
 unassigned (Cn) code points, line and paragraph separators, and the other
 default-ignorable code points (variation selectors, Hangul fillers, the
 combining grapheme joiner, ...) and the blank braille pattern, which render as
-nothing. `alice` followed
-by a zero-width space is not a new person: it is refused.
+nothing. `alice` followed by a zero-width space is not a new person: it is
+refused.
 
 Also refused: a name whose letters mix scripts, such as `аlice` with a
 Cyrillic `а`, which looks like `alice` and is someone else to every
