@@ -242,8 +242,8 @@ backend prefect-api
 """
 
 
-def haproxy_servers(config: StackConfig) -> dict[str, str]:
-    """The load balancer's view: API server name -> UP, DOWN, ... ({} when unreachable)."""
+def haproxy_stats(config: StackConfig) -> list[dict[str, str]]:
+    """HAProxy's `show stat`: one row per frontend, backend and server ([] when unreachable)."""
     sock = config.work / "haproxy.sock"
     try:
         with socket.socket(socket.AF_UNIX) as s:
@@ -254,17 +254,21 @@ def haproxy_servers(config: StackConfig) -> dict[str, str]:
             while chunk := s.recv(65536):
                 data += chunk
     except OSError:
-        return {}
+        return []
     lines = data.decode(errors="replace").splitlines()
     if not lines or not lines[0].startswith("# "):
-        return {}
+        return []
     header = lines[0][2:].split(",")
-    out = {}
-    for line in lines[1:]:
-        row = dict(zip(header, line.split(","), strict=False))
-        if row.get("pxname") == "prefect-api" and row.get("svname", "").startswith("api-"):
-            out[row["svname"]] = row.get("status", "")
-    return out
+    return [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+
+
+def haproxy_servers(config: StackConfig) -> dict[str, str]:
+    """The load balancer's view: API server name -> UP, DOWN, ... ({} when unreachable)."""
+    return {
+        row["svname"]: row.get("status", "")
+        for row in haproxy_stats(config)
+        if row.get("pxname") == "prefect-api" and row.get("svname", "").startswith("api-")
+    }
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -23,6 +23,17 @@ V11 = {"api": "1.1.0", "web": "1.1.0"}
 V12 = {"api": "1.2.0", "web": "1.2.0"}
 
 
+def critical_in_1_1() -> dict[str, object]:
+    """A critical advisory, published an hour ago, on api 1.1.x (fixed in 1.2.0)."""
+    return {
+        "id": "FLEET-2026-0009",
+        "component": "api",
+        "severity": "critical",
+        "published_at": isoformat(datetime.now(UTC) - timedelta(hours=1)),
+        "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "1.1.0"}, {"fixed": "1.2.0"}]}],
+    }
+
+
 def test_rollback_to_a_time_restores_that_manifest_and_holds_the_security_floor(
     tmp_path, start_agent
 ):
@@ -49,17 +60,7 @@ def test_rollback_to_a_time_restores_that_manifest_and_holds_the_security_floor(
     assert requests[0].details["reason"] == "1.2 breaks logins"
 
     compile_and_deploy(requested_by="ops", strategy=FAST)  # r4: 1.2.0 again
-    world.data["advisories"] = [
-        {
-            "id": "FLEET-2026-0009",
-            "component": "api",
-            "severity": "critical",
-            "published_at": isoformat(datetime.now(UTC) - timedelta(hours=1)),
-            "ranges": [
-                {"type": "ECOSYSTEM", "events": [{"introduced": "1.1.0"}, {"fixed": "1.2.0"}]}
-            ],
-        }
-    ]
+    world.data["advisories"] = [critical_in_1_1()]
     world.apply()
     with pytest.raises(RollbackRefused, match="FLEET-2026-0009"):
         rollback(instances=["a1"], reason="try the old one", strategy=FAST)
@@ -134,17 +135,7 @@ def test_a_bad_risk_acceptance_is_refused_before_anything_is_written(
     world.publish("api", "1.2.0")
     world.publish("web", "1.2.0")
     compile_and_deploy(requested_by="ops", strategy=FAST)  # r2: 1.2.0
-    world.data["advisories"] = [
-        {
-            "id": "FLEET-2026-0009",
-            "component": "api",
-            "severity": "critical",
-            "published_at": isoformat(datetime.now(UTC) - timedelta(hours=1)),
-            "ranges": [
-                {"type": "ECOSYSTEM", "events": [{"introduced": "1.1.0"}, {"fixed": "1.2.0"}]}
-            ],
-        }
-    ]
+    world.data["advisories"] = [critical_in_1_1()]
     world.apply()
     before = [(e.seq, e.action) for e in audit.events()]
     acceptance = RiskAcceptanceInput(

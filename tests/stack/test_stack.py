@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.stack import haproxy_servers
+from deployments.stack import haproxy_servers, haproxy_stats
 from tests.e2e.stack import ROOT
 from tests.stack.conftest import AGENTS, FINAL, INSTANCES, MANUAL, RunningStack
 
@@ -54,24 +54,12 @@ def test_one_command_brings_up_every_part(stack: RunningStack) -> None:
     print(f"\nstack up in {stack.up_seconds:.1f} s; {line}")
 
 
-def _compressed_bytes(sock: Path) -> int:
+def _compressed_bytes(stack: RunningStack) -> int:
     """The bytes HAProxy's backend has compressed so far (its `comp_in` counter)."""
-    import socket
-
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(2)
-        s.connect(str(sock))
-        s.sendall(b"show stat\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    lines = data.decode().splitlines()
-    header = lines[0][2:].split(",")
-    for line in lines[1:]:
-        row = dict(zip(header, line.split(","), strict=False))
+    for row in haproxy_stats(stack.config):
         if row.get("pxname") == "prefect-api" and row.get("svname") == "BACKEND":
             return int(row["comp_in"] or 0)
-    raise AssertionError(f"no backend prefect-api in HAProxy's stats: {lines[:3]}")
+    raise AssertionError("no backend prefect-api in HAProxy's stats")
 
 
 def test_the_load_balancer_compresses_and_the_ui_bundles_are_kept(stack: RunningStack) -> None:
@@ -89,12 +77,12 @@ def test_the_load_balancer_compresses_and_the_ui_bundles_are_kept(stack: Running
     assert "immutable" not in page.headers.get("cache-control", "")  # the page itself may change
     bundle = re.search(r'src="(/assets/[^"]+\.js)"', page.text)
     assert bundle is not None, page.text[:500]
-    compressed_before = _compressed_bytes(c.work / "haproxy.sock")
+    compressed_before = _compressed_bytes(stack)
     asset = httpx.get(f"{c.prefect_url}{bundle.group(1)}", headers=gzip, timeout=30)
     assert asset.status_code == 200
     assert asset.headers.get("content-encoding") == "gzip"
     # HAProxy compressed it, so the server sent it plain: the server was not asked for gzip.
-    assert _compressed_bytes(c.work / "haproxy.sock") - compressed_before >= len(asset.content)
+    assert _compressed_bytes(stack) - compressed_before >= len(asset.content)
     assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
     api = httpx.post(f"{c.prefect_url}/api/deployments/filter", json={}, headers=gzip, timeout=30)
     assert api.status_code == 200 and api.json()
