@@ -184,15 +184,19 @@ def check_identity(name: object, *, kind: str = "name") -> str:
     ...     print(exc)
     Invalid actor: 'аlice' (U+0430 CYRILLIC SMALL LETTER A is Cyrillic, mixed with Latin)
     """
+    return _checked(name, kind)[0]
+
+
+def _checked(name: object, kind: str) -> tuple[str, str]:
+    """`name` trimmed and the form it is compared in, when both can be a name."""
     if not isinstance(name, str):
         raise _refuse(name, kind, "not text")
     if len(name) > _MAX_GIVEN:  # before looking at each character of a huge value
         raise _refuse(name[:40] + "...", kind, f"{len(name)} characters")
     trimmed = name.strip()
-    for char in trimmed:
-        why = _why_refused(char)
-        if why is not None:
-            raise _refuse(name, kind, f"U+{ord(char):04X} is {why}")
+    why = _refused_character(trimmed)
+    if why is not None:
+        raise _refuse(name, kind, why)
     if not trimmed:
         raise _refuse(name, kind, "empty")
     if len(trimmed) > MAX_IDENTITY_LENGTH:
@@ -202,30 +206,27 @@ def check_identity(name: object, *, kind: str = "name") -> str:
     why = _mixed_scripts(trimmed)
     if why is not None:
         raise _refuse(name, kind, why)
-    _check_folded(name, _folded(trimmed), kind)
-    return trimmed
-
-
-def _folded(name: str) -> str:
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
-
-
-def _check_folded(name: str, folded: str, kind: str) -> None:
-    """Refuse `name` when the form it is compared in would be refused: NFKC can turn
-    a visible character into one refused above (the half-width Hangul filler into
-    the Hangul jungseong filler), and case folding a combining mark into a letter
-    (U+0345 COMBINING GREEK YPOGEGRAMMENI into a Greek iota). Its length is not
-    limited: the folded form is never stored, and folding lengthens (`ß` is `ss`,
-    U+FDFA is 18 characters)."""
+    # The form names are compared in is held to the same rule: NFKC can turn a
+    # visible character into one refused above (the half-width Hangul filler into
+    # the Hangul jungseong filler), and case folding a combining mark into a letter
+    # (U+0345 COMBINING GREEK YPOGEGRAMMENI into a Greek iota). Its length is not
+    # limited: it is never stored, and folding lengthens (`ß` is `ss`, U+FDFA is 18
+    # characters).
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", trimmed).casefold())
     if not folded.strip():
         raise _refuse(name, kind, "empty, once case-folded")
-    for char in folded:
-        why = _why_refused(char)
-        if why is not None:
-            raise _refuse(name, kind, f"U+{ord(char):04X} is {why}, once case-folded")
-    why = _mixed_scripts(folded)
+    why = _refused_character(folded) or _mixed_scripts(folded)
     if why is not None:
         raise _refuse(name, kind, f"{why}, once case-folded")
+    return trimmed, folded
+
+
+def _refused_character(text: str) -> str | None:
+    for char in text:
+        why = _why_refused(char)
+        if why is not None:
+            return f"U+{ord(char):04X} is {why}"
+    return None
 
 
 def identity_key(name: str, *, kind: str = "name") -> str:
@@ -237,8 +238,8 @@ def identity_key(name: str, *, kind: str = "name") -> str:
     >>> identity_key("ＣＡＲＯＬ") == identity_key("carol")
     True
     """
-    # check_identity has checked the folded form too: a name it accepts has a key.
-    return " ".join(_folded(check_identity(name, kind=kind)).split())
+    # The folded form is checked with the name: a name check_identity accepts has a key.
+    return " ".join(_checked(name, kind)[1].split())
 
 
 def same_person(a: str, b: str) -> bool:
