@@ -5,11 +5,15 @@ Per backend (a temporary SQLite file, a temporary PostgreSQL database on
 instances whose new revisions are stored, then, per instance, what a deploy
 writes and reads around its apply: its lock taken with its records read and
 its record opened (`LockKeeper.hold(then=rollouts.begin_in)`), then its end
-recorded with its lock released (`record_finished(release=True)`). Prints the
-process CPU and the statements per instance. The scale-out section of
-docs/benchmarks.md quotes it.
+recorded with its lock released (`record_finished(release=True)`). With
+chunks of more than one, as a deploy task records a chunk: the chunk's locks
+taken and records opened in one transaction (`LockKeeper.hold_many(then=
+rollouts.begin_many_in)`), their ends recorded in one (`record_ended`).
+Prints the process CPU and the statements per instance. The scale-out section
+of docs/benchmarks.md quotes it.
 
-    .venv/bin/python bench/records.py [--instances 600] [--threads 1,16] [--backend both]
+    .venv/bin/python bench/records.py [--instances 600] [--threads 1,16] [--chunks 1,50]
+                                      [--backend both]
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def _version(component: str, version: str) -> dict[str, Any]:
     }
 
 
-def one_run(url: str, count: int, threads: int) -> dict[str, float]:
+def one_run(url: str, count: int, threads: int, chunk: int = 1) -> dict[str, float]:
     from sqlalchemy import Connection, event
 
     from fleet.core.fleetfile import VersionEntry, parse_fleet_data
@@ -78,6 +82,20 @@ def one_run(url: str, count: int, threads: int) -> dict[str, float]:
     keeper = locks.keeper()
     run = str(uuid.uuid4())
 
+    def deploy_chunk(chunk: list[DeploySpec]) -> None:
+        def begin(session: Connection, taken: list[str]) -> dict[str, UnderLock]:
+            return rollouts.begin_many_in(
+                session, chunk, flow_run_id=run, actor="bench", starting=set(taken)
+            )
+
+        names = [spec.instance for spec in chunk]
+        with keeper.hold_many(names, run=run, then=begin) as held:
+            assert all(isinstance(h.then, UnderLock) and h.then.started for h in held.values())
+            ends = [(spec, "succeeded", None) for spec in chunk]
+            rollouts.record_ended(ends, flow_run_id=run, actor="bench", release=True)
+            for holding in held.values():
+                holding.released = True
+
     def deploy(spec: DeploySpec) -> None:
         def begin(session: Connection) -> UnderLock:
             return rollouts.begin_in(session, spec, flow_run_id=run, actor="bench", start=True)
@@ -91,7 +109,12 @@ def one_run(url: str, count: int, threads: int) -> dict[str, float]:
 
     before, started = os.times(), time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(deploy, specs))
+        if chunk == 1:
+            list(pool.map(deploy, specs))
+        else:
+            list(
+                pool.map(deploy_chunk, [specs[i : i + chunk] for i in range(0, len(specs), chunk)])
+            )
     after, wall = os.times(), time.perf_counter() - started
     dispose_engines()
     n = len(specs)
@@ -103,9 +126,9 @@ def one_run(url: str, count: int, threads: int) -> dict[str, float]:
     }
 
 
-def in_fresh_process(backend: str, count: int, threads: int) -> dict[str, float]:
+def in_fresh_process(backend: str, count: int, threads: int, chunk: int) -> dict[str, float]:
     argv = [sys.executable, __file__, "--one", backend, "--instances", str(count)]
-    argv += ["--threads", str(threads)]
+    argv += ["--threads", str(threads), "--chunks", str(chunk)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -115,12 +138,17 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=600)
     parser.add_argument("--threads", default="1,16")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--chunks", default="1,50", help="instances recorded together (a deploy task's chunk)"
+    )
     parser.add_argument("--one", choices=["sqlite", "postgresql"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory(prefix="fleet-bench-records-") as tmp:
             if args.one == "sqlite":
-                result = one_run(f"sqlite:///{tmp}/fleet.db", args.instances, int(args.threads))
+                result = one_run(
+                    f"sqlite:///{tmp}/fleet.db", args.instances, int(args.threads), int(args.chunks)
+                )
             else:
                 from sqlalchemy import create_engine, text
 
@@ -130,7 +158,7 @@ def main() -> int:
                     conn.execute(text(f"CREATE DATABASE {name}"))
                 try:
                     url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-                    result = one_run(url, args.instances, int(args.threads))
+                    result = one_run(url, args.instances, int(args.threads), int(args.chunks))
                 finally:
                     with admin.connect() as conn:
                         conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -140,12 +168,14 @@ def main() -> int:
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
         for threads in (int(t) for t in args.threads.split(",")):
-            r = in_fresh_process(backend, args.instances, threads)
-            print(
-                f"{backend:10} {threads:2} threads: {r['cpu_ms']:.2f} ms CPU, "
-                f"{r['wall_ms']:.2f} ms wall, {r['statements']:.0f} statements per instance "
-                f"({r['instances']:.0f} instances)"
-            )
+            for chunk in (int(c) for c in args.chunks.split(",")):
+                r = in_fresh_process(backend, args.instances, threads, chunk)
+                print(
+                    f"{backend:10} {threads:2} threads, chunks of {chunk:2}: "
+                    f"{r['cpu_ms']:.2f} ms CPU, "
+                    f"{r['wall_ms']:.2f} ms wall, {r['statements']:.0f} statements per instance "
+                    f"({r['instances']:.0f} instances)"
+                )
     return 0
 
 

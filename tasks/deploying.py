@@ -30,7 +30,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -205,7 +205,11 @@ def _deploy_locked(
     run_id: str,
     retries: int,
     delay: float,
+    ended: Callable[..., None] | None = None,
 ) -> InstanceOutcome:
+    """Everything a deploy does under its lock. `ended(outcome, error=...)`, when
+    given, records how the apply ended (with the lock's release) instead of a
+    transaction of its own: a chunk records its ends together."""
     logger = get_run_logger()
     seen = holding.then
     assert isinstance(seen, UnderLock)
@@ -213,7 +217,7 @@ def _deploy_locked(
         # This run finished this instance before (a resumed run re-executes).
         return InstanceOutcome(spec.instance, spec.revision, seen.outcome, "recorded earlier")
     close = partial(_close, spec, actor=actor, run_id=run_id, holding=holding)
-    finish = partial(_finish, spec, actor=actor, run_id=run_id, holding=holding)
+    finish = ended or partial(_finish, spec, actor=actor, run_id=run_id, holding=holding)
     if target_block is None:
         for orphan in seen.orphans:
             settle(orphan, None, flow_run_id=run_id)
@@ -297,6 +301,52 @@ def chunk_label(specs: Sequence[DeploySpec]) -> str:
     return f"{specs[0].instance} … {specs[-1].instance} ({len(specs)} instances)"
 
 
+class _Ends:
+    """How a chunk's deploys ended, recorded together with their locks' release:
+    one transaction for the chunk, not one per instance. Until then each
+    instance stays locked, and a run killed meanwhile leaves its records open
+    for recovery, which reads what the instance runs (as for any killed deploy)."""
+
+    def __init__(self, *, actor: str, run_id: str) -> None:
+        self.actor = actor
+        self.run_id = run_id
+        self.pending: list[tuple[DeploySpec, str, str | None, Holding]] = []
+
+    def add(
+        self, spec: DeploySpec, holding: Holding, outcome: str, error: str | None = None
+    ) -> None:
+        self.pending.append((spec, outcome, error, holding))
+
+    def record(self) -> None:
+        """Record the pending ends; should one be refused (its record was closed by
+        another run: its lease ran out), each is recorded alone, the refused one
+        reported."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        ends = [(spec, outcome, error) for spec, outcome, error, _ in pending]
+        try:
+            rollouts.record_ended(ends, flow_run_id=self.run_id, actor=self.actor, release=True)
+        except FleetError:
+            for spec, outcome, error, holding in pending:
+                try:
+                    _finish(
+                        spec,
+                        outcome,
+                        actor=self.actor,
+                        run_id=self.run_id,
+                        error=error,
+                        holding=holding,
+                    )
+                except FleetError as exc:
+                    get_run_logger().warning(
+                        "%s r%s: %s not recorded: %s", spec.instance, spec.revision, outcome, exc
+                    )
+            return
+        for *_, holding in pending:
+            holding.released = True
+
+
 @task(name="deploy instances", task_run_name="deploy {label}", cache_policy=NO_CACHE)
 def deploy_instances(
     specs: list[DeploySpec],
@@ -310,25 +360,25 @@ def deploy_instances(
 ) -> list[InstanceOutcome]:
     """Deploy `specs` one after another, each through its target block.
 
-    Each outcome is counted by the run's watch as it ends, so a halt stops the
-    rest of the chunk at once; an instance whose deploy raised is recorded
+    The chunk's free locks are taken together, with its records opened in the
+    same transaction (`LockKeeper.hold_many`, `rollouts.begin_many_in`), and the
+    ends of its applies recorded together at the end (`_Ends`). An instance
+    another run holds is deployed last, waiting for its lock alone with no other
+    held. Each outcome is counted by the run's watch as it ends, so a halt stops
+    the rest of the chunk at once; an instance whose deploy raised is recorded
     `failed` and the chunk goes on.
     """
     run_id = str(flow_run.id)
     logger = get_run_logger()
     watching = _WATCHES.get(run_id)
-    outcomes = []
-    for spec, block in zip(specs, target_blocks, strict=True):
+    outcomes: dict[str, InstanceOutcome] = {}
+
+    def halted() -> bool:
+        return watching is not None and watching.halt.is_set()
+
+    def ended(spec: DeploySpec, run: Callable[[], InstanceOutcome]) -> None:
         try:
-            outcome = deploy(
-                spec,
-                block,
-                actor=actor,
-                run_id=run_id,
-                retries=retries,
-                retry_delay=retry_delay,
-                lock_timeout=lock_timeout,
-            )
+            outcome = run()
         except Exception as exc:  # this instance failed; the chunk's others go on
             error = f"{type(exc).__name__}: {exc}"
             logger.error("%s r%s: %s", spec.instance, spec.revision, error)
@@ -338,8 +388,70 @@ def deploy_instances(
         logger.info("%s r%s: %s%s", spec.instance, spec.revision, outcome.outcome, said)
         if watching is not None and watching.count is not None:
             watching.count(outcome)
-        outcomes.append(outcome)
-    return outcomes
+        outcomes[spec.instance] = outcome
+
+    starting = {
+        spec.instance
+        for spec, block in zip(specs, target_blocks, strict=True)
+        if block is not None and not spec.approved
+    }
+
+    def begin(session: Connection, taken: list[str]) -> Mapping[str, UnderLock]:
+        names = set(taken)
+        chunk = [spec for spec in specs if spec.instance in names]
+        return rollouts.begin_many_in(
+            session, chunk, flow_run_id=run_id, actor=actor, starting=starting
+        )
+
+    ends = _Ends(actor=actor, run_id=run_id)
+    wanted = [] if halted() else [spec.instance for spec in specs]
+    with locks.keeper().hold_many(wanted, run=run_id, then=begin) as held:
+        try:
+            for spec, block in zip(specs, target_blocks, strict=True):
+                holding = held.get(spec.instance)
+                if holding is not None:
+                    chunked = partial(_held, spec, block, holding, ends, actor=actor, run_id=run_id)
+                    ended(spec, partial(chunked, retries=retries, delay=retry_delay))
+        finally:
+            ends.record()
+    for spec, block in zip(specs, target_blocks, strict=True):
+        if spec.instance not in outcomes:  # its lock was not free: wait for it alone
+            alone = partial(deploy, spec, block, actor=actor, run_id=run_id, retries=retries)
+            ended(spec, partial(alone, retry_delay=retry_delay, lock_timeout=lock_timeout))
+    return [outcomes[spec.instance] for spec in specs]
+
+
+def _held(
+    spec: DeploySpec,
+    block: TargetBlock | None,
+    holding: Holding,
+    ends: _Ends,
+    *,
+    actor: str,
+    run_id: str,
+    retries: int,
+    delay: float,
+) -> InstanceOutcome:
+    """One deploy of a chunk, its lock taken with the chunk's (`deploy_instances`)."""
+    watching = _WATCHES.get(run_id)
+    seen = holding.then
+    assert isinstance(seen, UnderLock)
+    if watching is not None and watching.halt.is_set():
+        # Failures passed the threshold while the chunk deployed others.
+        if seen.started:
+            ends.add(spec, holding, "halted", "rollout halted")
+            return InstanceOutcome(spec.instance, spec.revision, "halted", "rollout halted")
+        return _close(spec, "halted", actor=actor, run_id=run_id, error="rollout halted")
+    return _deploy_locked(
+        spec,
+        block,
+        holding,
+        actor=actor,
+        run_id=run_id,
+        retries=retries,
+        delay=delay,
+        ended=partial(ends.add, spec, holding),
+    )
 
 
 @task(name="record outcome", cache_policy=NO_CACHE)

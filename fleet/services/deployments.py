@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, tuple_, update
 
 from fleet.core.approvals import may_approve
 from fleet.core.durations import isoformat
@@ -38,10 +38,13 @@ __all__ = [
     "deployments_of",
     "finish_deployment",
     "finish_in",
+    "finish_many_in",
     "outcome_in",
+    "outcomes_in",
     "record_approval",
     "start_deployment",
     "start_in",
+    "start_many_in",
 ]
 
 APPROVAL_DECISIONS = ("approve", "reject", "waived")
@@ -133,15 +136,22 @@ def approval_of(row: Row[Any]) -> Approval:
 _REVISION_ID = select(MANIFEST.c.id).where(
     (MANIFEST.c.instance == bindparam("instance")) & (MANIFEST.c.number == bindparam("number"))
 )
+_REVISIONS_AT = select(MANIFEST.c.instance, MANIFEST.c.number).where(
+    tuple_(MANIFEST.c.instance, MANIFEST.c.number).in_(bindparam("pairs", expanding=True))
+)
 _OUTCOME = select(DEPLOYMENT.c.outcome).where(
     (DEPLOYMENT.c.instance == bindparam("instance"))
     & (DEPLOYMENT.c.flow_run_id == bindparam("run"))
 )
-# Closes the run's open record on the instance, saying which revision it was.
+_OUTCOMES = select(DEPLOYMENT.c.instance, DEPLOYMENT.c.outcome).where(
+    DEPLOYMENT.c.instance.in_(bindparam("instances", expanding=True))
+    & (DEPLOYMENT.c.flow_run_id == bindparam("run"))
+)
+# Closes the run's open records on the instances, saying which revision each was.
 _FINISH = (
     update(DEPLOYMENT)
     .where(
-        (DEPLOYMENT.c.instance == bindparam("of_instance"))
+        DEPLOYMENT.c.instance.in_(bindparam("of_instances", expanding=True))
         & (DEPLOYMENT.c.flow_run_id == bindparam("of_run"))
         & DEPLOYMENT.c.finished_at.is_(None)
     )
@@ -150,7 +160,7 @@ _FINISH = (
         outcome=bindparam("result"),
         error=bindparam("why"),
     )
-    .returning(DEPLOYMENT.c.manifest_number)
+    .returning(DEPLOYMENT.c.instance, DEPLOYMENT.c.manifest_number)
 )
 
 
@@ -193,15 +203,50 @@ def start_in(
     `unrecorded`: the caller has read, in this transaction and under the write
     lock, that the run has no record on the instance (the check is not run twice).
     """
-    _require_revision(session, instance, manifest_number)
-    if not unrecorded and outcome_in(session, instance, flow_run_id) is not None:
-        raise ConflictError(f"{instance} already has a deployment record for run {flow_run_id}")
+    return start_many_in(
+        session,
+        [(instance, manifest_number)],
+        flow_run_id=flow_run_id,
+        actor=actor,
+        now=now,
+        unrecorded=unrecorded,
+    )
+
+
+def start_many_in(
+    session: Connection,
+    starts: Sequence[tuple[str, int]],
+    *,
+    flow_run_id: str,
+    actor: str,
+    now: datetime,
+    unrecorded: bool = False,
+) -> list[Entry]:
+    """`start_in` for several (instance, revision) pairs at once, in a few
+    statements whatever their number; the audit entries in their order."""
+    if not starts:
+        return []
+    names = [instance for instance, _ in starts]
+    if len(set(names)) != len(names):
+        raise ConflictError(f"Two deployment records of one instance for run {flow_run_id}")
+    rows = session.execute(_REVISIONS_AT, {"pairs": list(starts)})
+    found = {(r.instance, r.number) for r in rows}
+    for instance, number in starts:
+        if (instance, number) not in found:
+            raise NotFoundError(f"Unknown manifest revision: {instance!r} revision {number}")
+    if not unrecorded:
+        recorded = outcomes_in(session, names, flow_run_id)
+        for instance in names:
+            if instance in recorded:
+                raise ConflictError(
+                    f"{instance} already has a deployment record for run {flow_run_id}"
+                )
     session.execute(
         insert_into(DEPLOYMENT),
         [
             {
                 "instance": instance,
-                "manifest_number": manifest_number,
+                "manifest_number": number,
                 "flow_run_id": flow_run_id,
                 "started_by": actor,
                 "started_at": now,
@@ -209,15 +254,27 @@ def start_in(
                 "outcome": "running",
                 "error": None,
             }
+            for instance, number in starts
         ],
     )
-    return [Entry("deployment.start", f"instance:{instance}", {"revision": manifest_number})]
+    return [
+        Entry("deployment.start", f"instance:{instance}", {"revision": number})
+        for instance, number in starts
+    ]
 
 
 def outcome_in(session: Connection, instance: str, flow_run_id: str) -> str | None:
     """The outcome recorded for this run on this instance (`running` while under way)."""
     row = session.execute(_OUTCOME, {"instance": instance, "run": flow_run_id}).first()
     return None if row is None else str(row.outcome)
+
+
+def outcomes_in(session: Connection, instances: Sequence[str], flow_run_id: str) -> dict[str, str]:
+    """`outcome_in` of several instances in one read: those the run has a record on."""
+    if not instances:
+        return {}
+    rows = session.execute(_OUTCOMES, {"instances": list(instances), "run": flow_run_id})
+    return {str(r.instance): str(r.outcome) for r in rows}
 
 
 def finish_deployment(
@@ -249,19 +306,48 @@ def finish_in(
     now: datetime,
 ) -> list[Entry]:
     """`finish_deployment` inside the caller's transaction; returns the audit entries."""
-    if outcome not in OUTCOMES:
-        raise InputError(f"Invalid deployment outcome: {outcome!r} (one of {', '.join(OUTCOMES)})")
-    closed = session.execute(
-        _FINISH,
-        {
-            "of_instance": instance,
-            "of_run": flow_run_id,
-            "ended": now,
-            "result": outcome,
-            "why": error,
-        },
-    ).first()
-    if closed is None:  # no open record: say which way
+    return finish_many_in(session, [(instance, outcome, error)], flow_run_id=flow_run_id, now=now)
+
+
+def finish_many_in(
+    session: Connection,
+    ends: Sequence[tuple[str, str, str | None]],
+    *,
+    flow_run_id: str,
+    now: datetime,
+) -> list[Entry]:
+    """Close the run's open records of several instances, each (instance, outcome,
+    error): one statement per distinct outcome and error, so a chunk that went
+    well is closed in one. The audit entries in their order; nothing is closed
+    when one record is missing or closed already (the error names it)."""
+    for _, outcome, _ in ends:
+        if outcome not in OUTCOMES:
+            raise InputError(
+                f"Invalid deployment outcome: {outcome!r} (one of {', '.join(OUTCOMES)})"
+            )
+    names = [instance for instance, _, _ in ends]
+    if len(set(names)) != len(names):
+        raise ConflictError(f"One instance's record closed twice for run {flow_run_id}")
+    alike: dict[tuple[str, str | None], list[str]] = {}
+    for instance, outcome, error in ends:
+        alike.setdefault((outcome, error), []).append(instance)
+    closed: dict[str, int] = {}
+    for (outcome, error), instances in alike.items():
+        rows = session.execute(
+            _FINISH,
+            {
+                "of_instances": instances,
+                "of_run": flow_run_id,
+                "ended": now,
+                "result": outcome,
+                "why": error,
+            },
+        )
+        closed.update({str(r.instance): int(r.manifest_number) for r in rows})
+    for instance in names:
+        if instance in closed:
+            continue
+        # No open record: say which way.
         row = session.execute(DEPLOYMENT_OF_RUN, {"instance": instance, "run": flow_run_id}).first()
         if row is None:
             raise NotFoundError(f"No deployment record of {instance!r} for run {flow_run_id!r}")
@@ -270,8 +356,9 @@ def finish_in(
         Entry(
             f"deployment.{outcome}",
             f"instance:{instance}",
-            {"revision": closed.manifest_number, "error": error},
+            {"revision": closed[instance], "error": error},
         )
+        for instance, outcome, error in ends
     ]
 
 

@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,22 +41,24 @@ __all__ = [
     "lease_of",
     "release",
     "release_in",
+    "release_many_in",
     "release_run",
     "renew",
     "take",
     "take_in",
+    "take_many_in",
     "this_process",
 ]
 
 LOCK = table_of(InstanceLockRow)
 
 # Statements every deploy runs, built once (building one costs more CPU than running it).
-_LOCK_OF = select(LOCK).where(LOCK.c.instance == bindparam("instance"))
+_LOCKS_OF = select(LOCK).where(LOCK.c.instance.in_(bindparam("instances", expanding=True)))
 _NEW_LOCK = insert(LOCK)
 # Sets the columns its parameters name (the WHERE's parameter is not a column's name).
 _SET_LOCK = update(LOCK).where(LOCK.c.instance == bindparam("locked"))
 _RELEASE = delete(LOCK).where(
-    (LOCK.c.instance == bindparam("instance")) & (LOCK.c.run == bindparam("run"))
+    LOCK.c.instance.in_(bindparam("instances", expanding=True)) & (LOCK.c.run == bindparam("run"))
 )
 
 
@@ -108,31 +110,56 @@ def take_in(
     now: datetime | None = None,
 ) -> Lease:
     """`take` inside the caller's writing transaction."""
+    return take_many_in(session, [instance], run=run, holder=holder, lease=lease, now=now)[instance]
+
+
+def take_many_in(
+    session: Connection,
+    instances: Collection[str],
+    *,
+    run: str,
+    holder: str | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+    now: datetime | None = None,
+) -> dict[str, Lease]:
+    """`take_in` of several instances in one read and one insert: instance -> the
+    lease in place afterwards (`run`'s own where it took it)."""
     now = now_or_clock(now)
     holder = holder or this_process()
-    row = session.execute(_LOCK_OF, {"instance": instance}).first()
-    current = None if row is None else lease_of(row)
-    if not may_take(current, run, now):
-        assert current is not None
-        return current
-    mine = Lease(
-        instance,
-        run,
-        holder,
-        current.acquired_at if current is not None and current.run == run else now,
-        now + lease,
-    )
-    values = {
-        "run": mine.run,
-        "holder": mine.holder,
-        "acquired_at": mine.acquired_at,
-        "expires_at": mine.expires_at,
-    }
-    if row is None:
-        session.execute(_NEW_LOCK, [{"instance": instance, **values}])
-    else:
-        session.execute(_SET_LOCK, {"locked": instance, **values})
-    return mine
+    names = list(dict.fromkeys(instances))
+    if not names:
+        return {}
+    rows = {r.instance: r for r in session.execute(_LOCKS_OF, {"instances": names})}
+    out: dict[str, Lease] = {}
+    new = []
+    for instance in names:
+        row = rows.get(instance)
+        current = None if row is None else lease_of(row)
+        if not may_take(current, run, now):
+            assert current is not None
+            out[instance] = current
+            continue
+        mine = Lease(
+            instance,
+            run,
+            holder,
+            current.acquired_at if current is not None and current.run == run else now,
+            now + lease,
+        )
+        values = {
+            "run": mine.run,
+            "holder": mine.holder,
+            "acquired_at": mine.acquired_at,
+            "expires_at": mine.expires_at,
+        }
+        if row is None:
+            new.append({"instance": instance, **values})
+        else:
+            session.execute(_SET_LOCK, {"locked": instance, **values})
+        out[instance] = mine
+    if new:
+        session.execute(_NEW_LOCK, new)
+    return out
 
 
 def renew(
@@ -176,8 +203,15 @@ def release(instance: str, *, run: str, engine: Engine | None = None) -> bool:
 def release_in(session: Connection, instance: str, *, run: str) -> bool:
     """`release` inside the caller's transaction: the lock goes when it commits
     (a deploy lets go of its instance in the transaction that records its end)."""
-    gone = session.execute(_RELEASE, {"instance": instance, "run": run})
-    return bool(gone.rowcount)
+    return bool(release_many_in(session, [instance], run=run))
+
+
+def release_many_in(session: Connection, instances: Collection[str], *, run: str) -> int:
+    """`release_in` of several instances in one statement; how many `run` held."""
+    if not instances:
+        return 0
+    gone = session.execute(_RELEASE, {"instances": list(instances), "run": run})
+    return int(gone.rowcount)
 
 
 def release_run(
@@ -292,6 +326,49 @@ class LockKeeper:
                 self._held.pop(instance, None)
             if not holding.released:
                 release(instance, run=run, engine=self.engine)
+
+    @contextlib.contextmanager
+    def hold_many(
+        self,
+        instances: Collection[str],
+        *,
+        run: str,
+        then: Callable[[Connection, list[str]], Mapping[str, object]] | None = None,
+    ) -> Iterator[dict[str, Holding]]:
+        """Take, in one transaction, the locks of those of `instances` that are free
+        now (it does not wait), keep them renewed while the block runs, and
+        release those still held after it, in one statement.
+
+        Yields instance -> `Holding` for the locks taken; an instance another run
+        holds is left out (wait for it alone, with `hold`, holding no other: two
+        runs never wait for each other). `then(session, taken)` runs in the
+        transaction that takes them and answers each one's `Holding.then`.
+        """
+        names = list(dict.fromkeys(instances))
+        holdings: dict[str, Holding] = {}
+        if names:
+            with writing(self.engine) as session:
+                leases = take_many_in(session, names, run=run, holder=self.holder, lease=self.lease)
+                taken = [name for name in names if leases[name].run == run]
+                answers = then(session, taken) if then is not None and taken else {}
+            holdings = {name: Holding(leases[name], answers.get(name)) for name in taken}
+        if holdings:
+            with self._guard:
+                for name in holdings:
+                    self._held[name] = run
+                    self._lost.discard((name, run))
+                self._start()
+        try:
+            yield holdings
+        finally:
+            if holdings:
+                with self._guard:
+                    for name in holdings:
+                        self._held.pop(name, None)
+                left = [name for name, holding in holdings.items() if not holding.released]
+                if left:
+                    with unlocked_write(self.engine) as session:
+                        release_many_in(session, left, run=run)
 
     def still_held(self, instance: str, run: str) -> bool:
         """Renew now and say whether `run` still holds `instance`'s lock."""

@@ -13,7 +13,7 @@ checks it against the fleet as it is just before the deploy
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -41,8 +41,10 @@ __all__ = [
     "PreparedRollout",
     "agent_manifest",
     "begin_in",
+    "begin_many_in",
     "deployment_outcome",
     "prepare_rollout",
+    "record_ended",
     "record_finished",
     "record_started",
     "running_revision",
@@ -117,6 +119,9 @@ def agent_manifest(
 _CURRENT_REVISION = select(fleet_repo.INSTANCE.c.current_revision).where(
     fleet_repo.INSTANCE.c.name == bindparam("name")
 )
+_CURRENT_REVISIONS = select(
+    fleet_repo.INSTANCE.c.name, fleet_repo.INSTANCE.c.current_revision
+).where(fleet_repo.INSTANCE.c.name.in_(bindparam("names", expanding=True)))
 _HASH_AT = select(MANIFEST.c.hash).where(
     (MANIFEST.c.instance == bindparam("instance")) & (MANIFEST.c.number == bindparam("number"))
 )
@@ -278,17 +283,24 @@ def under_lock(
     `running_revision` of one instance, read together: three reads per deploy
     made one transaction."""
     with reading(engine) as session:
-        return _under_lock_in(session, instance, flow_run_id, now=now_or_clock(now))
+        return _under_lock_in(session, [instance], flow_run_id, now=now_or_clock(now))[instance]
 
 
 def _under_lock_in(
-    session: Connection, instance: str, flow_run_id: str, *, now: datetime
-) -> UnderLock:
-    return UnderLock(
-        deployments.outcome_in(session, instance, flow_run_id),
-        recovery.orphans_in(session, instances=[instance], except_run=flow_run_id, now=now),
-        _good(session, instance)[0],
-    )
+    session: Connection, instances: list[str], flow_run_id: str, *, now: datetime
+) -> dict[str, UnderLock]:
+    """`under_lock` of each of `instances`, in three reads whatever their number."""
+    outcomes = deployments.outcomes_in(session, instances, flow_run_id)
+    orphans: dict[str, list[Orphan]] = {}
+    left = recovery.orphans_in(session, instances=instances, except_run=flow_run_id, now=now)
+    for orphan in left:
+        orphans.setdefault(orphan.instance, []).append(orphan)
+    found = session.execute(_CURRENT_REVISIONS, {"names": instances})
+    running = {row.name: row.current_revision for row in found}
+    return {
+        name: UnderLock(outcomes.get(name), orphans.get(name, []), running.get(name))
+        for name in instances
+    }
 
 
 def begin_in(
@@ -302,21 +314,46 @@ def begin_in(
     a record of this run there already, what a dead run left open, or the
     revision already running.
     """
+    starting = {spec.instance} if start else set()
+    return begin_many_in(session, [spec], flow_run_id=flow_run_id, actor=actor, starting=starting)[
+        spec.instance
+    ]
+
+
+def begin_many_in(
+    session: Connection,
+    specs: Sequence[DeploySpec],
+    *,
+    flow_run_id: str,
+    actor: str,
+    starting: Collection[str],
+) -> dict[str, UnderLock]:
+    """`begin_in` of a chunk's specs at once (`LockKeeper.hold_many(then=...)`),
+    the instances named in `starting` started where nothing stands in the way:
+    the same reads and records in a few statements whatever the chunk's size."""
     now = now_or_clock(None)
-    seen = _under_lock_in(session, spec.instance, flow_run_id, now=now)
-    if not start or seen.outcome is not None or seen.orphans or seen.running == spec.revision:
-        return seen
-    entries = deployments.start_in(
-        session,
-        spec.instance,
-        spec.revision,
-        flow_run_id=flow_run_id,
-        actor=actor,
-        now=now,
-        unrecorded=True,  # `seen.outcome` is None, read above in this transaction
-    )
-    append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
-    return replace(seen, outcome="running", started=True)
+    seen = _under_lock_in(session, [s.instance for s in specs], flow_run_id, now=now)
+    ready = [
+        spec
+        for spec in specs
+        if spec.instance in starting
+        and seen[spec.instance].outcome is None
+        and not seen[spec.instance].orphans
+        and seen[spec.instance].running != spec.revision
+    ]
+    if ready:
+        entries = deployments.start_many_in(
+            session,
+            [(spec.instance, spec.revision) for spec in ready],
+            flow_run_id=flow_run_id,
+            actor=actor,
+            now=now,
+            unrecorded=True,  # `seen` says none has a record, read in this transaction
+        )
+        append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
+        for spec in ready:
+            seen[spec.instance] = replace(seen[spec.instance], outcome="running", started=True)
+    return seen
 
 
 def running_revision(instance: str, *, engine: Engine | None = None) -> int | None:
@@ -382,19 +419,50 @@ def record_finished(
     `release`, the run's lock on the instance goes in the same transaction:
     it is held exactly until the record is written.
     """
+    record_ended(
+        [(spec, outcome, error)],
+        flow_run_id=flow_run_id,
+        actor=actor,
+        release=release,
+        engine=engine,
+    )
+
+
+def record_ended(
+    ends: Sequence[tuple[DeploySpec, str, str | None]],
+    *,
+    flow_run_id: str,
+    actor: str,
+    release: bool = False,
+    engine: Engine | None = None,
+) -> None:
+    """`record_finished` of several deploys, each (spec, outcome, error), in one
+    transaction: all are recorded, or none (the error names the first refused)."""
+    if not ends:
+        return
     now = now_or_clock(None)
     with writing(engine) as session:
         if release:
-            locks.release_in(session, spec.instance, run=flow_run_id)
-        entries = []
-        status = _STATUS_OF_OUTCOME.get(outcome)
-        if status is not None:
-            entries += manifests.mark_in(
-                session, spec.instance, spec.revision, status, now=now, reason=error
+            locks.release_many_in(session, [spec.instance for spec, _, _ in ends], run=flow_run_id)
+        marked = []
+        for spec, outcome, error in ends:
+            status = _STATUS_OF_OUTCOME.get(outcome)
+            marked.append(
+                []
+                if status is None
+                else manifests.mark_in(
+                    session, spec.instance, spec.revision, status, now=now, reason=error
+                )
             )
-        entries += deployments.finish_in(
-            session, spec.instance, flow_run_id=flow_run_id, outcome=outcome, error=error, now=now
+        closed = deployments.finish_many_in(
+            session,
+            [(spec.instance, outcome, error) for spec, outcome, error in ends],
+            flow_run_id=flow_run_id,
+            now=now,
         )
+        entries = [
+            entry for mark, close in zip(marked, closed, strict=True) for entry in (*mark, close)
+        ]
         append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
 
 

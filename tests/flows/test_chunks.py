@@ -3,20 +3,24 @@ with per-instance records, log lines, halt and outcomes kept by Fleet."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from blocks.targets import save_host_targets
+from blocks.targets import load_target_blocks, save_host_targets
 from fleet.agent.client import AgentClient
-from fleet.services import deployments, rollouts
+from fleet.services import deployments, locks, rollouts
 from flows._rollout import Rollout, Strategy, chunk_size
 from flows.compile_and_deploy import compile_and_deploy
-from tasks.deploying import InstanceOutcome
+from tasks.deploying import InstanceOutcome, Watch, chunk_label, deploy_instances, watch
 from tasks.reporting import Progress
 from tests.flows.support import COMPONENTS, build_world
 
@@ -96,3 +100,138 @@ def test_a_big_wave_goes_in_chunks_and_a_failure_halts_the_rest_of_its_chunk(
     with AgentClient(host.url, host.token, instance="h-0002") as client:
         assert client.state().components["web"] == "1.1.0"  # never touched
     assert deployments.deployments_of("h-0002")[-1].outcome == "halted"
+
+
+# A chunk's records: its free locks taken and records opened together, its ends
+# recorded together, an instance another run holds deployed last, alone.
+
+SMALL = [f"c-{i:04d}" for i in range(1, 6)]
+
+
+@flow
+def one_chunk(
+    instances: list[str], watcher: Callable[[Watch, str], None] | None = None
+) -> list[InstanceOutcome]:
+    """`instances` deployed by one deploy task run, as a chunk of a big wave is."""
+    specs = list(rollouts.prepare_rollout(actor="ops", instances=instances).specs)
+    blocks = load_target_blocks(sorted(s.target for s in specs if s.target))
+    run_id = str(flow_run.id)
+    kept = watch(run_id)  # held here: the registry holds it weakly
+    if watcher is not None:
+        watcher(kept, run_id)
+    return deploy_instances(
+        specs,
+        [blocks.get(s.target) if s.target else None for s in specs],
+        label=chunk_label(specs),
+        actor="ops",
+        retries=0,
+        lock_timeout=90,
+    )
+
+
+@pytest.fixture
+def small(tmp_path: Path, start_agent) -> Iterator[tuple[Any, Any]]:
+    world = build_world(tmp_path, start_agent, [])
+    host = start_agent(
+        "--instance-count", str(len(SMALL)), "--instance-prefix", "c", root=tmp_path / "c"
+    )
+    save_host_targets(host.url, host.token, SMALL, timeout=30, overwrite=True)
+    for name in SMALL:
+        world.data["instances"].append(
+            {
+                "name": name,
+                "customer": name,
+                "channel": "auto",
+                "target": name,
+                "current": dict.fromkeys(COMPONENTS, "1.0.0"),
+            }
+        )
+    world.apply()
+    yield world, host
+
+
+def _runs_web(host: Any, name: str) -> str:
+    with AgentClient(host.url, host.token, instance=name) as client:
+        return str(client.state().components.get("web"))
+
+
+def _latest(name: str) -> str:
+    return deployments.deployments_of(name)[-1].outcome
+
+
+def test_a_chunk_deploys_an_instance_another_run_holds_last_holding_no_other_lock(
+    small: tuple[Any, Any],
+) -> None:
+    _, host = small
+    held_by_other = SMALL[1]
+    locks.take(held_by_other, run="another-run")
+    others = [n for n in SMALL if n != held_by_other]
+    seen: dict[str, object] = {}
+
+    def let_go() -> None:
+        # The other run lets go only once every other instance of the chunk is
+        # recorded and its lock released: a chunk that waited holding them never ends.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            mine = [lease for lease in locks.held() if lease.run != "another-run"]
+            if all(deployments.deployments_of(n) for n in others) and not mine:
+                seen["recorded"] = {n: _latest(n) for n in others}
+                seen["held"] = [lease.instance for lease in locks.held()]
+                locks.release(held_by_other, run="another-run")
+                return
+            time.sleep(0.05)
+
+    releaser = threading.Thread(target=let_go)
+    releaser.start()
+    done = one_chunk(SMALL)
+    releaser.join()
+    assert [o.instance for o in done] == SMALL  # in the chunk's order
+    assert {o.instance: o.outcome for o in done} == dict.fromkeys(SMALL, "succeeded")
+    assert seen == {"recorded": dict.fromkeys(others, "succeeded"), "held": [held_by_other]}
+    assert locks.held() == []
+    assert all(_runs_web(host, n) == "1.1.0" for n in SMALL)
+
+
+def test_a_halt_within_a_chunk_closes_the_records_it_opened_as_halted(
+    small: tuple[Any, Any],
+) -> None:
+    _, host = small
+
+    def halt_after_the_first(kept: Watch, run_id: str) -> None:
+        kept.count = lambda outcome: kept.halt.set()
+
+    done = one_chunk(SMALL, halt_after_the_first)
+    assert {o.instance: o.outcome for o in done} == {
+        SMALL[0]: "succeeded",
+        **dict.fromkeys(SMALL[1:], "halted"),
+    }
+    run_id = deployments.deployments_of(SMALL[0])[-1].flow_run_id
+    records = {d.instance: d for d in deployments.deployments_of_run(run_id)}
+    assert {n: r.outcome for n, r in records.items()} == {o.instance: o.outcome for o in done}
+    assert all(r.finished_at is not None for r in records.values())
+    assert locks.held() == []
+    # The halted ones were never touched (they run nothing yet).
+    assert [_runs_web(host, n) for n in SMALL] == ["1.1.0"] + ["None"] * (len(SMALL) - 1)
+
+
+def test_an_end_refused_at_the_chunk_s_record_is_reported_and_the_others_are_recorded(
+    small: tuple[Any, Any],
+) -> None:
+    """Its record was closed by another run meanwhile (as recovery closes one whose
+    lease ran out): the chunk's ends are then recorded one by one."""
+
+    def closed_behind_its_back(kept: Watch, run_id: str) -> None:
+        def count(outcome: InstanceOutcome) -> None:
+            if outcome.instance == SMALL[2]:
+                deployments.finish_deployment(
+                    SMALL[2], flow_run_id=run_id, outcome="interrupted", actor="recovery"
+                )
+
+        kept.count = count
+
+    done = one_chunk(SMALL, closed_behind_its_back)
+    assert {o.instance: o.outcome for o in done} == dict.fromkeys(SMALL, "succeeded")
+    run_id = deployments.deployments_of(SMALL[0])[-1].flow_run_id
+    records = {d.instance: d.outcome for d in deployments.deployments_of_run(run_id)}
+    assert records == {**dict.fromkeys(SMALL, "succeeded"), SMALL[2]: "interrupted"}
+    assert locks.held() == []
