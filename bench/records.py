@@ -173,7 +173,7 @@ def main() -> int:
                 print(
                     f"{backend:10} {threads:2} threads, chunks of {chunk:2}: "
                     f"{r['cpu_ms']:.2f} ms CPU, "
-                    f"{r['wall_ms']:.2f} ms wall, {r['statements']:.0f} statements per instance "
+                    f"{r['wall_ms']:.2f} ms wall, {r['statements']:.1f} statements per instance "
                     f"({r['instances']:.0f} instances)"
                 )
     return 0

@@ -92,12 +92,31 @@ def cpu(server_pid: int, agent_pid: int) -> dict[str, float]:
     return {party: sum(procs[p][2] for p in pids) for party, pids in parties.items()}
 
 
+# The end, in ms since the page's time origin, of its last request or main-thread
+# task over 50 ms (Chromium's long tasks, observed from the page's start).
+_LAST_ACTIVITY = """() => {
+    const ends = performance.getEntriesByType("resource")
+        .concat(performance.getEntriesByType("navigation"))
+        .map((e) => e.responseEnd)
+        .concat((window.__longTasks || []).map((t) => t.startTime + t.duration));
+    return { origin: performance.timeOrigin, last: Math.max(0, ...ends) };
+}"""
+_WATCH_LONG_TASKS = """
+window.__longTasks = [];
+new PerformanceObserver((list) => window.__longTasks.push(...list.getEntries()))
+    .observe({ type: "longtask", buffered: true });
+"""
+
+
 def ui_settle_seconds(ui_url: str, flow_run_id: str) -> dict[str, float]:
-    """Seconds until the Prefect UI's page of a flow run has settled in Chromium
-    (loaded, no request in flight for 0.5 s, and the run's state shown): `cold`,
-    in a browser with nothing cached; `warm`, the same page opened again in that
-    browser, with the UI's bundles cached as for anyone who has opened the UI before.
-    A page that has not settled within the minute counts as infinity."""
+    """Seconds until the Prefect UI's page of a flow run has settled in Chromium:
+    the end of its last request or long main-thread task, found once the page
+    has loaded, had no request in flight for 0.5 s (Playwright's `networkidle`,
+    which is that much later) and shows the run's state. `cold`, in a browser
+    with nothing cached; `warm`, the same page opened again in that browser,
+    with the UI's bundles cached as for anyone who has opened the UI before.
+    `*_idle` are the moments `networkidle` confirmed it. A page that has not
+    settled within the minute counts as infinity."""
     from playwright.sync_api import sync_playwright
 
     out: dict[str, float] = {}
@@ -105,8 +124,9 @@ def ui_settle_seconds(ui_url: str, flow_run_id: str) -> dict[str, float]:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.add_init_script(_WATCH_LONG_TASKS)
             for load in ("cold", "warm"):
-                started = time.perf_counter()
+                started = time.time()
                 try:
                     page.goto(
                         f"{ui_url}/runs/flow-run/{flow_run_id}",
@@ -114,9 +134,11 @@ def ui_settle_seconds(ui_url: str, flow_run_id: str) -> dict[str, float]:
                         timeout=60_000,
                     )
                     page.get_by_text("Completed").first.wait_for(timeout=60_000)
-                    out[load] = time.perf_counter() - started
+                    out[f"{load}_idle"] = time.time() - started
+                    seen = page.evaluate(_LAST_ACTIVITY)
+                    out[load] = (seen["origin"] + seen["last"]) / 1000 - started
                 except Exception:
-                    out[load] = float("inf")
+                    out[load] = out[f"{load}_idle"] = float("inf")
                 page.screenshot(path=str(ROOT / "test-output" / f"scale-ui-{load}.png"))
                 if load == "cold":
                     page.goto("about:blank")
@@ -254,6 +276,8 @@ def one_size(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
             },
             "ui_settle_s": settle.get("cold"),
             "ui_settle_warm_s": settle.get("warm"),
+            "ui_idle_s": settle.get("cold_idle"),
+            "ui_idle_warm_s": settle.get("warm_idle"),
         }
     finally:
         stop_all([host])
@@ -558,6 +582,8 @@ def one_size_on_stack(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
             },
             "ui_settle_s": settle.get("cold"),
             "ui_settle_warm_s": settle.get("warm"),
+            "ui_idle_s": settle.get("cold_idle"),
+            "ui_idle_warm_s": settle.get("warm_idle"),
             "idle_cpu_per_s": idle_cpu_per_s,
         }
     finally:
@@ -686,7 +712,9 @@ def _ui_text(r: dict[str, Any]) -> str:
         f"of the {r['instances']:,}-instance run settled in Chromium in {cold:.2f} s in a "
         f"browser with nothing cached ({'met' if cold < 3 else 'NOT met'}; goal: under 3 s), "
         f"and in {warm:.2f} s opened again with the UI's bundles cached "
-        f"({'met' if warm < 3 else 'NOT met'})"
+        f"({'met' if warm < 3 else 'NOT met'}): the end of its last request or long task "
+        f"(Playwright's `networkidle` confirmed it 0.5 s of quiet later, at "
+        f"{r['ui_idle_s']:.2f} and {r['ui_idle_warm_s']:.2f} s)"
     )
 
 

@@ -10,12 +10,12 @@ before a deploy does not pile up copies.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, tuple_, update
 
 from fleet.core.durations import isoformat
 from fleet.core.errors import ConflictError, InputError, NotFoundError
@@ -45,6 +45,7 @@ __all__ = [
     "history",
     "mark_in",
     "mark_manifest",
+    "mark_many_in",
     "rollback",
 ]
 
@@ -174,7 +175,23 @@ def _deployed_numbers(session: Connection) -> dict[str, int]:
 # Statements every deploy's record runs, built once (building one costs more CPU
 # than running it); each sets the columns its parameters name (`row` is the id).
 _SET_MANIFEST = update(MANIFEST).where(MANIFEST.c.id == bindparam("row"))
+_MANIFESTS_AT = select(MANIFEST).where(
+    tuple_(MANIFEST.c.instance, MANIFEST.c.number).in_(bindparam("pairs", expanding=True))
+)
+_INSTANCES_NAMED = select(fleet_repo.INSTANCE).where(
+    fleet_repo.INSTANCE.c.name.in_(bindparam("names", expanding=True))
+)
 _SET_CURRENT = update(fleet_repo.INSTANCE).where(fleet_repo.INSTANCE.c.id == bindparam("row"))
+
+
+def _manifest_rows(
+    session: Connection, pairs: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], Any]:
+    """The manifest rows of (instance, number) pairs, in one read; missing ones left out."""
+    if not pairs:
+        return {}
+    found = session.execute(_MANIFESTS_AT, {"pairs": list(pairs)})
+    return {(r.instance, r.number): r for r in found}
 
 
 def _manifest_row(session: Connection, instance: str, number: int) -> Any:
@@ -218,66 +235,93 @@ def mark_in(
     reason: str | None = None,
 ) -> list[Entry]:
     """`mark_manifest` inside the caller's transaction; returns the audit entries to append."""
-    try:
-        target = ManifestStatus(status)
-    except ValueError:
-        raise InputError(
-            f"Invalid manifest status: {status!r} (expected one of "
-            f"{', '.join(s.value for s in ManifestStatus)})"
-        ) from None
-    row = _manifest_row(session, instance, number)
-    before = ManifestStatus(row.status)
-    if target not in _MOVES[before]:
-        raise ConflictError(
-            f"{instance} revision {number} is {before.value}: it cannot become {target.value}"
-        )
-    values: dict[str, Any] = {"status": target.value, "status_at": now}
-    entries = [
-        Entry(
-            f"manifest.{target.value}",
-            f"instance:{instance}",
-            {"revision": number, "from": before.value, "reason": reason},
-        )
+    return mark_many_in(session, [(instance, number, status, reason)], now=now)[0]
+
+
+def mark_many_in(
+    session: Connection,
+    marks: Sequence[tuple[str, int, ManifestStatus | str, str | None]],
+    *,
+    now: datetime,
+) -> list[list[Entry]]:
+    """`mark_in` of several revisions, each (instance, number, status, reason), of
+    distinct instances: a few statements whatever their number. Each one's audit
+    entries, in their order; nothing is changed when one move is refused."""
+    moves = []
+    for instance, number, status, reason in marks:
+        try:
+            moves.append((instance, number, ManifestStatus(status), reason))
+        except ValueError:
+            raise InputError(
+                f"Invalid manifest status: {status!r} (expected one of "
+                f"{', '.join(s.value for s in ManifestStatus)})"
+            ) from None
+    if len({instance for instance, *_ in moves}) != len(moves):
+        raise ConflictError("Two status changes of one instance's revisions at once")
+    rows = _manifest_rows(session, [(instance, number) for instance, number, *_ in moves])
+    deploying = [instance for instance, _, target, _ in moves if target is ManifestStatus.DEPLOYED]
+    insts = (
+        {r.name: r for r in session.execute(_INSTANCES_NAMED, {"names": deploying})}
+        if deploying
+        else {}
+    )
+    previous = [
+        (name, inst.current_revision)
+        for name, inst in insts.items()
+        if inst.current_revision is not None
     ]
-    if target is ManifestStatus.DEPLOYED:
-        values["deployed_at"] = now
-        inst = session.execute(fleet_repo.INSTANCE_NAMED, {"name": instance}).first()
-        if inst is None:
-            raise NotFoundError(f"Unknown instance: {instance!r}")
-        previous = inst.current_revision
-        if previous is not None and previous != number:
-            old = _manifest_row(session, instance, previous)
-            if old.status == ManifestStatus.DEPLOYED.value:
+    olds = _manifest_rows(session, previous) if previous else {}
+    out: list[list[Entry]] = []
+    set_manifests: dict[frozenset[str], list[dict[str, Any]]] = {}
+    set_current: list[dict[str, Any]] = []
+    for instance, number, target, reason in moves:
+        row = rows.get((instance, number))
+        if row is None:
+            raise NotFoundError(f"Unknown manifest revision: {instance!r} revision {number}")
+        before = ManifestStatus(row.status)
+        if target not in _MOVES[before]:
+            raise ConflictError(
+                f"{instance} revision {number} is {before.value}: it cannot become {target.value}"
+            )
+        values: dict[str, Any] = {"row": row.id, "status": target.value, "status_at": now}
+        details: dict[str, Any] = {"revision": number, "from": before.value, "reason": reason}
+        entries = [Entry(f"manifest.{target.value}", f"instance:{instance}", details)]
+        if target is ManifestStatus.DEPLOYED:
+            values["deployed_at"] = now
+            inst = insts.get(instance)
+            if inst is None:
+                raise NotFoundError(f"Unknown instance: {instance!r}")
+            prior = inst.current_revision
+            old = olds.get((instance, prior)) if prior is not None and prior != number else None
+            if old is not None and old.status == ManifestStatus.DEPLOYED.value:
                 replaced = (
                     ManifestStatus.ROLLED_BACK
                     if row.rollback_of is not None
                     else ManifestStatus.SUPERSEDED
                 )
-                session.execute(
-                    _SET_MANIFEST, {"row": old.id, "status": replaced.value, "status_at": now}
-                )
+                changed = {"row": old.id, "status": replaced.value, "status_at": now}
+                set_manifests.setdefault(frozenset(changed), []).append(changed)
                 entries.append(
                     Entry(
                         f"manifest.{replaced.value}",
                         f"instance:{instance}",
-                        {"revision": previous, "from": old.status, "by_revision": number},
+                        {"revision": prior, "from": old.status, "by_revision": number},
                     )
                 )
-        session.execute(
-            _SET_CURRENT,
-            {"row": inst.id, "current": dict(row.components), "current_revision": number},
-        )
-        entries[0] = Entry(
-            entries[0].action,
-            entries[0].subject,
-            {
-                **entries[0].details,
-                "from_versions": inst.current,
-                "to_versions": row.components,
-            },
-        )
-    session.execute(_SET_MANIFEST, {"row": row.id, **values})
-    return entries
+            elif prior is not None and prior != number and old is None:
+                raise NotFoundError(f"Unknown manifest revision: {instance!r} revision {prior}")
+            set_current.append(
+                {"row": inst.id, "current": dict(row.components), "current_revision": number}
+            )
+            details["from_versions"] = inst.current
+            details["to_versions"] = row.components
+        set_manifests.setdefault(frozenset(values), []).append(values)
+        out.append(entries)
+    if set_current:
+        session.execute(_SET_CURRENT, set_current)
+    for changes in set_manifests.values():
+        session.execute(_SET_MANIFEST, changes)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

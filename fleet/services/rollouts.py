@@ -444,16 +444,14 @@ def record_ended(
     with writing(engine) as session:
         if release:
             locks.release_many_in(session, [spec.instance for spec, _, _ in ends], run=flow_run_id)
-        marked = []
-        for spec, outcome, error in ends:
-            status = _STATUS_OF_OUTCOME.get(outcome)
-            marked.append(
-                []
-                if status is None
-                else manifests.mark_in(
-                    session, spec.instance, spec.revision, status, now=now, reason=error
-                )
-            )
+        marks = [
+            (spec.instance, spec.revision, _STATUS_OF_OUTCOME[outcome], error)
+            for spec, outcome, error in ends
+            if outcome in _STATUS_OF_OUTCOME
+        ]
+        marked = dict(
+            zip([m[0] for m in marks], manifests.mark_many_in(session, marks, now=now), strict=True)
+        )
         closed = deployments.finish_many_in(
             session,
             [(spec.instance, outcome, error) for spec, outcome, error in ends],
@@ -461,7 +459,9 @@ def record_ended(
             now=now,
         )
         entries = [
-            entry for mark, close in zip(marked, closed, strict=True) for entry in (*mark, close)
+            entry
+            for (spec, _, _), close in zip(ends, closed, strict=True)
+            for entry in (*marked.get(spec.instance, []), close)
         ]
         append_events(session, entries, actor=actor, at=now, flow_run_id=flow_run_id)
 

@@ -3,6 +3,9 @@ with per-instance records, log lines, halt and outcomes kept by Fleet."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,18 +16,23 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.targets import load_target_blocks, save_host_targets
 from fleet.agent.client import AgentClient
-from fleet.services import deployments, locks, rollouts
+from fleet.services import audit, deployments, locks, recovery, rollouts
+from fleet.services.drift import recorded_manifests
 from flows._rollout import Rollout, Strategy, chunk_size
 from flows.compile_and_deploy import compile_and_deploy
+from flows.recover import recover
 from tasks.deploying import InstanceOutcome, Watch, chunk_label, deploy_instances, watch
 from tasks.reporting import Progress
 from tests.flows.support import COMPONENTS, build_world
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "fleet_db")
+
+ROOT = Path(__file__).resolve().parents[2]
 
 COUNT = 40  # a wave of 40 goes in chunks of 2
 HOSTED = [f"h-{i:04d}" for i in range(1, COUNT + 1)]
@@ -235,3 +243,49 @@ def test_an_end_refused_at_the_chunk_s_record_is_reported_and_the_others_are_rec
     records = {d.instance: d.outcome for d in deployments.deployments_of_run(run_id)}
     assert records == {**dict.fromkeys(SMALL, "succeeded"), SMALL[2]: "interrupted"}
     assert locks.held() == []
+
+
+def test_a_run_killed_mid_chunk_leaves_every_record_the_chunk_opened_and_recovery_converges(
+    tmp_path: Path, start_agent
+) -> None:
+    """The flow's process SIGKILLed while the third instance of a chunk of five
+    applies: two applied and not recorded, three not reached, all five records
+    open and locked. Recovery records what each target runs; a rollout converges."""
+    names = [f"k{i}" for i in range(1, 6)]
+    world = build_world(tmp_path, start_agent, [(n, "auto", None) for n in names])
+    world.set_faults("k3", latency_ms=6_000)  # its apply is held up
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    code = f"from tests.flows.test_chunks import one_chunk; one_chunk({names!r})"
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while world.running("k2").get("api") != "1.1.0":
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(0.5)  # k3's apply is under way
+    finally:
+        process.kill()
+        process.wait()
+    run_id = deployments.deployments_of("k1")[-1].flow_run_id
+    records = {d.instance: d.outcome for d in deployments.deployments_of_run(run_id)}
+    assert records == dict.fromkeys(names, "running")  # the chunk opened them all
+    assert {lease.instance for lease in locks.held() if lease.run == run_id} == set(names)
+    world.set_faults("k3")  # its agent answers again
+
+    locks.release_run(run_id, actor="recovery", reason="the test killed it")
+    state = recover(run_id, wait_for_leases=False, return_state=True)
+    assert state.is_completed()
+    records = {d.instance: d.outcome for d in deployments.deployments_of_run(run_id)}
+    assert records == dict.fromkeys(names, "interrupted")
+    recorded = {m.instance: m.versions.get("api") for m in recorded_manifests(names)}
+    assert recorded["k1"] == recorded["k2"] == "1.1.0"
+    assert recorded["k4"] == recorded["k5"] == "1.0.0"  # never reached: as they were
+    assert [world.running(n).get("api") for n in ("k1", "k2")] == ["1.1.0", "1.1.0"]
+    # k3 is recorded running the new revision exactly when its apply got through.
+    assert (recorded["k3"] == "1.1.0") == (world.running("k3").get("api") == "1.1.0")
+
+    report = compile_and_deploy(requested_by="ops", strategy=Strategy(canary="0", batch="100%"))
+    assert set(report["outcomes"].values()) <= {"succeeded", "already-deployed"}
+    assert all(world.running(n)["api"] == "1.1.0" for n in names)
+    assert locks.held() == [] and recovery.orphans() == []
+    assert audit.verify().ok

@@ -91,7 +91,7 @@ def test_a_chunk_is_begun_in_the_same_statements_whatever_its_size(engine: Engin
         rollouts.record_ended(
             ends, flow_run_id="run-a", actor="deployer", release=True, engine=engine
         )
-    assert statements[0] <= 5 * len(big)  # it was 9 per instance, a transaction each
+    assert statements[0] <= 14  # for 25 instances: it was 9 each, in a transaction each
     for holding in held_big.values():
         holding.released = True
     hold_big.__exit__(None, None, None)
@@ -172,3 +172,58 @@ def test_a_chunk_takes_only_the_free_locks_and_opens_records_only_where_nothing_
         assert seen[specs[2].instance] == UnderLock(None, [], None)
         assert seen[specs[3].instance] == UnderLock("running", [], None, started=True)
     assert [lease.run for lease in locks.held(engine=engine)] == ["other"]
+
+
+def _trace(engine: Engine, instance: str) -> tuple[Any, ...]:
+    """What an instance's records say, with names and times left out."""
+    records = [
+        (d.manifest_number, d.outcome, d.error)
+        for d in deployments.deployments_of(instance, engine=engine)
+    ]
+    revisions = [
+        (h.revision.number, str(h.revision.status)) for h in history(instance, engine=engine)
+    ]
+    events = [
+        (e.action, dict(e.details))
+        for e in audit.events(subject=f"instance:{instance}", engine=engine)
+        if e.action != "instance.create"  # it names the instance
+    ]
+    return records, revisions, rollouts.running_revision(instance, engine=engine), events
+
+
+def test_a_chunk_s_ends_record_what_they_would_one_by_one(engine: Engine) -> None:
+    """Differential: half the instances end together (`record_ended`), their twins
+    with the same outcomes one at a time (`record_finished`); over three rollouts,
+    each instance reads exactly as its twin."""
+    count = 14
+    specs = _specs(engine, 2 * count)
+    twin = {f"i{i:03d}": f"i{i + count:03d}" for i in range(count)}
+    kinds = ["succeeded", "failed", "rolled-back", "stale-approval", "halted", "expired", "locked"]
+    for round_ in range(3):
+        if round_:
+            for c in COMPONENTS:
+                entry = VersionEntry.model_validate(_version(c, f"1.{round_ + 1}.0"))
+                publish_version(entry, actor="ops", engine=engine)
+            prepared = rollouts.prepare_rollout(
+                actor="ops", flow_run_id=f"p{round_}", engine=engine
+            )
+            specs = list(prepared.specs)
+        assert len(specs) == 2 * count
+        run = f"run-{round_}"
+        together = [s for s in specs if s.instance in twin]
+        alone = [s for s in specs if s.instance not in twin]
+        outcome = {s.instance: kinds[(i + round_) % len(kinds)] for i, s in enumerate(together)}
+        outcome.update({twin[a]: kind for a, kind in list(outcome.items())})
+        hold, _, _ = _begin(engine, specs, run)
+        ends = [(s, outcome[s.instance], f"why {outcome[s.instance]}") for s in together]
+        rollouts.record_ended(ends, flow_run_id=run, actor="deployer", release=True, engine=engine)
+        for s in alone:
+            kind = outcome[s.instance]
+            rollouts.record_finished(
+                s, kind, flow_run_id=run, actor="d", error=f"why {kind}", engine=engine
+            )
+        hold.__exit__(None, None, None)
+        assert locks.held(engine=engine) == []
+    for a, b in twin.items():
+        assert _trace(engine, a) == _trace(engine, b), (a, b)
+    assert audit.verify(engine=engine).ok
