@@ -478,6 +478,9 @@ class Rollout:
         self.done = done
         self.failed = 0
         self.started = 0
+        # Each deploy counted, as it ended: a deploy task that fails as a whole after
+        # some of its deploys ended (its last records refused) is not counted twice.
+        self.counted: dict[tuple[str, int], InstanceOutcome] = {}
         self._lock = threading.Lock()
         self._watch: Watch = watch(str(flow_run.id))  # kept: the registry holds it weakly
         self._watch.count = self.count
@@ -495,6 +498,7 @@ class Rollout:
     def count(self, outcome: InstanceOutcome) -> None:
         """Count a deploy that ended; any thread, as it ends."""
         with self._lock:
+            self.counted[outcome.instance, outcome.revision] = outcome
             if outcome.outcome == "halted":  # it found the signal: it never started
                 self.started -= 1
                 return
@@ -563,7 +567,9 @@ class Rollout:
                 not_started += chunk
                 continue
             if outcomes is None:
-                outcomes = _outcomes(chunk, future, actor=self.actor, count=self.count)
+                outcomes = _outcomes(
+                    chunk, future, actor=self.actor, count=self.count, counted=self.counted
+                )
             self.done.extend(outcomes)
             self.progress.advance(len(outcomes))
         return not_started
@@ -661,11 +667,13 @@ def _outcomes(
     *,
     actor: str,
     count: Callable[[InstanceOutcome], None],
+    counted: Mapping[tuple[str, int], InstanceOutcome],
 ) -> list[InstanceOutcome]:
     """A finished deploy task's outcomes. A task that failed as a whole (its
-    deploys each catch their own errors: this is Prefect or the process) leaves
-    its instances' records as they were written; those without an outcome are
-    recorded `failed` here, and counted."""
+    deploys each catch their own errors: this is Prefect, the process or the
+    database) leaves its instances' records as they were written. Those without
+    an outcome are recorded here: a deploy that ended and was counted (`counted`)
+    with the outcome it ended with, the others `failed`, and counted."""
     future.wait()  # done: this only sets the future's final state (else read from the server)
     if future.state.is_completed():
         return future.result()
@@ -681,6 +689,12 @@ def _outcomes(
             outcomes.append(
                 InstanceOutcome(spec.instance, spec.revision, str(recorded), "recorded")
             )
+            continue
+        ended = counted.get((spec.instance, spec.revision))
+        if ended is not None:
+            why = None if ended.outcome == "succeeded" else ended.detail or error
+            record_outcome(spec, ended.outcome, actor=actor, error=why)
+            outcomes.append(ended)
             continue
         record_outcome(spec, "failed", actor=actor, error=error)
         outcome = InstanceOutcome(spec.instance, spec.revision, "failed", error)

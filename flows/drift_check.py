@@ -1,7 +1,10 @@
 """Drift check (hourly): does each instance run what Fleet recorded?
 
 1. ask each instance's target what it runs;
-2. compare with the recorded manifest (versions and manifest hash);
+2. compare with the recorded manifest (versions and manifest hash); an
+   instance a deploy has under way, or recorded since its record was read, is
+   not judged (a deploy applies before it records; a chunk records its
+   successes when it ends): the next check sees it settled;
 3. report drift as a table artifact and a `fleet.instance.drift` event, and keep
    it in Fleet's records (the console's matrix shows it);
 4. with `repair`, store the recorded manifest again as a new revision and
@@ -16,9 +19,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleet.core.drift import Drift
 from fleet.core.identity import check_identity
+from fleet.services.drift import Recorded
 from flows._rollout import DEPLOY_CONCURRENCY, Strategy, rollout
 from tasks.deploying import InstanceOutcome
-from tasks.drift import observe, read_recorded, record_drift, store_repair
+from tasks.drift import in_motion, observe, read_recorded, record_drift, store_repair
 from tasks.reporting import Progress
 from tasks.witness import publish_chain_head
 
@@ -51,7 +55,7 @@ def drift_check(
     run_id = str(flow_run.id)
     recorded = read_recorded(instances or [])
     futures = [(r, observe.submit(r)) for r in recorded if r.target]
-    drifted: list[Drift] = []
+    found_drift: list[tuple[Recorded, Drift]] = []
     unreachable: dict[str, str] = {}
     rows: list[dict[str, str]] = []
     for rec, future in futures:
@@ -73,7 +77,24 @@ def drift_check(
             )
             continue
         found: Drift = future.result()
-        if not found.drifted:
+        if found.drifted:
+            found_drift.append((rec, found))
+    # A deploy under way applies before it records: what it left is not drift.
+    moving = in_motion([rec for rec, _ in found_drift]) if found_drift else {}
+    drifted: list[Drift] = []
+    for _, found in found_drift:
+        if found.instance in moving:
+            logger.info("%s not judged: %s", found.instance, moving[found.instance])
+            rows.append(
+                {
+                    "instance": found.instance,
+                    "revision": str(found.revision or ""),
+                    "component": "",
+                    "recorded": "",
+                    "running": "",
+                    "status": f"not judged: {moving[found.instance]}",
+                }
+            )
             continue
         drifted.append(found)
         for component, want, have in found.differences or (("", "", ""),):
@@ -97,7 +118,7 @@ def drift_check(
         )
         logger.warning("%s drifted: %s", found.instance, found.describe())
     record_drift(
-        [r.instance for r, f in futures if f.state.is_completed()],
+        [r.instance for r, f in futures if f.state.is_completed() and r.instance not in moving],
         drifted,
         actor=requested_by,
         flow_run_id=run_id,
@@ -121,6 +142,7 @@ def drift_check(
         "checked": [r.instance for r, _ in futures],
         "drifted": {d.instance: d.describe() for d in drifted},
         "unreachable": unreachable,
+        "not_judged": moving,
         "repaired": {},
     }
     if not (repair and drifted):

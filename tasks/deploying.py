@@ -26,6 +26,7 @@ last good manifest and is recorded `rolled-back`.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -205,11 +206,12 @@ def _deploy_locked(
     run_id: str,
     retries: int,
     delay: float,
-    ended: Callable[..., None] | None = None,
+    succeeded: Callable[[], None] | None = None,
 ) -> InstanceOutcome:
-    """Everything a deploy does under its lock. `ended(outcome, error=...)`, when
-    given, records how the apply ended (with the lock's release) instead of a
-    transaction of its own: a chunk records its ends together."""
+    """Everything a deploy does under its lock. `succeeded()`, when given, records
+    a deploy that succeeded (with the lock's release) instead of a transaction of
+    its own: a chunk records those together. Every other end is recorded at once,
+    as recovery could not tell it from the target."""
     logger = get_run_logger()
     seen = holding.then
     assert isinstance(seen, UnderLock)
@@ -217,7 +219,7 @@ def _deploy_locked(
         # This run finished this instance before (a resumed run re-executes).
         return InstanceOutcome(spec.instance, spec.revision, seen.outcome, "recorded earlier")
     close = partial(_close, spec, actor=actor, run_id=run_id, holding=holding)
-    finish = ended or partial(_finish, spec, actor=actor, run_id=run_id, holding=holding)
+    finish = partial(_finish, spec, actor=actor, run_id=run_id, holding=holding)
     if target_block is None:
         for orphan in seen.orphans:
             settle(orphan, None, flow_run_id=run_id)
@@ -272,7 +274,10 @@ def _deploy_locked(
                 error = f"{exc} ({undone})"
                 finish("rolled-back", error=error)
                 return InstanceOutcome(spec.instance, spec.revision, "rolled-back", error)
-    finish("succeeded")
+    if succeeded is None:
+        finish("succeeded")
+    else:
+        succeeded()
     return InstanceOutcome(spec.instance, spec.revision, "succeeded", result.message)
 
 
@@ -301,50 +306,57 @@ def chunk_label(specs: Sequence[DeploySpec]) -> str:
     return f"{specs[0].instance} … {specs[-1].instance} ({len(specs)} instances)"
 
 
-class _Ends:
-    """How a chunk's deploys ended, recorded together with their locks' release:
-    one transaction for the chunk, not one per instance. Until then each
-    instance stays locked, and a run killed meanwhile leaves its records open
-    for recovery, which reads what the instance runs (as for any killed deploy)."""
+class _Succeeded:
+    """A chunk's deploys that succeeded, recorded together with their locks'
+    release when the chunk ends: one transaction for the chunk, not one per
+    instance. Until then each instance stays locked and its record open; a run
+    killed meanwhile leaves them to recovery, which finds the revision running
+    on the target and records it so. Any other end is recorded at once."""
 
     def __init__(self, *, actor: str, run_id: str) -> None:
         self.actor = actor
         self.run_id = run_id
-        self.pending: list[tuple[DeploySpec, str, str | None, Holding]] = []
+        self.pending: dict[str, tuple[DeploySpec, Holding]] = {}
 
-    def add(
-        self, spec: DeploySpec, holding: Holding, outcome: str, error: str | None = None
-    ) -> None:
-        self.pending.append((spec, outcome, error, holding))
+    def add(self, spec: DeploySpec, holding: Holding) -> None:
+        self.pending[spec.instance] = (spec, holding)
 
     def record(self) -> None:
-        """Record the pending ends; should one be refused (its record was closed by
-        another run: its lease ran out), each is recorded alone, the refused one
-        reported."""
-        pending, self.pending = self.pending, []
+        """Record the pending ends; should one be refused (its revision's status
+        moved, or its record was closed by another run when its lease ran out),
+        each is recorded alone, and a refused one's record closed without it."""
+        pending, self.pending = list(self.pending.values()), {}
         if not pending:
             return
-        ends = [(spec, outcome, error) for spec, outcome, error, _ in pending]
+        ends = [(spec, "succeeded", None) for spec, _ in pending]
         try:
             rollouts.record_ended(ends, flow_run_id=self.run_id, actor=self.actor, release=True)
         except FleetError:
-            for spec, outcome, error, holding in pending:
-                try:
-                    _finish(
-                        spec,
-                        outcome,
-                        actor=self.actor,
-                        run_id=self.run_id,
-                        error=error,
-                        holding=holding,
-                    )
-                except FleetError as exc:
-                    get_run_logger().warning(
-                        "%s r%s: %s not recorded: %s", spec.instance, spec.revision, outcome, exc
-                    )
+            for spec, holding in pending:
+                self._record_alone(spec, holding)
             return
-        for *_, holding in pending:
+        for _, holding in pending:
             holding.released = True
+
+    def _record_alone(self, spec: DeploySpec, holding: Holding) -> None:
+        try:
+            _finish(spec, "succeeded", actor=self.actor, run_id=self.run_id, holding=holding)
+            return
+        except FleetError as exc:
+            refused = exc
+        get_run_logger().warning(
+            "%s r%s: its success could not be recorded: %s", spec.instance, spec.revision, refused
+        )
+        # The record alone, saying why (the drift check sees what runs); one closed
+        # by another run meanwhile says what that run found.
+        with contextlib.suppress(FleetError):
+            deployments.finish_deployment(
+                spec.instance,
+                flow_run_id=self.run_id,
+                outcome="succeeded",
+                error=f"applied, but not recorded as running: {refused}",
+                actor=self.actor,
+            )
 
 
 @task(name="deploy instances", task_run_name="deploy {label}", cache_policy=NO_CACHE)
@@ -362,11 +374,12 @@ def deploy_instances(
 
     The chunk's free locks are taken together, with its records opened in the
     same transaction (`LockKeeper.hold_many`, `rollouts.begin_many_in`), and the
-    ends of its applies recorded together at the end (`_Ends`). An instance
-    another run holds is deployed last, waiting for its lock alone with no other
-    held. Each outcome is counted by the run's watch as it ends, so a halt stops
-    the rest of the chunk at once; an instance whose deploy raised is recorded
-    `failed` and the chunk goes on.
+    deploys that succeeded are recorded together at the end (`_Succeeded`); any
+    other end is recorded as it happens. An instance another run holds is
+    deployed last, waiting for its lock alone with no other held. Each outcome
+    is counted by the run's watch as it ends, so a halt stops the rest of the
+    chunk at once; an instance whose deploy raised is recorded `failed` and the
+    chunk goes on.
     """
     run_id = str(flow_run.id)
     logger = get_run_logger()
@@ -382,7 +395,10 @@ def deploy_instances(
         except Exception as exc:  # this instance failed; the chunk's others go on
             error = f"{type(exc).__name__}: {exc}"
             logger.error("%s r%s: %s", spec.instance, spec.revision, error)
-            outcome = _close(spec, "failed", actor=actor, run_id=run_id, error=error)
+            if spec.instance in succeeded.pending:  # it had succeeded (closing its client failed)
+                outcome = InstanceOutcome(spec.instance, spec.revision, "succeeded", error)
+            else:
+                outcome = _close(spec, "failed", actor=actor, run_id=run_id, error=error)
         # One line per instance, its outcome and what the target or Fleet said.
         said = f" ({outcome.detail})" if outcome.detail else ""
         logger.info("%s r%s: %s%s", spec.instance, spec.revision, outcome.outcome, said)
@@ -403,17 +419,22 @@ def deploy_instances(
             session, chunk, flow_run_id=run_id, actor=actor, starting=starting
         )
 
-    ends = _Ends(actor=actor, run_id=run_id)
+    succeeded = _Succeeded(actor=actor, run_id=run_id)
     wanted = [] if halted() else [spec.instance for spec in specs]
-    with locks.keeper().hold_many(wanted, run=run_id, then=begin) as held:
+    with contextlib.ExitStack() as stack:
+        try:
+            held = stack.enter_context(locks.keeper().hold_many(wanted, run=run_id, then=begin))
+        except Exception as exc:  # e.g. one instance's revision is gone: each goes alone
+            logger.warning("the chunk's locks could not be taken together (%s); one by one", exc)
+            held = {}
         try:
             for spec, block in zip(specs, target_blocks, strict=True):
                 holding = held.get(spec.instance)
                 if holding is not None:
-                    chunked = partial(_held, spec, block, holding, ends, actor=actor, run_id=run_id)
-                    ended(spec, partial(chunked, retries=retries, delay=retry_delay))
+                    chunked = partial(_held, spec, block, holding, succeeded, actor=actor)
+                    ended(spec, partial(chunked, run_id=run_id, retries=retries, delay=retry_delay))
         finally:
-            ends.record()
+            succeeded.record()
     for spec, block in zip(specs, target_blocks, strict=True):
         if spec.instance not in outcomes:  # its lock was not free: wait for it alone
             alone = partial(deploy, spec, block, actor=actor, run_id=run_id, retries=retries)
@@ -425,7 +446,7 @@ def _held(
     spec: DeploySpec,
     block: TargetBlock | None,
     holding: Holding,
-    ends: _Ends,
+    succeeded: _Succeeded,
     *,
     actor: str,
     run_id: str,
@@ -438,10 +459,9 @@ def _held(
     assert isinstance(seen, UnderLock)
     if watching is not None and watching.halt.is_set():
         # Failures passed the threshold while the chunk deployed others.
-        if seen.started:
-            ends.add(spec, holding, "halted", "rollout halted")
-            return InstanceOutcome(spec.instance, spec.revision, "halted", "rollout halted")
-        return _close(spec, "halted", actor=actor, run_id=run_id, error="rollout halted")
+        return _close(
+            spec, "halted", actor=actor, run_id=run_id, error="rollout halted", holding=holding
+        )
     return _deploy_locked(
         spec,
         block,
@@ -450,7 +470,7 @@ def _held(
         run_id=run_id,
         retries=retries,
         delay=delay,
-        ended=partial(ends.add, spec, holding),
+        succeeded=partial(succeeded.add, spec, holding),
     )
 
 

@@ -47,6 +47,12 @@ def observe(recorded: Recorded) -> Drift:
     )
 
 
+@task(name="check for deploys under way", cache_policy=NO_CACHE)
+def in_motion(checked: list[Recorded]) -> dict[str, str]:
+    """Instances a deploy has under way or recorded since they were read: not judged."""
+    return drift.in_motion(checked)
+
+
 @task(name="record drift", cache_policy=NO_CACHE)
 def record_drift(checked: list[str], found: list[Drift], *, actor: str, flow_run_id: str) -> None:
     """Keep the check's findings in Fleet's records (the console shows them)."""

@@ -27,7 +27,7 @@ from fleet.core.errors import ConflictError, NotFoundError
 from fleet.core.manifests import ManifestStatus
 from fleet.db import fleet as fleet_repo
 from fleet.db.audit import Entry, append_events
-from fleet.db.history import MANIFEST
+from fleet.db.history import DEPLOYMENT, MANIFEST
 from fleet.db.models import DriftRow, table_of
 from fleet.services._common import now_or_clock, reading, writing
 
@@ -35,6 +35,7 @@ __all__ = [
     "DriftFinding",
     "Recorded",
     "drifted",
+    "in_motion",
     "record_check",
     "recorded_manifests",
     "store_repair",
@@ -88,6 +89,41 @@ def recorded_manifests(
                 {c: str(v) for c, v in sorted(inst.current.items())},
             )
         )
+    return out
+
+
+def in_motion(checked: Collection[Recorded], *, engine: Engine | None = None) -> dict[str, str]:
+    """Of instances whose targets were read against `checked` (what Fleet recorded
+    before), those a deploy has under way now (an open deployment record) or
+    recorded since: instance -> why. What they run cannot be judged against what
+    was read: a deploy applies before it records, and a chunk records its
+    successes when it ends. The next check sees them settled."""
+    names = sorted({r.instance for r in checked})
+    if not names:
+        return {}
+    with reading(engine) as session:
+        open_ = {
+            r.instance: r.flow_run_id
+            for r in session.execute(
+                select(DEPLOYMENT.c.instance, DEPLOYMENT.c.flow_run_id).where(
+                    DEPLOYMENT.c.instance.in_(names) & DEPLOYMENT.c.finished_at.is_(None)
+                )
+            )
+        }
+        current = {
+            r.name: r.current_revision
+            for r in session.execute(
+                select(fleet_repo.INSTANCE.c.name, fleet_repo.INSTANCE.c.current_revision).where(
+                    fleet_repo.INSTANCE.c.name.in_(names)
+                )
+            )
+        }
+    out = {}
+    for rec in checked:
+        if rec.instance in open_:
+            out[rec.instance] = f"being deployed by run {open_[rec.instance]}"
+        elif current.get(rec.instance) != rec.revision:
+            out[rec.instance] = f"revision {current.get(rec.instance)} recorded meanwhile"
     return out
 
 

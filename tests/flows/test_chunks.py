@@ -18,9 +18,11 @@ from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy.exc import OperationalError
 
 from blocks.targets import load_target_blocks, save_host_targets
 from fleet.agent.client import AgentClient
+from fleet.core.errors import NotFoundError
 from fleet.services import audit, deployments, locks, recovery, rollouts
 from fleet.services.drift import recorded_manifests
 from flows._rollout import Rollout, Strategy, chunk_size
@@ -289,3 +291,88 @@ def test_a_run_killed_mid_chunk_leaves_every_record_the_chunk_opened_and_recover
     assert all(world.running(n)["api"] == "1.1.0" for n in names)
     assert locks.held() == [] and recovery.orphans() == []
     assert audit.verify().ok
+
+
+def test_a_chunk_records_an_end_other_than_success_as_it_happens(
+    small: tuple[Any, Any],
+) -> None:
+    """Only successes wait for the chunk's end (recovery can tell them from the
+    target); a failure is recorded, and its lock released, before it is counted."""
+    _, host = small
+    dead = SMALL[2]
+    save_host_targets("http://127.0.0.1:9", host.token, [dead], timeout=2, overwrite=True)
+    seen: dict[str, tuple[str, bool]] = {}
+
+    def snapshot(kept: Watch, run_id: str) -> None:
+        def count(outcome: InstanceOutcome) -> None:
+            (record,) = deployments.deployments_of_run(run_id, instance=outcome.instance)
+            locked = any(lease.instance == outcome.instance for lease in locks.held())
+            seen[outcome.instance] = (record.outcome, locked)
+
+        kept.count = count
+
+    done = one_chunk(SMALL, snapshot)
+    assert {o.instance: o.outcome for o in done} == {
+        **dict.fromkeys(SMALL, "succeeded"),
+        dead: "failed",
+    }
+    # As each was counted: the failure recorded and unlocked, the successes not yet.
+    assert seen == {**dict.fromkeys(SMALL, ("running", True)), dead: ("failed", False)}
+    assert locks.held() == []
+
+
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=2))  # type: ignore[arg-type]
+def rolled(instances: list[str]) -> tuple[dict[str, str], int, int]:
+    """A rollout of `instances`: outcomes, and the deploys started and failed as counted."""
+    prepared = rollouts.prepare_rollout(actor="ops", instances=instances)
+    done: list[InstanceOutcome] = []
+    strategy = Strategy(canary="0", batch="100%", halt_after="100%", retries=0)
+    run = Rollout(strategy, actor="ops", progress=Progress(len(prepared.specs)), done=done)
+    run(list(prepared.specs))
+    return {o.instance: o.outcome for o in done}, run.started, run.failed
+
+
+def test_a_deploy_task_that_fails_after_its_deploys_ended_counts_none_twice(
+    small: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunk's successes could not be recorded (the database went away as the
+    task ended): the rollout records them from what each deploy ended with, and
+    counts none of them again."""
+    refused = {"left": 1}
+    real = rollouts.record_ended
+
+    def once_refused(*args: Any, **kwargs: Any) -> None:
+        if refused["left"]:
+            refused["left"] -= 1
+            raise OperationalError("COMMIT", {}, Exception("the database went away"))
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(rollouts, "record_ended", once_refused)
+    outcomes, started, failed = rolled(SMALL)
+    assert refused["left"] == 0
+    assert outcomes == dict.fromkeys(SMALL, "succeeded")
+    assert (started, failed) == (len(SMALL), 0)
+    run_id = deployments.deployments_of(SMALL[0])[-1].flow_run_id
+    records = {d.instance: d.outcome for d in deployments.deployments_of_run(run_id)}
+    assert records == dict.fromkeys(SMALL, "succeeded")
+    assert all(rollouts.running_revision(n) == 1 for n in SMALL)
+    assert locks.held() == []
+
+
+def test_a_chunk_whose_locks_cannot_be_taken_together_deploys_each_alone(
+    small: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = {"left": 1}
+    real = rollouts.begin_many_in
+
+    def once_refused(*args: Any, **kwargs: Any) -> Any:
+        if refused["left"]:
+            refused["left"] -= 1
+            raise NotFoundError("Unknown manifest revision: one of the chunk's")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rollouts, "begin_many_in", once_refused)
+    done = one_chunk(SMALL)
+    assert refused["left"] == 0
+    assert {o.instance: o.outcome for o in done} == dict.fromkeys(SMALL, "succeeded")
+    assert locks.held() == []

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from blocks.targets import load_target
 from fleet.agent.models import Manifest
-from fleet.services import audit, drift, manifests
+from fleet.services import audit, drift, manifests, rollouts
 from flows.auto_update import auto_update
 from flows.compile_and_deploy import compile_and_deploy
 from flows.drift_check import drift_check
@@ -86,3 +88,39 @@ def test_drift_check_finds_a_change_behind_fleets_back_and_repairs_it(tmp_path, 
     history = manifests.history("a1")
     assert [h.decision for h in history] == ["deploy", "repair"]
     assert [h.revision.status.value for h in history] == ["superseded", "deployed"]
+
+
+def _apply(instance: str, manifest: Mapping[str, Any]) -> None:
+    target = load_target(instance)
+    try:
+        target.apply(Manifest.model_validate(dict(manifest)))
+    finally:
+        target.close()  # type: ignore[attr-defined]
+
+
+def test_drift_check_does_not_judge_an_instance_a_deploy_has_under_way(tmp_path, start_agent):
+    """A deploy applies before it records (a chunk records its successes when it
+    ends): the check reports such an instance not judged, keeps no finding and
+    repairs nothing; once the deploy has recorded, it is in sync."""
+    world = build_world(tmp_path, start_agent, [("a1", "auto", None), ("a2", "auto", None)])
+    compile_and_deploy(requested_by="ops", strategy=FAST)
+    world.publish("web", "1.2.0")
+    (spec,) = rollouts.prepare_rollout(actor="ops", instances=["a1"]).specs
+    rollouts.record_started(spec, flow_run_id="run-under-way", actor="ops")
+    _apply("a1", spec.manifest)  # applied, not yet recorded
+
+    report = drift_check(repair=True, strategy=FAST)
+    assert report["drifted"] == {} and report["repaired"] == {}
+    assert report["not_judged"] == {"a1": "being deployed by run run-under-way"}
+    assert drift.drifted() == {}
+    assert world.running("a1")["web"] == "1.2.0"  # nothing put back
+
+    rollouts.record_finished(spec, "succeeded", flow_run_id="run-under-way", actor="ops")
+    assert drift_check()["drifted"] == {}
+    # Recorded between the read of the records and the check: not judged either.
+    stale = drift.recorded_manifests(["a2"])
+    (spec2,) = rollouts.prepare_rollout(actor="ops", instances=["a2"]).specs
+    _apply("a2", spec2.manifest)
+    rollouts.record_started(spec2, flow_run_id="run-2", actor="ops")
+    rollouts.record_finished(spec2, "succeeded", flow_run_id="run-2", actor="ops")
+    assert drift.in_motion(stale) == {"a2": f"revision {spec2.revision} recorded meanwhile"}
