@@ -36,7 +36,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from blocks.targets import TargetBlock
 from fleet.core.approvals import ApprovalTally, Request, Verdict, refusal
 from fleet.core.durations import isoformat
-from fleet.core.errors import ConflictError, InputError, PermissionDenied
+from fleet.core.errors import ConflictError, FleetError, InputError, PermissionDenied
 from fleet.core.identity import MAX_IDENTITY_LENGTH
 from fleet.core.manifests import ManifestStatus
 from fleet.core.rollout import Amount, RolloutStrategy, halted, waves
@@ -691,14 +691,17 @@ def _outcomes(
             )
             continue
         ended = counted.get((spec.instance, spec.revision))
-        if ended is not None:
-            why = None if ended.outcome == "succeeded" else ended.detail or error
-            record_outcome(spec, ended.outcome, actor=actor, error=why)
-            outcomes.append(ended)
-            continue
-        record_outcome(spec, "failed", actor=actor, error=error)
-        outcome = InstanceOutcome(spec.instance, spec.revision, "failed", error)
-        count(outcome)
+        outcome = ended or InstanceOutcome(spec.instance, spec.revision, "failed", error)
+        why = None if outcome.outcome == "succeeded" else outcome.detail or error
+        try:
+            record_outcome(spec, outcome.outcome, actor=actor, error=why)
+        except FleetError as exc:  # closed meanwhile (recovery), or nothing to record on
+            recorded = rollouts.deployment_outcome(spec.instance, str(flow_run.id))
+            get_run_logger().warning("%s: %s not recorded: %s", spec.instance, outcome.outcome, exc)
+            if recorded not in (None, "running"):
+                outcome = InstanceOutcome(spec.instance, spec.revision, str(recorded), "recorded")
+        if ended is None:
+            count(outcome)
         outcomes.append(outcome)
     return outcomes
 

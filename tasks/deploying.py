@@ -102,14 +102,18 @@ def _rollback(target: Target, spec: DeploySpec) -> str:
 
 @contextmanager
 def _opened(block: TargetBlock) -> Iterator[Target]:
-    """The target block's client, closed afterwards when it holds connections."""
+    """The target block's client, closed afterwards when it holds connections (a
+    close that fails is logged: what the deploy did stands)."""
     target: Target = block.get_client()
     try:
         yield target
     finally:
         close = getattr(target, "close", None)
         if callable(close):
-            close()
+            try:
+                close()
+            except Exception as exc:
+                get_run_logger().warning("closing the target's client failed: %s", exc)
 
 
 @task(name="load targets", cache_policy=NO_CACHE)
@@ -347,14 +351,14 @@ class _Succeeded:
         get_run_logger().warning(
             "%s r%s: its success could not be recorded: %s", spec.instance, spec.revision, refused
         )
-        # The record alone, saying why (the drift check sees what runs); one closed
-        # by another run meanwhile says what that run found.
+        # The record alone, closed as recovery closes a deploy it cannot record as
+        # running, saying why; one closed by another run meanwhile says what it found.
         with contextlib.suppress(FleetError):
             deployments.finish_deployment(
                 spec.instance,
                 flow_run_id=self.run_id,
-                outcome="succeeded",
-                error=f"applied, but not recorded as running: {refused}",
+                outcome="interrupted",
+                error=f"applied and healthy, but not recorded as running: {refused}",
                 actor=self.actor,
             )
 
@@ -389,16 +393,21 @@ def deploy_instances(
     def halted() -> bool:
         return watching is not None and watching.halt.is_set()
 
-    def ended(spec: DeploySpec, run: Callable[[], InstanceOutcome]) -> None:
+    def ended(
+        spec: DeploySpec, run: Callable[[], InstanceOutcome], holding: Holding | None = None
+    ) -> None:
         try:
             outcome = run()
         except Exception as exc:  # this instance failed; the chunk's others go on
             error = f"{type(exc).__name__}: {exc}"
             logger.error("%s r%s: %s", spec.instance, spec.revision, error)
-            if spec.instance in succeeded.pending:  # it had succeeded (closing its client failed)
-                outcome = InstanceOutcome(spec.instance, spec.revision, "succeeded", error)
-            else:
-                outcome = _close(spec, "failed", actor=actor, run_id=run_id, error=error)
+            try:
+                outcome = _close(
+                    spec, "failed", actor=actor, run_id=run_id, error=error, holding=holding
+                )
+            except FleetError as refused:  # e.g. its revision is gone: nothing to record on
+                error = f"{error} (not recorded: {refused})"
+                outcome = InstanceOutcome(spec.instance, spec.revision, "failed", error)
         # One line per instance, its outcome and what the target or Fleet said.
         said = f" ({outcome.detail})" if outcome.detail else ""
         logger.info("%s r%s: %s%s", spec.instance, spec.revision, outcome.outcome, said)
@@ -432,7 +441,8 @@ def deploy_instances(
                 holding = held.get(spec.instance)
                 if holding is not None:
                     chunked = partial(_held, spec, block, holding, succeeded, actor=actor)
-                    ended(spec, partial(chunked, run_id=run_id, retries=retries, delay=retry_delay))
+                    run = partial(chunked, run_id=run_id, retries=retries, delay=retry_delay)
+                    ended(spec, run, holding)
         finally:
             succeeded.record()
     for spec, block in zip(specs, target_blocks, strict=True):

@@ -24,12 +24,14 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from fleet.core.drift import Drift
 from fleet.core.errors import ConflictError, NotFoundError
+from fleet.core.locks import holds
 from fleet.core.manifests import ManifestStatus
 from fleet.db import fleet as fleet_repo
 from fleet.db.audit import Entry, append_events
 from fleet.db.history import DEPLOYMENT, MANIFEST
 from fleet.db.models import DriftRow, table_of
 from fleet.services._common import now_or_clock, reading, writing
+from fleet.services.locks import LOCK, lease_of
 
 __all__ = [
     "DriftFinding",
@@ -94,13 +96,16 @@ def recorded_manifests(
 
 def in_motion(checked: Collection[Recorded], *, engine: Engine | None = None) -> dict[str, str]:
     """Of instances whose targets were read against `checked` (what Fleet recorded
-    before), those a deploy has under way now (an open deployment record) or
-    recorded since: instance -> why. What they run cannot be judged against what
-    was read: a deploy applies before it records, and a chunk records its
-    successes when it ends. The next check sees them settled."""
+    before), those whose record is moving: instance -> why. A deploy under way
+    (an open deployment record its run's live lease covers) applies before it
+    records, and a chunk records its successes when it ends; a deploy recorded
+    since the read changed what it is judged against; a dead run's open record
+    (an orphan) waits for recovery to read the target and record what runs. What
+    they run cannot be judged now: the next check sees them settled."""
     names = sorted({r.instance for r in checked})
     if not names:
         return {}
+    now = now_or_clock(None)
     with reading(engine) as session:
         open_ = {
             r.instance: r.flow_run_id
@@ -109,6 +114,10 @@ def in_motion(checked: Collection[Recorded], *, engine: Engine | None = None) ->
                     DEPLOYMENT.c.instance.in_(names) & DEPLOYMENT.c.finished_at.is_(None)
                 )
             )
+        }
+        leases = {
+            r.instance: lease_of(r)
+            for r in session.execute(select(LOCK).where(LOCK.c.instance.in_(sorted(open_))))
         }
         current = {
             r.name: r.current_revision
@@ -120,8 +129,11 @@ def in_motion(checked: Collection[Recorded], *, engine: Engine | None = None) ->
         }
     out = {}
     for rec in checked:
-        if rec.instance in open_:
-            out[rec.instance] = f"being deployed by run {open_[rec.instance]}"
+        run = open_.get(rec.instance)
+        if run is not None and holds(leases.get(rec.instance), run, now):
+            out[rec.instance] = f"being deployed by run {run}"
+        elif run is not None:
+            out[rec.instance] = f"left open by run {run}, which stopped: recovery settles it"
         elif current.get(rec.instance) != rec.revision:
             out[rec.instance] = f"revision {current.get(rec.instance)} recorded meanwhile"
     return out

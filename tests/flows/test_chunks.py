@@ -18,11 +18,14 @@ from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError
 
 from blocks.targets import load_target_blocks, save_host_targets
 from fleet.agent.client import AgentClient
 from fleet.core.errors import NotFoundError
+from fleet.db.engine import get_engine
+from fleet.db.history import MANIFEST
 from fleet.services import audit, deployments, locks, recovery, rollouts
 from fleet.services.drift import recorded_manifests
 from flows._rollout import Rollout, Strategy, chunk_size
@@ -375,4 +378,24 @@ def test_a_chunk_whose_locks_cannot_be_taken_together_deploys_each_alone(
     done = one_chunk(SMALL)
     assert refused["left"] == 0
     assert {o.instance: o.outcome for o in done} == dict.fromkeys(SMALL, "succeeded")
+    assert locks.held() == []
+
+
+def test_a_chunk_with_a_revision_gone_deploys_the_others_and_reports_it(
+    small: tuple[Any, Any],
+) -> None:
+    gone = SMALL[1]
+
+    def remove_its_revision(kept: Watch, run_id: str) -> None:
+        with get_engine().begin() as connection:
+            connection.execute(delete(MANIFEST).where(MANIFEST.c.instance == gone))
+
+    done = {o.instance: o for o in one_chunk(SMALL, remove_its_revision)}
+    assert {n: o.outcome for n, o in done.items()} == {
+        **dict.fromkeys(SMALL, "succeeded"),
+        gone: "failed",
+    }
+    assert "Unknown manifest revision" in done[gone].detail
+    assert "not recorded" in done[gone].detail
+    assert deployments.deployments_of(gone) == []
     assert locks.held() == []

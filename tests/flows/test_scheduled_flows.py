@@ -10,7 +10,7 @@ import pytest
 
 from blocks.targets import load_target
 from fleet.agent.models import Manifest
-from fleet.services import audit, drift, manifests, rollouts
+from fleet.services import audit, drift, locks, manifests, rollouts
 from flows.auto_update import auto_update
 from flows.compile_and_deploy import compile_and_deploy
 from flows.drift_check import drift_check
@@ -106,6 +106,7 @@ def test_drift_check_does_not_judge_an_instance_a_deploy_has_under_way(tmp_path,
     compile_and_deploy(requested_by="ops", strategy=FAST)
     world.publish("web", "1.2.0")
     (spec,) = rollouts.prepare_rollout(actor="ops", instances=["a1"]).specs
+    locks.take("a1", run="run-under-way")
     rollouts.record_started(spec, flow_run_id="run-under-way", actor="ops")
     _apply("a1", spec.manifest)  # applied, not yet recorded
 
@@ -114,8 +115,18 @@ def test_drift_check_does_not_judge_an_instance_a_deploy_has_under_way(tmp_path,
     assert report["not_judged"] == {"a1": "being deployed by run run-under-way"}
     assert drift.drifted() == {}
     assert world.running("a1")["web"] == "1.2.0"  # nothing put back
+    # Its run dies: the open record is an orphan, left to recovery, not repaired.
+    locks.release("a1", run="run-under-way")
+    report = drift_check(repair=True, strategy=FAST)
+    assert report["repaired"] == {}
+    assert report["not_judged"] == {
+        "a1": "left open by run run-under-way, which stopped: recovery settles it"
+    }
+    locks.take("a1", run="run-under-way")  # back: it records its end
 
-    rollouts.record_finished(spec, "succeeded", flow_run_id="run-under-way", actor="ops")
+    rollouts.record_finished(
+        spec, "succeeded", flow_run_id="run-under-way", actor="ops", release=True
+    )
     assert drift_check()["drifted"] == {}
     # Recorded between the read of the records and the check: not judged either.
     stale = drift.recorded_manifests(["a2"])
