@@ -110,9 +110,9 @@ new PerformanceObserver((list) => window.__longTasks.push(...list.getEntries()))
 
 def ui_settle_seconds(ui_url: str, flow_run_id: str) -> dict[str, float]:
     """Seconds until the Prefect UI's page of a flow run has settled in Chromium:
-    the end of its last request or long main-thread task, found once the page
-    has loaded, had no request in flight for 0.5 s (Playwright's `networkidle`,
-    which is that much later) and shows the run's state. `cold`, in a browser
+    the end of its last request or main-thread task over 50 ms, found once the
+    page has loaded, had no request in flight for 0.5 s (Playwright's
+    `networkidle`) and shows the run's state. `cold`, in a browser
     with nothing cached; `warm`, the same page opened again in that browser,
     with the UI's bundles cached as for anyone who has opened the UI before.
     `*_idle` are the moments `networkidle` confirmed it. A page that has not
@@ -712,9 +712,9 @@ def _ui_text(r: dict[str, Any]) -> str:
         f"of the {r['instances']:,}-instance run settled in Chromium in {cold:.2f} s in a "
         f"browser with nothing cached ({'met' if cold < 3 else 'NOT met'}; goal: under 3 s), "
         f"and in {warm:.2f} s opened again with the UI's bundles cached "
-        f"({'met' if warm < 3 else 'NOT met'}): the end of its last request or long task "
-        f"(Playwright's `networkidle` confirmed it 0.5 s of quiet later, at "
-        f"{r['ui_idle_s']:.2f} and {r['ui_idle_warm_s']:.2f} s)"
+        f"({'met' if warm < 3 else 'NOT met'}): the end of its last request or main-thread "
+        f"task over 50 ms. Playwright's `networkidle` (0.5 s with no request in flight) "
+        f"returned at {r['ui_idle_s']:.2f} and {r['ui_idle_warm_s']:.2f} s"
     )
 
 
