@@ -43,6 +43,27 @@ COUNT = 40  # a wave of 40 goes in chunks of 2
 HOSTED = [f"h-{i:04d}" for i in range(1, COUNT + 1)]
 
 
+def hosted_world(tmp_path: Path, start_agent, prefix: str, names: list[str]) -> tuple[Any, Any]:  # type: ignore[no-untyped-def]
+    """A world whose instances `names` (`<prefix>-0001`...) are served by one agent host."""
+    world = build_world(tmp_path, start_agent, [])
+    host = start_agent(
+        "--instance-count", str(len(names)), "--instance-prefix", prefix, root=tmp_path / prefix
+    )
+    save_host_targets(host.url, host.token, names, timeout=30, overwrite=True)
+    for name in names:
+        world.data["instances"].append(
+            {
+                "name": name,
+                "customer": name,
+                "channel": "auto",
+                "target": name,
+                "current": dict.fromkeys(COMPONENTS, "1.0.0"),
+            }
+        )
+    world.apply()
+    return world, host
+
+
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
 def one_chunk_at_a_time(instances: list[str], strategy: Strategy) -> list[InstanceOutcome]:
     prepared = rollouts.prepare_rollout(actor="ops", instances=instances)
@@ -57,22 +78,7 @@ def test_a_big_wave_goes_in_chunks_and_a_failure_halts_the_rest_of_its_chunk(
     tmp_path: Path, start_agent
 ) -> None:
     assert chunk_size(COUNT) == 2
-    world = build_world(tmp_path, start_agent, [])
-    host = start_agent(
-        "--instance-count", str(COUNT), "--instance-prefix", "h", root=tmp_path / "h"
-    )
-    save_host_targets(host.url, host.token, HOSTED, timeout=30, overwrite=True)
-    for name in HOSTED:
-        world.data["instances"].append(
-            {
-                "name": name,
-                "customer": name,
-                "channel": "auto",
-                "target": name,
-                "current": dict.fromkeys(COMPONENTS, "1.0.0"),
-            }
-        )
-    world.apply()
+    world, host = hosted_world(tmp_path, start_agent, "h", HOSTED)
 
     report = compile_and_deploy(
         requested_by="ops",
@@ -144,23 +150,7 @@ def one_chunk(
 
 @pytest.fixture
 def small(tmp_path: Path, start_agent) -> Iterator[tuple[Any, Any]]:
-    world = build_world(tmp_path, start_agent, [])
-    host = start_agent(
-        "--instance-count", str(len(SMALL)), "--instance-prefix", "c", root=tmp_path / "c"
-    )
-    save_host_targets(host.url, host.token, SMALL, timeout=30, overwrite=True)
-    for name in SMALL:
-        world.data["instances"].append(
-            {
-                "name": name,
-                "customer": name,
-                "channel": "auto",
-                "target": name,
-                "current": dict.fromkeys(COMPONENTS, "1.0.0"),
-            }
-        )
-    world.apply()
-    yield world, host
+    yield hosted_world(tmp_path, start_agent, "c", SMALL)
 
 
 def _runs_web(host: Any, name: str) -> str:
