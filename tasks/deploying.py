@@ -310,9 +310,17 @@ def chunk_label(specs: Sequence[DeploySpec]) -> str:
     return f"{specs[0].instance} … {specs[-1].instance} ({len(specs)} instances)"
 
 
+# The longest a chunk's success waits to be recorded with others (a deploy that
+# is slower than this is recorded after the next one ends): applies that take
+# milliseconds are recorded a whole chunk at a time, installs that take minutes
+# one by one, and no instance stays locked long after its deploy ended.
+RECORD_SUCCESSES_EVERY = 2.0
+
+
 class _Succeeded:
     """A chunk's deploys that succeeded, recorded together with their locks'
-    release when the chunk ends: one transaction for the chunk, not one per
+    release: when the chunk ends, or once the first of them has waited
+    `RECORD_SUCCESSES_EVERY` seconds; one transaction for many, not one per
     instance. Until then each instance stays locked and its record open; a run
     killed meanwhile leaves them to recovery, which finds the revision running
     on the target and records it so. Any other end is recorded at once."""
@@ -321,9 +329,16 @@ class _Succeeded:
         self.actor = actor
         self.run_id = run_id
         self.pending: dict[str, tuple[DeploySpec, Holding]] = {}
+        self.since = 0.0
 
     def add(self, spec: DeploySpec, holding: Holding) -> None:
+        if not self.pending:
+            self.since = time.monotonic()
         self.pending[spec.instance] = (spec, holding)
+
+    def due(self) -> bool:
+        """The first pending success has waited long enough."""
+        return bool(self.pending) and time.monotonic() - self.since >= RECORD_SUCCESSES_EVERY
 
     def record(self) -> None:
         """Record the pending ends; should one be refused (its revision's status
@@ -378,12 +393,12 @@ def deploy_instances(
 
     The chunk's free locks are taken together, with its records opened in the
     same transaction (`LockKeeper.hold_many`, `rollouts.begin_many_in`), and the
-    deploys that succeeded are recorded together at the end (`_Succeeded`); any
-    other end is recorded as it happens. An instance another run holds is
-    deployed last, waiting for its lock alone with no other held. Each outcome
-    is counted by the run's watch as it ends, so a halt stops the rest of the
-    chunk at once; an instance whose deploy raised is recorded `failed` and the
-    chunk goes on.
+    deploys that succeeded are recorded together, at the end or every few
+    seconds (`_Succeeded`); any other end is recorded as it happens. An
+    instance another run holds is deployed last, waiting for its lock alone
+    with no other held. Each outcome is counted by the run's watch as it ends,
+    so a halt stops the rest of the chunk at once; an instance whose deploy
+    raised is recorded `failed` and the chunk goes on.
     """
     run_id = str(flow_run.id)
     logger = get_run_logger()
@@ -443,6 +458,8 @@ def deploy_instances(
                     chunked = partial(_held, spec, block, holding, succeeded, actor=actor)
                     run = partial(chunked, run_id=run_id, retries=retries, delay=retry_delay)
                     ended(spec, run, holding)
+                    if succeeded.due():
+                        succeeded.record()
         finally:
             succeeded.record()
     for spec, block in zip(specs, target_blocks, strict=True):

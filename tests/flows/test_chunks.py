@@ -21,6 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError
 
+import tasks.deploying
 from blocks.targets import load_target_blocks, save_host_targets
 from fleet.agent.client import AgentClient
 from fleet.core.errors import NotFoundError
@@ -287,10 +288,11 @@ def test_a_run_killed_mid_chunk_leaves_every_record_the_chunk_opened_and_recover
 
 
 def test_a_chunk_records_an_end_other_than_success_as_it_happens(
-    small: tuple[Any, Any],
+    small: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only successes wait for the chunk's end (recovery can tell them from the
     target); a failure is recorded, and its lock released, before it is counted."""
+    monkeypatch.setattr(tasks.deploying, "RECORD_SUCCESSES_EVERY", 600.0)
     _, host = small
     dead = SMALL[2]
     save_host_targets("http://127.0.0.1:9", host.token, [dead], timeout=2, overwrite=True)
@@ -388,4 +390,28 @@ def test_a_chunk_with_a_revision_gone_deploys_the_others_and_reports_it(
     assert "Unknown manifest revision" in done[gone].detail
     assert "not recorded" in done[gone].detail
     assert deployments.deployments_of(gone) == []
+    assert locks.held() == []
+
+
+def test_a_chunk_s_successes_wait_no_longer_than_its_interval(
+    small: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installs slower than the interval are recorded one by one: each success is
+    recorded, and its lock released, before the next deploy is counted."""
+    monkeypatch.setattr(tasks.deploying, "RECORD_SUCCESSES_EVERY", 0.0)
+    seen: dict[str, tuple[str, bool]] = {}
+
+    def snapshot(kept: Watch, run_id: str) -> None:
+        def count(outcome: InstanceOutcome) -> None:
+            before = SMALL[SMALL.index(outcome.instance) - 1]
+            if before != SMALL[-1]:
+                (record,) = deployments.deployments_of_run(run_id, instance=before)
+                locked = any(lease.instance == before for lease in locks.held())
+                seen[before] = (record.outcome, locked)
+
+        kept.count = count
+
+    done = one_chunk(SMALL, snapshot)
+    assert {o.instance: o.outcome for o in done} == dict.fromkeys(SMALL, "succeeded")
+    assert seen == dict.fromkeys(SMALL[:-1], ("succeeded", False))
     assert locks.held() == []
