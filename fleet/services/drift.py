@@ -24,14 +24,13 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from fleet.core.drift import Drift
 from fleet.core.errors import ConflictError, NotFoundError
-from fleet.core.locks import holds
 from fleet.core.manifests import ManifestStatus
 from fleet.db import fleet as fleet_repo
 from fleet.db.audit import Entry, append_events
 from fleet.db.history import DEPLOYMENT, MANIFEST
 from fleet.db.models import DriftRow, table_of
+from fleet.services import recovery
 from fleet.services._common import now_or_clock, reading, writing
-from fleet.services.locks import LOCK, lease_of
 
 __all__ = [
     "DriftFinding",
@@ -115,9 +114,10 @@ def in_motion(checked: Collection[Recorded], *, engine: Engine | None = None) ->
                 )
             )
         }
-        leases = {
-            r.instance: lease_of(r)
-            for r in session.execute(select(LOCK).where(LOCK.c.instance.in_(sorted(open_))))
+        # Recovery's rule says which open records no live lease covers.
+        orphaned = {
+            (o.instance, o.flow_run_id)
+            for o in recovery.orphans_in(session, instances=sorted(open_), now=now)
         }
         current = {
             r.name: r.current_revision
@@ -130,7 +130,7 @@ def in_motion(checked: Collection[Recorded], *, engine: Engine | None = None) ->
     out = {}
     for rec in checked:
         run = open_.get(rec.instance)
-        if run is not None and holds(leases.get(rec.instance), run, now):
+        if run is not None and (rec.instance, run) not in orphaned:
             out[rec.instance] = f"being deployed by run {run}"
         elif run is not None:
             out[rec.instance] = f"left open by run {run}, which stopped: recovery settles it"
