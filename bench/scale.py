@@ -316,6 +316,7 @@ class StackProcesses:
 
     ROLES = (
         ("flow processes", b"prefect.engine"),
+        ("flow processes", b"deployments.warmstart"),
         ("Prefect API servers", b"server\0start"),
         ("Prefect services", b"services\0start"),
         ("workers", b"worker\0start"),

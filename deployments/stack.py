@@ -57,6 +57,7 @@ from deployments.catalog import WORK_POOL
 from deployments.prefect_server import server_env
 from deployments.setup import HEARTBEAT_SECONDS
 from deployments.supervisor import Child, Supervisor
+from deployments.warmstart import SOCKET_VARIABLE, use_in_work_pool
 
 __all__ = ["StackConfig", "StackError", "main"]
 
@@ -133,6 +134,16 @@ class StackConfig:
     @property
     def state_file(self) -> Path:
         return self.work / "state.json"
+
+    def warm_socket(self, i: int) -> Path:
+        """Worker i's warm starter (deployments.warmstart): a short path (a socket's is
+        at most 107 bytes), in a directory only this user reaches, named after the
+        stack's directory."""
+        import hashlib
+        import tempfile
+
+        digest = hashlib.sha256(str(self.work).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"fleet-warm-{digest}" / f"worker-{i + 1}.sock"
 
 
 def config_to_json(config: StackConfig) -> dict[str, Any]:
@@ -676,13 +687,24 @@ def bring_up(stack: Stack) -> dict[str, str]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+    use_in_work_pool(WORK_POOL)
     for i in range(c.workers):
         name = f"worker-{i + 1}"
         directory = c.work / "workers" / name
         directory.mkdir(parents=True, exist_ok=True)
+        # Its flow runs are forked from a warm starter beside it (deployments.warmstart).
+        sock = c.warm_socket(i)
+        sock.parent.mkdir(mode=0o700, exist_ok=True)
+        warm = [py, "-m", "deployments.warmstart", "serve", "--socket", str(sock)]
+        stack.start(f"warm-{i + 1}", warm, cwd=directory)
         argv = ["worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", name]
-        stack.start(name, [*prefect, *argv, "--limit", str(c.worker_limit)], cwd=directory)
-    say(f"workers: {c.workers} in {c.work / 'workers'}, pool {WORK_POOL!r}")
+        stack.start(
+            name,
+            [*prefect, *argv, "--limit", str(c.worker_limit)],
+            cwd=directory,
+            env={SOCKET_VARIABLE: str(sock)},
+        )
+    say(f"workers: {c.workers} in {c.work / 'workers'}, pool {WORK_POOL!r}, with warm starters")
     say(f"Fleet API: starting on {c.api_url} (2 workers)")
     api_port = str(c.api_port)
     stack.start(

@@ -31,7 +31,8 @@ def test_one_command_brings_up_every_part(stack: RunningStack) -> None:
     c = stack.config
     children = stack.children()
     expected = {"redis", "haproxy", "prefect-api-1", "prefect-api-2", "prefect-services"}
-    expected |= {"worker-1", "worker-2", "fleet-api"} | {f"agent-{n}" for n in AGENTS}
+    expected |= {"worker-1", "worker-2", "warm-1", "warm-2", "fleet-api"}
+    expected |= {f"agent-{n}" for n in AGENTS}
     assert set(children) == expected
     # Each worker runs in its own directory; the flows' code comes through the pull step.
     for name in ("worker-1", "worker-2"):
@@ -116,6 +117,15 @@ def test_rollouts_are_run_by_both_workers_and_recorded_in_fleets_postgres(
     finally:
         stack.slow_agents(0)
     assert {stack.worker_of(r) for r in runs} == {"worker-1", "worker-2"}
+    # Each run's process was forked by its worker's warm starter (deployments.warmstart),
+    # not started as a new interpreter.
+    for run_id in runs:
+        worker = stack.worker_of(run_id)
+        assert worker is not None
+        logs = stack.config.work / "logs"
+        warm_log = (logs / f"warm-{worker.removeprefix('worker-')}.log").read_text()
+        assert f"for flow run {run_id}" in warm_log, warm_log[-2000:]
+        assert "starting the flow run cold" not in (logs / f"{worker}.log").read_text()
     for run_id, pair in runs.items():
         assert stack.deployments_of(run_id) == {n: "succeeded" for n in pair}
         # Task-run states reach Prefect's database through its event pipeline, a
