@@ -220,6 +220,10 @@ def serve(socket_path: Path, modules: Sequence[str] = ()) -> Request | None:
     starter = _Starter(
         socket_path=socket_path, code_dir=Path(code_dir).resolve() if code_dir else None
     )
+    if starter.code_dir is not None:
+        # A cold run imports Fleet from its code directory (the pull step moves there
+        # first); so does the warm starter, whatever else installed Fleet.
+        sys.path.insert(0, str(starter.code_dir))
     for name in modules:
         __import__(name)
     starter.fingerprint = _fingerprint(starter.code_dir)

@@ -76,25 +76,31 @@ def _wait(predicate, what: str, timeout: float = 20) -> None:  # type: ignore[no
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def warm(tmp_path: Path) -> Iterator[Warm]:
+def _start(tmp_path: Path, pythonpath: Path | None = None) -> Warm:
     code = tmp_path / "code"
     code.mkdir()
     (code / "code_here.py").write_text("VERSION = 1\n")
     (code / "warm_target.py").write_text(TARGET)
     sock = tmp_path / "w.sock"
     log = tmp_path / "warm.log"
-    env = dict(os.environ, FLEET_CODE_DIR=str(code), PYTHONPATH=str(code), GONE="warm")
+    env = dict(os.environ, FLEET_CODE_DIR=str(code), PYTHONPATH=str(pythonpath or code))
+    env["GONE"] = "warm"
     argv = [sys.executable, "-m", "deployments.warmstart", "serve", "--socket", str(sock)]
     argv += ["--module", "code_here", "--run", "warm_target"]
     with log.open("w") as out:
         proc = subprocess.Popen(
-            argv, cwd=code, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+            argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
         )
     _wait(lambda: "ready" in log.read_text(), "the warm starter")
-    yield Warm(proc, sock, code, log)
-    proc.terminate()
-    proc.wait(10)
+    return Warm(proc, sock, code, log)
+
+
+@pytest.fixture
+def warm(tmp_path: Path) -> Iterator[Warm]:
+    started = _start(tmp_path)
+    yield started
+    started.proc.terminate()
+    started.proc.wait(10)
 
 
 def _report(launched: subprocess.Popen[str], stdin: str = "go\n") -> tuple[dict, str, int]:  # type: ignore[type-arg]
@@ -211,6 +217,21 @@ def test_a_malformed_request_is_declined_and_the_warm_starter_keeps_serving(
         answer = raw.recv(4096)
     assert b"declined" in answer
     assert _report(warm.launch(DO="exit:0"))[2] == 0
+
+
+def test_fleets_code_is_imported_from_the_code_directory_as_a_cold_run_would(
+    tmp_path: Path,
+) -> None:
+    # Another copy of the code (an installed Fleet, say) comes first on the path.
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    (installed / "code_here.py").write_text("VERSION = 'installed'\n")
+    started = _start(tmp_path, pythonpath=installed)
+    try:
+        assert _report(started.launch(DO="exit:0"))[0]["version"] == 1
+    finally:
+        started.proc.terminate()
+        started.proc.wait(10)
 
 
 def test_without_a_warm_starter_the_launcher_starts_the_engine_cold(tmp_path: Path) -> None:
