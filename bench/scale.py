@@ -311,7 +311,9 @@ class StackProcesses:
     """CPU and peaks of the stack's processes, by role, read from /proc.
 
     A process's CPU counts its own and that of the children it has reaped, so
-    the flow-run processes a worker started and reaped are in the worker's.
+    the flow-run processes a worker started and reaped are in the worker's, and
+    those a warm starter forked and reaped in the warm starter's (a flow process:
+    its own start-up, imports included, is before any measured window).
     """
 
     ROLES = (
@@ -397,7 +399,7 @@ class StackProcesses:
             self._stop.wait(0.5)
 
 
-def one_size_on_stack(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
+def one_size_on_stack(count: int, tmp: Path, *, ui: bool, warm: bool = True) -> dict[str, Any]:
     """The same rollout on the scale-out stack (`python -m deployments.stack up`):
     two Prefect API servers behind HAProxy, a services process, Redis, two process
     workers, Fleet's database on PostgreSQL; the instances on one agent host."""
@@ -462,6 +464,7 @@ def one_size_on_stack(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
             "--redis-port",
             str(redis_port),
             "--no-agents",
+            *([] if warm else ["--no-warm-start"]),
         ]
         log = tmp / "stack.out"
         out = log.open("w")
@@ -565,6 +568,7 @@ def one_size_on_stack(count: int, tmp: Path, *, ui: bool) -> dict[str, Any]:
         return {
             "instances": count,
             "where": "stack",
+            "warm_start": warm,
             "state": state.type.value,
             "flow_s": flow_s,
             "loop_s": loop_s,
@@ -618,13 +622,25 @@ def main() -> int:
         help="the scale-out stack (default), or one Prefect server with the flow in this process",
     )
     parser.add_argument(
+        "--no-warm-start",
+        action="store_true",
+        help="the stack's flow runs start as new interpreters (to compare; not with --write-docs)",
+    )
+    parser.add_argument(
         "--one", type=int, help=argparse.SUPPRESS
     )  # one size, in a process of its own
     args = parser.parse_args()
+    if args.no_warm_start and (args.write_docs or args.where != "stack"):
+        parser.error("--no-warm-start is a comparison on the stack: not with --write-docs")
     if args.one:
-        measure = one_size_on_stack if args.where == "stack" else one_size
         with tempfile.TemporaryDirectory(prefix="fleet-bench-scale-") as tmp:
-            print(json.dumps(measure(args.one, Path(tmp), ui=args.ui)))
+            if args.where == "stack":
+                result = one_size_on_stack(
+                    args.one, Path(tmp), ui=args.ui, warm=not args.no_warm_start
+                )
+            else:
+                result = one_size(args.one, Path(tmp), ui=args.ui)
+            print(json.dumps(result))
         return 0
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -640,6 +656,8 @@ def main() -> int:
     results = []
     for size in sizes:  # each size in a fresh process: its threads and files are its own
         argv = [sys.executable, __file__, "--one", str(size), "--where", args.where]
+        if args.no_warm_start:
+            argv.append("--no-warm-start")
         if args.ui and size == max(sizes):
             argv.append("--ui")
         out = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -730,11 +748,13 @@ def write_stack_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) ->
             f"{GOAL_MS:.0f} ms per instance and flat from 200 to 2,000 instances; no process "
             "grows with the fleet. Per size, a fresh `python -m deployments.stack up "
             "--no-agents` (two Prefect API servers behind HAProxy, a services process, its "
-            "own Redis, two process workers, Fleet's API, Prefect's and Fleet's databases on "
+            "own Redis, two process workers each with a warm starter that forks their flow "
+            "runs' processes, Fleet's API, Prefect's and Fleet's databases on "
             "PostgreSQL) and one many-instance agent host serving every instance (5 "
             "components, 16 KB artifacts). The run is started from the compile-and-deploy "
             "deployment and taken by a worker. Orchestration: the CPU of every stack process "
-            "(a worker's counts the flow-run processes it started) and PostgreSQL during the "
+            "(a worker's or warm starter's counts the flow-run processes it started) and "
+            "PostgreSQL during the "
             "run, minus theirs and the loop's process during a plain loop making the same "
             "target calls (16 threads); the agent host is left out.",
             "",
@@ -759,8 +779,10 @@ def write_stack_docs(results: list[dict[str, Any]], *, flat: bool, met: bool) ->
             "- CPU seconds per party during the run, by size: "
             + _cpu_by_size(results)
             + ". The run's wall time includes the worker taking it (it polls every 5 s) "
-            "and the flow-run process starting. The stack's scheduled flows are paused "
-            "while it measures; other flow runs that started on the stack, by size: "
+            "and the flow-run process starting. A warm starter's own start-up (importing "
+            "Prefect and the flows, once per worker) is not in any run. The stack's "
+            "scheduled flows are paused while it measures; other flow runs that started "
+            "on the stack, by size: "
             + ", ".join(f"{r['instances']:,}: {r['other_runs']}" for r in results)
             + ".",
             "- The stack with nothing to do (workers polling, loop services, health "

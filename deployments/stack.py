@@ -93,6 +93,9 @@ class StackConfig:
     # False: the instances' agents run elsewhere (an agent host, `fleet blocks
     # add-host`), and their target blocks are saved there; the stack starts none.
     agents: bool = True
+    # False: no warm starters; every flow run starts as a new interpreter (Prefect's
+    # own way), for comparison.
+    warm_start: bool = True
 
     @property
     def work(self) -> Path:
@@ -687,24 +690,25 @@ def bring_up(stack: Stack) -> dict[str, str]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    use_in_work_pool(WORK_POOL)
+    use_in_work_pool(WORK_POOL, enabled=c.warm_start)
     for i in range(c.workers):
         name = f"worker-{i + 1}"
         directory = c.work / "workers" / name
         directory.mkdir(parents=True, exist_ok=True)
-        # Its flow runs are forked from a warm starter beside it (deployments.warmstart).
-        sock = c.warm_socket(i)
-        sock.parent.mkdir(mode=0o700, exist_ok=True)
-        warm = [py, "-m", "deployments.warmstart", "serve", "--socket", str(sock)]
-        stack.start(f"warm-{i + 1}", warm, cwd=directory)
+        warm_env: dict[str, str] = {}
+        if c.warm_start:
+            # Its flow runs are forked from a warm starter beside it (deployments.warmstart).
+            sock = c.warm_socket(i)
+            sock.parent.mkdir(mode=0o700, exist_ok=True)
+            warm = [py, "-m", "deployments.warmstart", "serve", "--socket", str(sock)]
+            stack.start(f"warm-{i + 1}", warm, cwd=directory)
+            warm_env[SOCKET_VARIABLE] = str(sock)
         argv = ["worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", name]
         stack.start(
-            name,
-            [*prefect, *argv, "--limit", str(c.worker_limit)],
-            cwd=directory,
-            env={SOCKET_VARIABLE: str(sock)},
+            name, [*prefect, *argv, "--limit", str(c.worker_limit)], cwd=directory, env=warm_env
         )
-    say(f"workers: {c.workers} in {c.work / 'workers'}, pool {WORK_POOL!r}, with warm starters")
+    starts = "with warm starters" if c.warm_start else "without warm starters"
+    say(f"workers: {c.workers} in {c.work / 'workers'}, pool {WORK_POOL!r}, {starts}")
     say(f"Fleet API: starting on {c.api_url} (2 workers)")
     api_port = str(c.api_port)
     stack.start(
@@ -882,6 +886,8 @@ def down(config: StackConfig, say: Callable[[str], None] = print, timeout: float
             os.kill(p, signal.SIGKILL)
     if left:
         say(f"ended {len(left)} leftover process(es) of the stack")
+    # The warm starters' sockets (a SIGKILLed warm starter leaves its socket).
+    shutil.rmtree(config.warm_socket(0).parent, ignore_errors=True)
     if pid is None and not left:
         say("the stack is not running")
     return 0
@@ -1028,6 +1034,11 @@ def _parse(argv: Sequence[str] | None) -> tuple[str, StackConfig]:
         help="start no agent: the instances run on agent hosts of their own, whose target "
         "blocks are saved with `fleet blocks add-host`",
     )
+    parser.add_argument(
+        "--no-warm-start",
+        action="store_true",
+        help="start flow runs as new interpreters, without warm starters (to compare)",
+    )
     args = parser.parse_args(argv)
     if not args.name.replace("_", "").isalnum() or not args.name.isascii():
         parser.error(f"Invalid --name: {args.name!r} (letters, digits and _ only)")
@@ -1047,6 +1058,7 @@ def _parse(argv: Sequence[str] | None) -> tuple[str, StackConfig]:
         workers=args.workers,
         worker_limit=args.worker_limit,
         agents=not args.no_agents,
+        warm_start=not args.no_warm_start,
     )
 
 

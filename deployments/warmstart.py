@@ -430,14 +430,15 @@ def command(python: str | None = None) -> str:
     return shlex.join([python or sys.executable, "-m", "deployments.warmstart"])
 
 
-def use_in_work_pool(pool: str, python: str | None = None) -> bool:
+def use_in_work_pool(pool: str, python: str | None = None, *, enabled: bool = True) -> bool:
     """Make the launcher the command of the process work pool `pool` (its base job
-    template's default; a deployment's job variables can still set another). True if
-    this changed the pool."""
+    template's default; a deployment's job variables can still set another), or, not
+    `enabled`, Prefect's own. True if this changed the pool."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolUpdate
     from prefect.workers.process import ProcessWorker
 
+    wanted = command(python) if enabled else None
     with get_client(sync_client=True) as client:
         # A pool no worker has joined yet has an empty template: the process worker's.
         template = (
@@ -445,9 +446,9 @@ def use_in_work_pool(pool: str, python: str | None = None) -> bool:
             or ProcessWorker.get_default_base_job_template()
         )
         variable = template["variables"]["properties"]["command"]
-        if variable.get("default") == command(python):
+        if variable.get("default") == wanted:
             return False
-        variable["default"] = command(python)
+        variable["default"] = wanted
         client.update_work_pool(pool, WorkPoolUpdate(base_job_template=template))
     return True
 

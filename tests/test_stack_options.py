@@ -20,6 +20,23 @@ def test_agents_are_started_unless_no_agents_is_given(
     assert config.home == tmp_path.resolve()
 
 
+def test_flow_runs_start_warm_unless_no_warm_start_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path))
+    assert _parse(["up"])[1].warm_start is True
+    _, cold = _parse(["up", "--no-warm-start"])
+    assert cold.warm_start is False
+    assert config_from_json(config_to_json(cold)) == cold
+    # Each worker's socket is short enough for a Unix socket, and the stack's own.
+    deep = tmp_path / ("d" * 200)
+    monkeypatch.setenv("FLEET_HOME", str(deep))
+    deep_config = _parse(["up"])[1]
+    socket = deep_config.warm_socket(1)
+    assert len(str(socket).encode()) < 108 and socket.name == "worker-2.sock"
+    assert socket.parent != cold.warm_socket(1).parent
+
+
 def test_the_state_file_keeps_the_choice_and_an_older_one_means_agents(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

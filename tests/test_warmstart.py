@@ -40,9 +40,10 @@ line = sys.stdin.readline().strip()
 what = os.environ.get("DO", "exit:0")
 if what.startswith("exit:"):
     sys.exit(int(what.split(":")[1]))
-if what == "sleep":
-    open(os.environ["PIDFILE"], "w").write(str(os.getpid()))
-    time.sleep(120)
+if what.startswith("sleep"):
+    with open(os.environ["PIDFILE"], "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(float(what.partition(":")[2] or 120))
 """
 
 
@@ -171,6 +172,23 @@ def test_a_killed_launcher_takes_its_run_with_it(tmp_path: Path, warm: Warm) -> 
     launched.communicate(timeout=20)
     _wait(lambda: not _alive(run_pid), "the orphaned run to end")
     assert warm.proc.poll() is None
+
+
+def test_a_run_outlives_its_dead_warm_starter_and_its_launcher_then_exits_1(
+    tmp_path: Path, warm: Warm
+) -> None:
+    pidfile = tmp_path / "pid"
+    launched = warm.launch(DO="sleep:2", PIDFILE=str(pidfile))
+    assert launched.stdin is not None
+    launched.stdin.write("go\n")
+    launched.stdin.flush()
+    _wait(lambda: pidfile.exists() and pidfile.read_text(), "the run to start")
+    warm.proc.kill()
+    warm.proc.wait(10)
+    _, err = launched.communicate(timeout=30)
+    # The run went on to its end; nothing was left to say how it ended.
+    assert launched.returncode == 1
+    assert "the warm starter ended before the flow run's process" in err
 
 
 def test_changed_code_is_never_run_warm_the_warm_starter_stops_for_a_fresh_start(
