@@ -624,7 +624,8 @@ def main() -> int:
     parser.add_argument(
         "--no-warm-start",
         action="store_true",
-        help="the stack's flow runs start as new interpreters (to compare; not with --write-docs)",
+        help="the stack starts no warm starters: its flow runs start cold (to compare; not "
+        "with --write-docs)",
     )
     parser.add_argument(
         "--one", type=int, help=argparse.SUPPRESS

@@ -93,8 +93,8 @@ class StackConfig:
     # False: the instances' agents run elsewhere (an agent host, `fleet blocks
     # add-host`), and their target blocks are saved there; the stack starts none.
     agents: bool = True
-    # False: no warm starters; every flow run starts as a new interpreter (Prefect's
-    # own way), for comparison.
+    # False: no warm starters; the launcher starts every flow run as a new interpreter
+    # (`python -m prefect.engine`), for comparison.
     warm_start: bool = True
 
     @property
@@ -690,7 +690,8 @@ def bring_up(stack: Stack) -> dict[str, str]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    use_in_work_pool(WORK_POOL, enabled=c.warm_start)
+    # The pool's command is the launcher; without warm starters it starts runs cold.
+    use_in_work_pool(WORK_POOL)
     for i in range(c.workers):
         name = f"worker-{i + 1}"
         directory = c.work / "workers" / name
@@ -1037,7 +1038,8 @@ def _parse(argv: Sequence[str] | None) -> tuple[str, StackConfig]:
     parser.add_argument(
         "--no-warm-start",
         action="store_true",
-        help="start flow runs as new interpreters, without warm starters (to compare)",
+        help="start no warm starters: each flow run's process is a new interpreter "
+        "(python -m prefect.engine), to compare",
     )
     args = parser.parse_args(argv)
     if not args.name.replace("_", "").isalnum() or not args.name.isascii():

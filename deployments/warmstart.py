@@ -13,16 +13,22 @@ Fleet's flows (about 1.5 s of CPU on a 2-core machine) before it runs anything. 
   process per request that runs the flow run as `python -m prefect.engine` would, in the
   run's environment and directory.
 - Without a warm starter (FLEET_WARM_SOCKET unset, nothing listening, or it declines)
-  the launcher becomes `python -m prefect.engine` itself: a cold start, as before.
+  the launcher becomes `python -m prefect.engine` itself: a cold start.
 
-The warm starter declines, and exits so that its supervisor starts a fresh one, once a
-module it imported from Fleet's code changed on disk or a site-packages directory changed
-(a package installed or upgraded): a forked run never runs code older than a cold start
-would. It also declines a run that names another code directory or another Python.
+A run is never run twice nor on other code than a cold start would use:
+- The forked process waits for the launcher's go, sent once the launcher knows its pid
+  and passes signals on; a launcher that gave up (and started the run cold) or died
+  sends none, and the forked process ends without running anything.
+- The warm starter declines a run whose environment differs from its own (but for
+  Prefect's per-run variables, `PREFECT__*`), whose Python is another, or whose
+  FLEET_CODE_DIR is another. Once a module it imported from Fleet's code, or a
+  site-packages directory, has changed it declines every run, and exits when the runs
+  it forked have ended, for its supervisor to start a fresh one.
 
-A flow run's process ends with its launcher: if the launcher is killed, the flow run's
-process gets SIGTERM (and SIGKILL 30 s later), as a cold-started process would die with
-it.
+A forked process lives in a process group of its own and ends with its launcher: if the
+launcher is gone (SIGKILLed; every other signal is passed on), it is SIGKILLed, as a
+process the worker had started and then killed would be. A warm starter that stops
+(SIGTERM) stops taking runs and exits when the runs it forked have ended.
 """
 
 from __future__ import annotations
@@ -47,14 +53,24 @@ __all__ = ["SOCKET_VARIABLE", "Request", "command", "launch", "main", "serve", "
 
 SOCKET_VARIABLE = "FLEET_WARM_SOCKET"
 CODE_DIR_VARIABLE = "FLEET_CODE_DIR"
-# Signals the launcher passes on to the flow run's process.
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1)
-# After its launcher is gone, a flow run's process has this long to end on SIGTERM.
-ORPHAN_GRACE_SECONDS = 30.0
 # What a flow run's process runs: `python -m prefect.engine`, warm or cold.
 ENGINE = "prefect.engine"
+# Signals the launcher passes on to the flow run's process.
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1)
+# How long a launcher waits for the warm starter's answer before starting cold.
+ANSWER_SECONDS = 30.0
+# How long the warm starter waits for a whole request.
+REQUEST_SECONDS = 5.0
+_GO = b"g"
 _HEADER = struct.Struct("!I")
+_CREDENTIALS = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 _MAX_REQUEST = 1 << 20  # an environment of 1 MB is not a run's
+
+
+def _per_run(name: str) -> bool:
+    """The variables a run's environment may hold that the warm starter's does not:
+    Prefect's own per-run ones, and the socket the launcher found the warm starter by."""
+    return name.startswith("PREFECT__") or name == SOCKET_VARIABLE
 
 
 @dataclass(frozen=True)
@@ -64,10 +80,11 @@ class Request:
     env: dict[str, str]
     cwd: str
     executable: str
+    prefix: str
 
     def to_bytes(self) -> bytes:
         return json.dumps(
-            {"env": self.env, "cwd": self.cwd, "executable": self.executable}
+            {"env": self.env, "cwd": self.cwd, "executable": self.executable, "prefix": self.prefix}
         ).encode()
 
     @classmethod
@@ -76,22 +93,53 @@ class Request:
         raw = json.loads(data)
         if not isinstance(raw, dict):
             raise ValueError(f"a request is an object, not {type(raw).__name__}")
-        env, cwd, executable = raw.get("env"), raw.get("cwd"), raw.get("executable")
+        env = raw.get("env")
         if not (
             isinstance(env, dict)
             and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
         ):
             raise ValueError("a request's env maps names to strings")
-        if not isinstance(cwd, str) or not isinstance(executable, str):
-            raise ValueError("a request's cwd and executable are strings")
-        return cls(env=env, cwd=cwd, executable=executable)
+        strings = [raw.get(k) for k in ("cwd", "executable", "prefix")]
+        if not all(isinstance(v, str) for v in strings):
+            raise ValueError("a request's cwd, executable and prefix are strings")
+        cwd, executable, prefix = strings
+        return cls(env=env, cwd=cwd, executable=executable, prefix=prefix)  # type: ignore[arg-type]
+
+
+class _Lines:
+    """JSON messages, one a line, read from a socket (two may come in one read)."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.buffer = b""
+
+    def next(self) -> dict[str, Any]:
+        """The next message; {} once the peer has closed. OSError, ValueError if garbled."""
+        while b"\n" not in self.buffer:
+            chunk = self.conn.recv(4096)
+            if not chunk:
+                return {}
+            self.buffer += chunk
+            if len(self.buffer) > _MAX_REQUEST:
+                raise ValueError("message too long")
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        message = json.loads(line)
+        if not isinstance(message, dict):
+            raise ValueError(f"not a message: {line[:80]!r}")
+        return message
+
+
+def _same_user(conn: socket.socket) -> bool:
+    """Whether the peer of a Unix socket runs as this process's user."""
+    raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
+    return bool(_CREDENTIALS.unpack(raw)[1] == os.getuid())
 
 
 # -- the launcher -------------------------------------------------------------------
 
 
 class _Declined(Exception):
-    """No process was forked: the launcher starts the run cold."""
+    """The warm starter will not run this: the launcher starts the run cold."""
 
 
 def launch() -> NoReturn:
@@ -101,51 +149,69 @@ def launch() -> NoReturn:
         # Signals wait until the flow run's process is known, then go to it.
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         try:
-            conn, pid = _hand_over(path)
+            conn, lines, pid = _hand_over(path)
         except _Declined as exc:
             print(f"warm start: {exc}; starting the flow run cold", file=sys.stderr, flush=True)
         else:
-            _exit_as(_follow(conn, pid))
+            _exit_as(_follow(conn, lines, pid))
+        # Closed on exec (a socket is not inherited): a process forked for this request
+        # after all gets no go, and ends without running anything.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     os.execv(sys.executable, [sys.executable, "-m", ENGINE])
 
 
-def _hand_over(path: str) -> tuple[socket.socket, int]:
-    """Send the request; the pid of the forked process, or _Declined before any fork."""
-    request = Request(env=dict(os.environ), cwd=os.getcwd(), executable=sys.executable)
-    payload = request.to_bytes()
+def _hand_over(path: str) -> tuple[socket.socket, _Lines, int]:
+    """Send the request; the pid of the forked process, or _Declined."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        conn.settimeout(30)
+        request = Request(
+            env=dict(os.environ), cwd=os.getcwd(), executable=sys.executable, prefix=sys.prefix
+        )
+        payload = request.to_bytes()
+        conn.settimeout(ANSWER_SECONDS)
         conn.connect(path)
+        if not _same_user(conn):
+            raise _Declined(f"the warm starter at {path} runs as another user")
         socket.send_fds(conn, [_HEADER.pack(len(payload))], [0, 1, 2])
         conn.sendall(payload)
-        reply = _read_line(conn)
-    except OSError as exc:
+        lines = _Lines(conn)
+        reply = lines.next()
+    except (OSError, ValueError) as exc:
         conn.close()
-        raise _Declined(f"no warm starter at {path} ({exc})") from None
-    if "pid" not in reply:
+        raise _Declined(f"no answer from a warm starter at {path} ({exc})") from None
+    except _Declined:
+        conn.close()
+        raise
+    if not isinstance(reply.get("pid"), int):
         conn.close()
         raise _Declined(str(reply.get("declined", "no answer")))
     conn.settimeout(None)
-    return conn, int(reply["pid"])
+    return conn, lines, reply["pid"]
 
 
-def _follow(conn: socket.socket, pid: int) -> int:
-    """Pass signals on to `pid` until the warm starter reports how it ended."""
+def _follow(conn: socket.socket, lines: _Lines, pid: int) -> int:
+    """Pass signals on to `pid`, let it run, and return how it ended."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        pidfd = -1
 
     def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+        with contextlib.suppress(OSError):
+            if pidfd >= 0:
+                signal.pidfd_send_signal(pidfd, signum)
+            else:
+                os.kill(pid, signum)
 
     for sig in FORWARDED:
         signal.signal(sig, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     try:
-        reply = _read_line(conn)
-    except OSError:
+        conn.sendall(_GO)
+        reply = lines.next()
+    except (OSError, ValueError):
         reply = {}
-    if "exit" not in reply:
+    if not isinstance(reply.get("exit"), int):
         print("warm start: the warm starter ended before the flow run's process", file=sys.stderr)
         return 1
     return int(reply["exit"])
@@ -156,24 +222,13 @@ def _exit_as(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     if code < 0:
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
+            signal.signal(-code, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [-code])
-        signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
         time.sleep(1)
         code = 128 - code
     os._exit(code)
-
-
-def _read_line(conn: socket.socket) -> dict[str, Any]:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > _MAX_REQUEST:
-            raise OSError("reply too long")
-    return json.loads(data) if data.strip() else {}
 
 
 # -- the warm starter ---------------------------------------------------------------
@@ -185,27 +240,57 @@ class _Starter:
 
     socket_path: Path
     code_dir: Path | None
-    fingerprint: tuple[tuple[str, int, int], ...] = ()
+    env: dict[str, str]
+    watched: list[str] = field(default_factory=list)
+    fingerprint: tuple[tuple[int, int], ...] = ()
     children: dict[int, tuple[socket.socket, int]] = field(default_factory=dict)
     stale: str = ""
 
+    def watch(self, imported_after_ns: int) -> None:
+        """Watch the files of the modules imported from Fleet's code, and the
+        site-packages directories. A file changed since the imports began is stale at
+        once: the module may hold its older text."""
+        site = [p for p in sys.path if p.endswith("site-packages")]
+        files = set()
+        for module in list(sys.modules.values()):
+            file = getattr(module, "__file__", None)
+            if not file or self.code_dir is None:
+                continue
+            path = Path(file).resolve()
+            if path.is_relative_to(self.code_dir) and not any(path.is_relative_to(s) for s in site):
+                files.add(str(path))
+        self.watched = sorted(files) + site
+        self.fingerprint = _stat_all(self.watched)
+        if any(mtime >= imported_after_ns for mtime, _ in self.fingerprint):
+            self.stale = "code changed while the warm starter imported it"
+
     def fresh(self) -> str:
         """Why a fork would now run older code than a cold start ('' if it would not)."""
-        if self.stale:
-            return self.stale
-        now = _fingerprint(self.code_dir)
-        if now != self.fingerprint:
-            changed = sorted({f[0] for f in set(now) ^ set(self.fingerprint)})
-            self.stale = f"code changed since the warm start ({', '.join(changed[:3])})"
+        if not self.stale:
+            now = _stat_all(self.watched)
+            changed = [
+                f for f, a, b in zip(self.watched, now, self.fingerprint, strict=True) if a != b
+            ]
+            if changed:
+                self.stale = f"code changed since the warm start ({', '.join(changed[:3])})"
         return self.stale
 
     def refusal(self, request: Request) -> str:
         """Why this request is not forked ('' if it is)."""
-        if os.path.realpath(request.executable) != os.path.realpath(sys.executable):
+        if request.prefix != sys.prefix or (
+            os.path.realpath(request.executable) != os.path.realpath(sys.executable)
+        ):
             return f"the run's Python is {request.executable}, the warm starter's {sys.executable}"
         wanted = request.env.get(CODE_DIR_VARIABLE)
         if wanted and self.code_dir is not None and Path(wanted).resolve() != self.code_dir:
             return f"the run's code is in {wanted}, the warm starter's in {self.code_dir}"
+        differ = sorted(
+            k
+            for k in request.env.keys() | self.env.keys()
+            if not _per_run(k) and request.env.get(k) != self.env.get(k)
+        )
+        if differ:
+            return f"the run's environment differs from the warm starter's: {', '.join(differ[:5])}"
         if threading.active_count() != 1:
             return "the warm starter has threads running; it cannot fork safely"
         return self.fresh()
@@ -218,82 +303,110 @@ def serve(socket_path: Path, modules: Sequence[str] = ()) -> Request | None:
     the warm starter when it stops."""
     code_dir = os.environ.get(CODE_DIR_VARIABLE)
     starter = _Starter(
-        socket_path=socket_path, code_dir=Path(code_dir).resolve() if code_dir else None
+        socket_path=socket_path,
+        code_dir=Path(code_dir).resolve() if code_dir else None,
+        env=dict(os.environ),
     )
+    started_in = sys.path[0]
     if starter.code_dir is not None:
         # A cold run imports Fleet from its code directory (the pull step moves there
         # first); so does the warm starter, whatever else installed Fleet.
         sys.path.insert(0, str(starter.code_dir))
+    imported_after = time.time_ns()
     for name in modules:
         __import__(name)
-    starter.fingerprint = _fingerprint(starter.code_dir)
+    starter.watch(imported_after)
     with contextlib.suppress(FileNotFoundError):
         socket_path.unlink()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(socket_path))
     os.chmod(socket_path, 0o600)
+    bound = os.stat(socket_path).st_ino
     listener.listen(64)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, None)
+    owner = os.getpid()
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, stop) for sig in handled}
     print(f"warm starter: ready on {socket_path} ({len(sys.modules)} modules)", flush=True)
-    forked: Request | None = None
     try:
-        while forked is None and not stopping and not (starter.stale and not starter.children):
+        while starter.children or not (stopping or starter.stale):
+            if (stopping or starter.stale) and listener.fileno() >= 0:
+                # No more runs: launchers find nothing and start cold.
+                selector.unregister(listener)
+                listener.close()
+                _unlink(socket_path, bound)
             for key, _ in selector.select(timeout=1.0):
-                if key.data is None:
-                    forked = _accept(starter, listener, selector)
-                    if forked is not None:
-                        break
-                else:
+                if key.data is not None:
                     _reap(starter, selector, key.data)
+                    continue
+                # Signals wait while a process is forked: the forked one starts with
+                # the default handlers, the warm starter keeps its own.
+                signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+                try:
+                    forked = _accept(starter, listener, selector)
+                    if forked is not None:  # in the forked process
+                        for sig, handler in previous.items():
+                            signal.signal(sig, handler)
+                        _become(forked.request, forked.conn, forked.fds, started_in)
+                        return forked.request
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
+    except BaseException:
+        if os.getpid() != owner:
+            # The forked process failed before it ran anything: it ends here, leaving
+            # the warm starter's socket and state alone.
+            import traceback
+
+            traceback.print_exc()
+            os._exit(1)
+        raise
     finally:
-        if forked is None:
+        if os.getpid() == owner:
             selector.close()
             listener.close()
-            with contextlib.suppress(FileNotFoundError):
-                socket_path.unlink()
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
-    return forked
+            _unlink(socket_path, bound)
+    return None
+
+
+@dataclass(frozen=True)
+class _Forked:
+    """In a forked process: its request, its connection to the launcher, its streams."""
+
+    request: Request
+    conn: socket.socket
+    fds: list[int]
 
 
 def _accept(
     starter: _Starter, listener: socket.socket, selector: selectors.BaseSelector
-) -> Request | None:
-    """Read one request and fork its process; the request, in that process only."""
-    conn, _ = listener.accept()
+) -> _Forked | None:
+    """Read one request and fork its process; in that process, what it is to run."""
+    try:
+        conn, _ = listener.accept()
+    except OSError as exc:  # out of file descriptors, say: the launcher starts cold
+        print(f"warm starter: could not accept a run ({exc})", flush=True)
+        return None
     fds: list[int] = []
     try:
-        conn.settimeout(10)
-        header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
-        while len(header) < _HEADER.size:
-            more = conn.recv(_HEADER.size - len(header))
-            if not more:
-                raise OSError("the launcher went away")
-            header += more
-        (size,) = _HEADER.unpack(header)
-        if size > _MAX_REQUEST or len(fds) != 3:
-            raise ValueError(f"malformed request ({size} bytes, {len(fds)} streams)")
-        data = b""
-        while len(data) < size:
-            more = conn.recv(size - len(data))
-            if not more:
-                raise OSError("the launcher went away")
-            data += more
-        request = Request.from_bytes(data)
+        request, fds = _read_request(conn)
         refusal = starter.refusal(request)
     except Exception as exc:  # whatever a request holds, the warm starter keeps serving
         _close(fds)
         _reply(conn, {"declined": f"bad request: {exc}"})
         conn.close()
         return None
+    if not refusal:
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            refusal = f"could not fork ({exc})"
     if refusal:
         _close(fds)
         _reply(conn, {"declined": refusal})
@@ -301,15 +414,13 @@ def _accept(
         if starter.stale:
             print(f"warm starter: {refusal}; stopping for a fresh start", flush=True)
         return None
-    pid = os.fork()
     if pid == 0:
         selector.close()
         listener.close()
         for other, pidfd in starter.children.values():
             other.close()
             os.close(pidfd)
-        _become(request, conn, fds)
-        return request
+        return _Forked(request, conn, fds)
     _close(fds)
     pidfd = os.pidfd_open(pid)
     starter.children[pid] = (conn, pidfd)
@@ -318,6 +429,43 @@ def _accept(
     run = request.env.get("PREFECT__FLOW_RUN_ID", "?")
     print(f"warm starter: forked {pid} for flow run {run}", flush=True)
     return None
+
+
+def _read_request(conn: socket.socket) -> tuple[Request, list[int]]:
+    """The request on `conn` and the three streams it passed, within REQUEST_SECONDS."""
+    deadline = time.monotonic() + REQUEST_SECONDS
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took too long")
+        return left
+
+    if not _same_user(conn):
+        raise PermissionError("the launcher runs as another user")
+    conn.settimeout(remaining())
+    header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
+    try:
+        while len(header) < _HEADER.size:
+            conn.settimeout(remaining())
+            more = conn.recv(_HEADER.size - len(header))
+            if not more:
+                raise ConnectionError("the launcher went away")
+            header += more
+        (size,) = _HEADER.unpack(header)
+        if size > _MAX_REQUEST or len(fds) != 3:
+            raise ValueError(f"malformed request ({size} bytes, {len(fds)} streams)")
+        data = b""
+        while len(data) < size:
+            conn.settimeout(remaining())
+            more = conn.recv(size - len(data))
+            if not more:
+                raise ConnectionError("the launcher went away")
+            data += more
+        return Request.from_bytes(data), fds
+    except BaseException:
+        _close(fds)
+        raise
 
 
 def _reap(starter: _Starter, selector: selectors.BaseSelector, pid: int) -> None:
@@ -331,31 +479,35 @@ def _reap(starter: _Starter, selector: selectors.BaseSelector, pid: int) -> None
     print(f"warm starter: {pid} exited with code {code}", flush=True)
 
 
-def _become(request: Request, conn: socket.socket, fds: list[int]) -> None:
-    """In the forked process: take the run's streams, environment and directory."""
+def _become(request: Request, conn: socket.socket, fds: list[int], started_in: str) -> None:
+    """In the forked process: a process group of its own, the run's streams, environment
+    and directory; then wait for the launcher's go."""
+    os.setpgid(0, 0)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     _close(fds)
     os.environ.clear()
     os.environ.update(request.env)
+    time.tzset()
     os.chdir(request.cwd)
-    # As `python -m`: the working directory first on the path.
-    sys.path[0] = request.cwd
+    # As `python -m`: the run's directory first on the path, not the warm starter's.
+    sys.path[:] = [request.cwd, *(p for p in sys.path if p != started_in)]
     unbuffered = bool(request.env.get("PYTHONUNBUFFERED"))
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(write_through=unbuffered, line_buffering=True)  # type: ignore[union-attr]
     conn.settimeout(None)
+    if conn.recv(1) != _GO:  # the launcher gave up, or died: nothing is run
+        os._exit(1)
     threading.Thread(target=_end_with_launcher, args=(conn,), daemon=True).start()
 
 
 def _end_with_launcher(conn: socket.socket) -> None:
-    """SIGTERM this process when its launcher is gone (SIGKILL after the grace)."""
+    """SIGKILL this process when its launcher is gone: it passes every other signal on,
+    so it was SIGKILLed itself (or failed)."""
     with contextlib.suppress(OSError):
         while conn.recv(1):
             pass
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(ORPHAN_GRACE_SECONDS)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -372,29 +524,30 @@ def run_module(module: str = ENGINE) -> None:
         # it; the run's settings are those of its environment.
         refresh_global_settings_context()
         setup_logging(incremental=False)
+    # Run afresh as __main__, as `python -m` does (other modules keep the imported one).
+    sys.modules.pop(module, None)
     spec = importlib.util.find_spec(module)
     sys.argv = [spec.origin if spec is not None and spec.origin else module]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def _fingerprint(code_dir: Path | None) -> tuple[tuple[str, int, int], ...]:
-    """Each imported module's file under `code_dir`, and each site-packages directory,
-    with its modification time and size."""
-    paths: set[str] = set()
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if file and code_dir is not None and Path(file).resolve().is_relative_to(code_dir):
-            paths.add(str(Path(file).resolve()))
-    paths.update(p for p in sys.path if p.endswith("site-packages"))
+def _stat_all(paths: Sequence[str]) -> tuple[tuple[int, int], ...]:
     out = []
-    for path in sorted(paths):
+    for path in paths:
         try:
             st = os.stat(path)
         except OSError:
-            out.append((path, -1, -1))
+            out.append((-1, -1))
         else:
-            out.append((path, st.st_mtime_ns, st.st_size))
+            out.append((st.st_mtime_ns, st.st_size))
     return tuple(out)
+
+
+def _unlink(path: Path, inode: int) -> None:
+    """Remove the socket this warm starter bound, not one a newer warm starter bound."""
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == inode:
+            path.unlink()
 
 
 def _reply(conn: socket.socket, message: dict[str, Any]) -> None:
@@ -430,15 +583,15 @@ def command(python: str | None = None) -> str:
     return shlex.join([python or sys.executable, "-m", "deployments.warmstart"])
 
 
-def use_in_work_pool(pool: str, python: str | None = None, *, enabled: bool = True) -> bool:
+def use_in_work_pool(pool: str, python: str | None = None) -> bool:
     """Make the launcher the command of the process work pool `pool` (its base job
-    template's default; a deployment's job variables can still set another), or, not
-    `enabled`, Prefect's own. True if this changed the pool."""
+    template's default; a deployment's job variables can still set another). True if
+    this changed the pool."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolUpdate
     from prefect.workers.process import ProcessWorker
 
-    wanted = command(python) if enabled else None
+    wanted = command(python)
     with get_client(sync_client=True) as client:
         # A pool no worker has joined yet has an empty template: the process worker's.
         template = (

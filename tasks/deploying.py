@@ -27,6 +27,7 @@ last good manifest and is recorded `rolled-back`.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import threading
 import time
@@ -51,8 +52,11 @@ from fleet.services.locks import Holding, LockTimeout
 from fleet.services.rollouts import DeploySpec, UnderLock
 from tasks.recovery import settle
 
-# Retry jitter from a generator of its own: the global one is left to its users.
+# Retry jitter from a generator of its own: the global one is left to its users. A
+# process forked from one that imported this module (a warm start) seeds it anew, or
+# concurrent runs would retry in step.
 _JITTER = random.Random()
+os.register_at_fork(after_in_child=_JITTER.seed)
 
 SECURITY_POLICY = "security-policy"
 

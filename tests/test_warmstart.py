@@ -1,9 +1,10 @@
 """The warm starter and its launcher (deployments.warmstart), as real processes.
 
 The forked process runs a small module of the test's (`--run`) instead of Prefect's
-engine: what is checked is the hand-over (environment, directory, streams), exit codes
-and signals both ways, the launcher's death, stale code and the requests it declines.
-The stack's tests run real flow runs through it."""
+engine, told what to do on its standard input: what is checked is the hand-over
+(environment, directory, streams), exit codes and signals both ways, the launcher's
+death, stale code and the requests it declines. The stack's tests run real flow runs
+through it."""
 
 from __future__ import annotations
 
@@ -14,36 +15,45 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from deployments.warmstart import SOCKET_VARIABLE
+from deployments.warmstart import SOCKET_VARIABLE, Request
 
-# The module a forked process runs: reports what it was given, then does what it is told.
+# The module a forked process runs: reports what it was given, then does what its first
+# line of input says.
 TARGET = """
-import json, os, signal, sys, time
+import json, os, random, sys, time
 import code_here
+told = json.loads(sys.stdin.readline())
+if "pidfile" in told:
+    with open(told["pidfile"], "w") as f:
+        f.write(str(os.getpid()))
 print(json.dumps({
     "pid": os.getpid(),
     "ppid": os.getppid(),
+    "pgid": os.getpgid(0),
     "cwd": os.getcwd(),
+    "path0": sys.path[0],
     "argv0": sys.argv[0],
-    "wanted": os.environ.get("WANTED"),
-    "gone": os.environ.get("GONE"),
+    "run": os.environ.get("PREFECT__FLOW_RUN_ID"),
+    "tz": time.strftime("%z"),
     "version": code_here.VERSION,
+    "jitter": code_here.JITTER.random(),
 }), flush=True)
 print("to stderr", file=sys.stderr, flush=True)
-line = sys.stdin.readline().strip()
-what = os.environ.get("DO", "exit:0")
-if what.startswith("exit:"):
-    sys.exit(int(what.split(":")[1]))
-if what.startswith("sleep"):
-    with open(os.environ["PIDFILE"], "w") as f:
-        f.write(str(os.getpid()))
-    time.sleep(float(what.partition(":")[2] or 120))
+time.sleep(told.get("sleep", 0))
+sys.exit(told.get("exit", 0))
+"""
+
+CODE = """
+import os, random
+VERSION = 1
+JITTER = random.Random()
+os.register_at_fork(after_in_child=JITTER.seed)
 """
 
 
@@ -53,11 +63,13 @@ class Warm:
     sock: Path
     code: Path
     log: Path
+    env: dict[str, str]
 
-    def launch(self, **env: str) -> subprocess.Popen[str]:
-        full = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
-        full |= {SOCKET_VARIABLE: str(self.sock), "FLEET_CODE_DIR": str(self.code)} | env
-        return subprocess.Popen(
+    def launch(self, told: dict[str, object], **env: str) -> subprocess.Popen[str]:
+        """A launcher, as a worker starts it: the warm starter's environment, the socket
+        and Prefect's per-run variables, and `env`."""
+        full = self.env | {SOCKET_VARIABLE: str(self.sock), "PREFECT__FLOW_RUN_ID": "r1"} | env
+        launched = subprocess.Popen(
             [sys.executable, "-m", "deployments.warmstart"],
             cwd=self.code,
             env=full,
@@ -66,9 +78,13 @@ class Warm:
             stderr=subprocess.PIPE,
             text=True,
         )
+        assert launched.stdin is not None
+        launched.stdin.write(json.dumps(told) + "\n")
+        launched.stdin.flush()
+        return launched
 
 
-def _wait(predicate, what: str, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+def _wait(predicate: Callable[[], object], what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -80,20 +96,24 @@ def _wait(predicate, what: str, timeout: float = 20) -> None:  # type: ignore[no
 def _start(tmp_path: Path, pythonpath: Path | None = None) -> Warm:
     code = tmp_path / "code"
     code.mkdir()
-    (code / "code_here.py").write_text("VERSION = 1\n")
+    (code / "code_here.py").write_text(CODE)
     (code / "warm_target.py").write_text(TARGET)
     sock = tmp_path / "w.sock"
     log = tmp_path / "warm.log"
-    env = dict(os.environ, FLEET_CODE_DIR=str(code), PYTHONPATH=str(pythonpath or code))
-    env["GONE"] = "warm"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
+    env |= {"FLEET_CODE_DIR": str(code), "PYTHONPATH": str(pythonpath or code), "TZ": "UTC"}
     argv = [sys.executable, "-m", "deployments.warmstart", "serve", "--socket", str(sock)]
     argv += ["--module", "code_here", "--run", "warm_target"]
+    # Files older than the warm start: a file changed while it imports counts as stale.
+    past = time.time() - 10
+    for f in code.iterdir():
+        os.utime(f, (past, past))
     with log.open("w") as out:
         proc = subprocess.Popen(
             argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
         )
     _wait(lambda: "ready" in log.read_text(), "the warm starter")
-    return Warm(proc, sock, code, log)
+    return Warm(proc, sock, code, log, env)
 
 
 @pytest.fixture
@@ -104,111 +124,184 @@ def warm(tmp_path: Path) -> Iterator[Warm]:
     started.proc.wait(10)
 
 
-def _report(launched: subprocess.Popen[str], stdin: str = "go\n") -> tuple[dict, str, int]:  # type: ignore[type-arg]
-    out, err = launched.communicate(stdin, timeout=30)
+def _report(launched: subprocess.Popen[str]) -> tuple[dict[str, object], str, int]:
+    out, err = launched.communicate(timeout=30)
     first = out.splitlines()[0] if out.strip() else "{}"
     return json.loads(first), err, launched.returncode
 
 
-def test_a_run_is_forked_with_the_launchers_environment_directory_and_streams(
+def _started(pidfile: Path) -> int:
+    _wait(lambda: pidfile.exists() and pidfile.read_text(), "the run to start")
+    return int(pidfile.read_text())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return status != "Z"
+
+
+def test_a_run_is_forked_with_the_launchers_streams_directory_and_run_variables(
     warm: Warm,
 ) -> None:
-    launched = warm.launch(WANTED="yes", DO="exit:0")
+    launched = warm.launch({"exit": 0})
     report, err, code = _report(launched)
     assert code == 0
     assert report["ppid"] == warm.proc.pid  # forked by the warm starter, not a new interpreter
     assert report["pid"] != launched.pid
-    assert report["cwd"] == str(warm.code)
-    assert report["wanted"] == "yes"
-    assert report["argv0"].endswith("warm_target.py")
-    assert "to stderr" in err  # stderr, and stdin ("go") reached it too
+    assert report["pgid"] == report["pid"]  # a process group of its own
+    assert report["cwd"] == str(warm.code) == report["path0"]
+    assert report["run"] == "r1"
+    assert report["argv0"] == str(warm.code / "warm_target.py")
+    assert "to stderr" in err  # stdin (what it was told), stdout and stderr reached it
     assert "cold" not in err
 
 
-def test_the_exit_code_of_the_run_is_the_launchers(warm: Warm) -> None:
-    assert _report(warm.launch(DO="exit:3"))[2] == 3
+def test_the_exit_code_of_the_run_is_the_launchers_and_each_fork_draws_its_own_jitter(
+    warm: Warm,
+) -> None:
+    assert _report(warm.launch({"exit": 3}))[2] == 3
     # The warm starter forks again after a run ended (it is not used up).
-    assert _report(warm.launch(DO="exit:0"))[2] == 0
+    reports = [_report(warm.launch({"exit": 0})) for _ in range(2)]
+    assert [code for _, _, code in reports] == [0, 0]
+    assert reports[0][0]["jitter"] != reports[1][0]["jitter"]
     assert warm.proc.poll() is None
 
 
-def test_the_warm_starters_own_environment_does_not_leak_into_a_run(warm: Warm) -> None:
-    assert _report(warm.launch(DO="exit:0"))[0]["gone"] is None
-    assert _report(warm.launch(DO="exit:0", GONE="given"))[0]["gone"] == "given"
-
-
 def test_runs_in_parallel_are_each_forked(warm: Warm) -> None:
-    launched = [warm.launch(DO=f"exit:{i}") for i in range(4)]
+    launched = [warm.launch({"exit": i}) for i in range(4)]
     reports = [_report(p) for p in launched]
     assert [code for _, _, code in reports] == [0, 1, 2, 3]
     assert len({r["pid"] for r, _, _ in reports}) == 4
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_the_launcher_reaches_the_run_and_the_launcher_ends_by_it(
-    tmp_path: Path, warm: Warm
+    tmp_path: Path, warm: Warm, sig: signal.Signals
 ) -> None:
-    pidfile = tmp_path / "pid"
-    launched = warm.launch(DO="sleep", PIDFILE=str(pidfile))
-    assert launched.stdin is not None
-    launched.stdin.write("go\n")
-    launched.stdin.flush()
-    _wait(lambda: pidfile.exists() and pidfile.read_text(), "the run to start")
-    run_pid = int(pidfile.read_text())
-    launched.send_signal(signal.SIGTERM)
+    launched = warm.launch({"sleep": 120, "pidfile": str(tmp_path / "pid")})
+    run_pid = _started(tmp_path / "pid")
+    launched.send_signal(sig)
     launched.communicate(timeout=20)
-    assert launched.returncode == -signal.SIGTERM
+    # SIGINT: the run's Python raised KeyboardInterrupt and ended by SIGINT, as a cold
+    # one would.
+    assert launched.returncode == -sig
     _wait(lambda: not _alive(run_pid), "the run to end")
 
 
-def test_a_killed_launcher_takes_its_run_with_it(tmp_path: Path, warm: Warm) -> None:
-    pidfile = tmp_path / "pid"
-    launched = warm.launch(DO="sleep", PIDFILE=str(pidfile))
-    assert launched.stdin is not None
-    launched.stdin.write("go\n")
-    launched.stdin.flush()
-    _wait(lambda: pidfile.exists() and pidfile.read_text(), "the run to start")
-    run_pid = int(pidfile.read_text())
+def test_a_signal_as_the_launcher_starts_is_never_lost(tmp_path: Path, warm: Warm) -> None:
+    for i in range(6):
+        launched = warm.launch({"sleep": 5, "exit": 0})
+        time.sleep(0.02 * i)
+        launched.send_signal(signal.SIGTERM)
+        launched.communicate(timeout=30)
+        assert launched.returncode != 0, f"run {i} ran to its end after SIGTERM"
+
+
+def test_a_run_killed_by_sigkill_ends_its_launcher_by_sigkill(tmp_path: Path, warm: Warm) -> None:
+    launched = warm.launch({"sleep": 120, "pidfile": str(tmp_path / "pid")})
+    os.kill(_started(tmp_path / "pid"), signal.SIGKILL)
+    launched.communicate(timeout=20)
+    assert launched.returncode == -signal.SIGKILL
+
+
+def test_a_killed_launcher_takes_its_run_with_it_at_once(tmp_path: Path, warm: Warm) -> None:
+    launched = warm.launch({"sleep": 120, "pidfile": str(tmp_path / "pid")})
+    run_pid = _started(tmp_path / "pid")
     launched.kill()
     launched.communicate(timeout=20)
-    _wait(lambda: not _alive(run_pid), "the orphaned run to end")
+    _wait(lambda: not _alive(run_pid), "the orphaned run to end", timeout=5)
     assert warm.proc.poll() is None
 
 
-def test_a_run_outlives_its_dead_warm_starter_and_its_launcher_then_exits_1(
+def test_a_request_whose_launcher_gives_no_go_runs_nothing(tmp_path: Path, warm: Warm) -> None:
+    # A launcher that gave up waiting (and started the run cold) or died: the process
+    # forked for it waits for the go and ends without running the flow.
+    request = Request(
+        env=warm.env | {"PREFECT__FLOW_RUN_ID": "r2"},
+        cwd=str(warm.code),
+        executable=sys.executable,
+        prefix=sys.prefix,
+    ).to_bytes()
+    stdin_r, stdin_w = os.pipe()
+    os.write(stdin_w, json.dumps({"pidfile": str(tmp_path / "pid")}).encode() + b"\n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.connect(str(warm.sock))
+        socket.send_fds(raw, [len(request).to_bytes(4, "big")], [stdin_r, 1, 2])
+        raw.sendall(request)
+        raw.settimeout(15)
+        assert b'"pid"' in raw.recv(4096)
+    os.close(stdin_r)
+    os.close(stdin_w)
+    _wait(lambda: "exited with code 1" in warm.log.read_text(), "the forked process to end")
+    assert not (tmp_path / "pid").exists()
+
+
+def test_a_run_outlives_its_stopped_warm_starter_which_waits_for_it(
     tmp_path: Path, warm: Warm
 ) -> None:
-    pidfile = tmp_path / "pid"
-    launched = warm.launch(DO="sleep:2", PIDFILE=str(pidfile))
-    assert launched.stdin is not None
-    launched.stdin.write("go\n")
-    launched.stdin.flush()
-    _wait(lambda: pidfile.exists() and pidfile.read_text(), "the run to start")
+    launched = warm.launch({"sleep": 2, "exit": 0, "pidfile": str(tmp_path / "pid")})
+    _started(tmp_path / "pid")
+    warm.proc.terminate()
+    # It takes no more runs: the socket is gone at once, the run goes on to its end.
+    _wait(lambda: not warm.sock.exists(), "the socket to go")
+    report, _, code = _report(launched)
+    assert code == 0 and report["run"] == "r1"
+    assert warm.proc.wait(10) == 0
+
+
+def test_a_run_outlives_its_killed_warm_starter_and_its_launcher_then_exits_1(
+    tmp_path: Path, warm: Warm
+) -> None:
+    launched = warm.launch({"sleep": 2, "pidfile": str(tmp_path / "pid")})
+    _started(tmp_path / "pid")
     warm.proc.kill()
     warm.proc.wait(10)
-    _, err = launched.communicate(timeout=30)
+    _, err, code = _report(launched)
     # The run went on to its end; nothing was left to say how it ended.
-    assert launched.returncode == 1
+    assert code == 1
     assert "the warm starter ended before the flow run's process" in err
 
 
 def test_changed_code_is_never_run_warm_the_warm_starter_stops_for_a_fresh_start(
     warm: Warm,
 ) -> None:
-    time.sleep(0.01)
-    (warm.code / "code_here.py").write_text("VERSION = 2  # changed\n")
-    _, err = warm.launch(DO="exit:0").communicate("go\n", timeout=60)
+    (warm.code / "code_here.py").write_text(CODE.replace("VERSION = 1", "VERSION = 2"))
+    _, err = warm.launch({}).communicate(timeout=60)
     # Declined before any fork: the launcher started the engine cold instead.
     assert "code changed since the warm start" in err and "code_here.py" in err
     assert "starting the flow run cold" in err
     assert warm.proc.wait(10) == 0  # its supervisor starts a fresh one
 
 
-def test_a_run_of_other_code_or_another_python_is_declined(tmp_path: Path, warm: Warm) -> None:
+def test_a_run_of_other_code_another_environment_or_python_is_declined(
+    tmp_path: Path, warm: Warm
+) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    _, err = warm.launch(DO="exit:0", FLEET_CODE_DIR=str(elsewhere)).communicate("", timeout=60)
+    _, err = warm.launch({}, FLEET_CODE_DIR=str(elsewhere)).communicate(timeout=60)
     assert f"the run's code is in {elsewhere}" in err and "starting the flow run cold" in err
+    _, err = warm.launch({}, PYTHONPATH=str(elsewhere), TZ="Asia/Tokyo").communicate(timeout=60)
+    assert "environment differs from the warm starter's: PYTHONPATH, TZ" in err
+    assert "starting the flow run cold" in err
     assert warm.proc.poll() is None
+
+
+def test_fleets_code_is_imported_from_the_code_directory_as_a_cold_run_would(
+    tmp_path: Path,
+) -> None:
+    # Another copy of the code (an installed Fleet, say) comes first on the path.
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    (installed / "code_here.py").write_text("VERSION = 'installed'\n")
+    started = _start(tmp_path, pythonpath=installed)
+    try:
+        assert _report(started.launch({}))[0]["version"] == 1
+    finally:
+        started.proc.terminate()
+        started.proc.wait(10)
 
 
 @pytest.mark.parametrize(
@@ -219,8 +312,9 @@ def test_a_run_of_other_code_or_another_python_is_declined(tmp_path: Path, warm:
         b"\xff\xff\xff\xff",
         b"\x00\x00\x00\x02[]",
         b'\x00\x00\x00\x0b{"env": 1}',
+        b"\x00\x00\x00\x10" + b"[" * 16,
     ],
-    ids=["empty", "bad json", "huge length", "not an object", "env not a map"],
+    ids=["empty", "bad json", "huge length", "not an object", "env not a map", "nested"],
 )
 def test_a_malformed_request_is_declined_and_the_warm_starter_keeps_serving(
     warm: Warm, payload: bytes
@@ -234,22 +328,26 @@ def test_a_malformed_request_is_declined_and_the_warm_starter_keeps_serving(
         raw.settimeout(15)
         answer = raw.recv(4096)
     assert b"declined" in answer
-    assert _report(warm.launch(DO="exit:0"))[2] == 0
+    assert _report(warm.launch({}))[2] == 0
 
 
-def test_fleets_code_is_imported_from_the_code_directory_as_a_cold_run_would(
-    tmp_path: Path,
+def test_a_run_whose_directory_is_gone_fails_alone_and_leaves_the_socket(
+    tmp_path: Path, warm: Warm
 ) -> None:
-    # Another copy of the code (an installed Fleet, say) comes first on the path.
-    installed = tmp_path / "installed"
-    installed.mkdir()
-    (installed / "code_here.py").write_text("VERSION = 'installed'\n")
-    started = _start(tmp_path, pythonpath=installed)
-    try:
-        assert _report(started.launch(DO="exit:0"))[0]["version"] == 1
-    finally:
-        started.proc.terminate()
-        started.proc.wait(10)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    request = Request(
+        env=warm.env, cwd=str(gone), executable=sys.executable, prefix=sys.prefix
+    ).to_bytes()
+    gone.rmdir()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.connect(str(warm.sock))
+        socket.send_fds(raw, [len(request).to_bytes(4, "big")], [0, 1, 2])
+        raw.sendall(request)
+        raw.settimeout(15)
+        assert b'"exit": 1' in b"".join(iter(lambda: raw.recv(4096), b""))
+    assert warm.sock.exists() and warm.proc.poll() is None
+    assert _report(warm.launch({}))[2] == 0
 
 
 def test_without_a_warm_starter_the_launcher_starts_the_engine_cold(tmp_path: Path) -> None:
@@ -263,12 +361,5 @@ def test_without_a_warm_starter_the_launcher_starts_the_engine_cold(tmp_path: Pa
         timeout=120,
         check=False,
     )
-    assert "no warm starter at" in done.stderr and "starting the flow run cold" in done.stderr
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return status != "Z"
+    assert "no answer from a warm starter at" in done.stderr
+    assert "starting the flow run cold" in done.stderr
