@@ -26,8 +26,8 @@ A run is never run twice nor on other code than a cold start would use:
   it forked have ended, for its supervisor to start a fresh one.
 
 A forked process lives in a process group of its own and ends with its launcher: if the
-launcher is gone (SIGKILLed; every other signal is passed on), it is SIGKILLed, as a
-process the worker had started and then killed would be. A warm starter that stops
+launcher is gone (SIGKILLed; every other signal is passed on), it gets SIGTERM, for the
+engine to report the run Crashed, and SIGKILL 10 s later. A warm starter that stops
 (SIGTERM) stops taking runs and exits when the runs it forked have ended.
 """
 
@@ -57,6 +57,8 @@ CODE_DIR_VARIABLE = "FLEET_CODE_DIR"
 ENGINE = "prefect.engine"
 # Signals the launcher passes on to the flow run's process.
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1)
+# After its launcher is gone, a flow run's process has this long to end on SIGTERM.
+ORPHAN_GRACE_SECONDS = 10.0
 # How long a launcher waits for the warm starter's answer before starting cold.
 ANSWER_SECONDS = 30.0
 # How long the warm starter waits for a whole request.
@@ -240,7 +242,7 @@ class _Starter:
 
     socket_path: Path
     code_dir: Path | None
-    env: dict[str, str]
+    effective: dict[str, str]
     watched: list[str] = field(default_factory=list)
     fingerprint: tuple[tuple[int, int], ...] = ()
     children: dict[int, tuple[socket.socket, int]] = field(default_factory=dict)
@@ -284,11 +286,7 @@ class _Starter:
         wanted = request.env.get(CODE_DIR_VARIABLE)
         if wanted and self.code_dir is not None and Path(wanted).resolve() != self.code_dir:
             return f"the run's code is in {wanted}, the warm starter's in {self.code_dir}"
-        differ = sorted(
-            k
-            for k in request.env.keys() | self.env.keys()
-            if not _per_run(k) and request.env.get(k) != self.env.get(k)
-        )
+        differ = _differences(_effective(request.env), self.effective)
         if differ:
             return f"the run's environment differs from the warm starter's: {', '.join(differ[:5])}"
         if threading.active_count() != 1:
@@ -305,7 +303,7 @@ def serve(socket_path: Path, modules: Sequence[str] = ()) -> Request | None:
     starter = _Starter(
         socket_path=socket_path,
         code_dir=Path(code_dir).resolve() if code_dir else None,
-        env=dict(os.environ),
+        effective=_effective(dict(os.environ)),
     )
     started_in = sys.path[0]
     if starter.code_dir is not None:
@@ -503,11 +501,14 @@ def _become(request: Request, conn: socket.socket, fds: list[int], started_in: s
 
 
 def _end_with_launcher(conn: socket.socket) -> None:
-    """SIGKILL this process when its launcher is gone: it passes every other signal on,
-    so it was SIGKILLed itself (or failed)."""
+    """End this process when its launcher is gone: it passes every signal it can on, so
+    it was SIGKILLed (its worker's process group killed, say) or failed. SIGTERM first,
+    so that Prefect's engine reports the run Crashed; SIGKILL after the grace."""
     with contextlib.suppress(OSError):
         while conn.recv(1):
             pass
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(ORPHAN_GRACE_SECONDS)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -529,6 +530,42 @@ def run_module(module: str = ENGINE) -> None:
     spec = importlib.util.find_spec(module)
     sys.argv = [spec.origin if spec is not None and spec.origin else module]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def _effective(env: dict[str, str]) -> dict[str, str]:
+    """What of an environment a forked run would take from the warm starter instead: its
+    variables but for the per-run ones, with Prefect's settings as Prefect reads them
+    (an alias and its setting's own name are one setting)."""
+    key = tuple(sorted((k, v) for k, v in env.items() if not _per_run(k)))
+    if key not in _EFFECTIVE:
+        if len(_EFFECTIVE) >= 8:
+            _EFFECTIVE.clear()
+        _EFFECTIVE[key] = _read_effective(dict(key))
+    return _EFFECTIVE[key]
+
+
+# The last environments read (most runs of a worker have one): reading Prefect's
+# settings takes tens of milliseconds.
+_EFFECTIVE: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+
+
+def _read_effective(env: dict[str, str]) -> dict[str, str]:
+    from prefect.settings import Settings
+
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        settings = Settings().to_environment_variables(exclude_unset=True)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    out = {k: v for k, v in env.items() if not k.startswith("PREFECT_")}
+    return out | {k: str(v) for k, v in settings.items()}
+
+
+def _differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
 def _stat_all(paths: Sequence[str]) -> tuple[tuple[int, int], ...]:

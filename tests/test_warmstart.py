@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.warmstart import SOCKET_VARIABLE, Request
+from deployments.warmstart import SOCKET_VARIABLE, Request, _differences, _effective
 
 # The module a forked process runs: reports what it was given, then does what its first
 # line of input says.
@@ -287,6 +287,25 @@ def test_a_run_of_other_code_another_environment_or_python_is_declined(
     assert "environment differs from the warm starter's: PYTHONPATH, TZ" in err
     assert "starting the flow run cold" in err
     assert warm.proc.poll() is None
+
+
+def test_prefect_settings_are_compared_as_prefect_reads_them(warm: Warm) -> None:
+    # A worker passes its settings on under their own names (an alias's setting, and
+    # "True" for "true"): the same settings, so the run is forked.
+    aliased = warm.env | {
+        "PREFECT_LOCAL_STORAGE_PATH": "/r",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+    }
+    same = aliased | {
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": "/r",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "True",
+    }
+    assert _differences(_effective(aliased), _effective(same)) == []
+    # A setting read when a task is made (its default retries) is another run's.
+    other = aliased | {"PREFECT_TASKS_DEFAULT_RETRIES": "3"}
+    assert _differences(_effective(aliased), _effective(other)) == ["PREFECT_TASKS_DEFAULT_RETRIES"]
+    _, err = warm.launch({}, PREFECT_TASKS_DEFAULT_RETRIES="3").communicate(timeout=60)
+    assert "environment differs from the warm starter's: PREFECT_TASKS_DEFAULT_RETRIES" in err
 
 
 def test_fleets_code_is_imported_from_the_code_directory_as_a_cold_run_would(
