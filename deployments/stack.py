@@ -21,6 +21,10 @@
   they reach the flow code through the pull step of prefect.yaml
   (`set_working_directory` to FLEET_CODE_DIR, this checkout), and the
   deployments come from `prefect deploy --all`;
+- beside each worker a warm starter (deployments.warmstart) that forks its flow
+  runs' processes from one that has imported Prefect and the flows; the pool's
+  command is the warm starter's launcher (--no-warm-start: no warm starters,
+  every run's process a new interpreter);
 - result storage that every worker reads: FLEET_HOME/stack/results;
 - Fleet's database (`fleet init`, `fleet apply` of a copy of the fleet file
   with demo artifacts), `fleet setup`, a FleetAgent block and an agent per
@@ -42,6 +46,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -556,6 +561,17 @@ def _run(argv: Sequence[str], env: dict[str, str], log: Path, timeout: float = 3
         raise StackError(f"{' '.join(argv[:6])} failed ({done.returncode}); {log}:\n{tail}")
 
 
+def _private_directory(path: Path) -> None:
+    """Make `path` a directory only this user reaches, or refuse one that is not."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise StackError(
+            f"{path} is not a directory of this user's that only it reaches "
+            f"(mode {stat.filemode(st.st_mode)}, owner {st.st_uid}): remove it"
+        )
+
+
 def _workers_online(config: StackConfig) -> Callable[[], bool]:
     def probe() -> bool:
         from prefect.client.orchestration import get_client
@@ -700,7 +716,7 @@ def bring_up(stack: Stack) -> dict[str, str]:
         if c.warm_start:
             # Its flow runs are forked from a warm starter beside it (deployments.warmstart).
             sock = c.warm_socket(i)
-            sock.parent.mkdir(mode=0o700, exist_ok=True)
+            _private_directory(sock.parent)
             warm = [py, "-m", "deployments.warmstart", "serve", "--socket", str(sock)]
             stack.start(f"warm-{i + 1}", warm, cwd=directory)
             warm_env[SOCKET_VARIABLE] = str(sock)

@@ -25,10 +25,15 @@ A run is never run twice nor on other code than a cold start would use:
   site-packages directory, has changed it declines every run, and exits when the runs
   it forked have ended, for its supervisor to start a fresh one.
 
-A forked process lives in a process group of its own and ends with its launcher: if the
-launcher is gone (SIGKILLed; every other signal is passed on), it gets SIGTERM, for the
-engine to report the run Crashed, and SIGKILL 10 s later. A warm starter that stops
-(SIGTERM) stops taking runs and exits when the runs it forked have ended.
+A forked process lives in a process group of its own and ends with its launcher (which
+passes SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGUSR1 on). If the launcher is gone after it
+passed a signal on, that was the worker's hard kill: the run is SIGKILLed at once.
+Otherwise (its worker's process group killed, say) the run gets SIGTERM, for Prefect's
+engine to report it Crashed once the flow is loaded, and SIGKILL 10 s later. A warm
+starter that stops (SIGTERM) takes no more runs and exits when its runs have ended.
+
+What is the warm starter's, not the run's: the string-hash seed, resource limits,
+cgroup, scheduling priority and CPU affinity. The umask is the run's.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ ANSWER_SECONDS = 30.0
 # How long the warm starter waits for a whole request.
 REQUEST_SECONDS = 5.0
 _GO = b"g"
+_SIGNALLED = b"s"
 _HEADER = struct.Struct("!I")
 _CREDENTIALS = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 _MAX_REQUEST = 1 << 20  # an environment of 1 MB is not a run's
@@ -83,10 +89,17 @@ class Request:
     cwd: str
     executable: str
     prefix: str
+    umask: int = 0o022
 
     def to_bytes(self) -> bytes:
         return json.dumps(
-            {"env": self.env, "cwd": self.cwd, "executable": self.executable, "prefix": self.prefix}
+            {
+                "env": self.env,
+                "cwd": self.cwd,
+                "executable": self.executable,
+                "prefix": self.prefix,
+                "umask": self.umask,
+            }
         ).encode()
 
     @classmethod
@@ -104,8 +117,11 @@ class Request:
         strings = [raw.get(k) for k in ("cwd", "executable", "prefix")]
         if not all(isinstance(v, str) for v in strings):
             raise ValueError("a request's cwd, executable and prefix are strings")
+        umask = raw.get("umask", 0o022)
+        if type(umask) is not int or not 0 <= umask <= 0o777:
+            raise ValueError(f"a request's umask is 0 to 0o777, not {umask!r}")
         cwd, executable, prefix = strings
-        return cls(env=env, cwd=cwd, executable=executable, prefix=prefix)  # type: ignore[arg-type]
+        return cls(env=env, cwd=cwd, executable=executable, prefix=prefix, umask=umask)  # type: ignore[arg-type]
 
 
 class _Lines:
@@ -166,8 +182,14 @@ def _hand_over(path: str) -> tuple[socket.socket, _Lines, int]:
     """Send the request; the pid of the forked process, or _Declined."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        umask = os.umask(0o022)
+        os.umask(umask)
         request = Request(
-            env=dict(os.environ), cwd=os.getcwd(), executable=sys.executable, prefix=sys.prefix
+            env=dict(os.environ),
+            cwd=os.getcwd(),
+            executable=sys.executable,
+            prefix=sys.prefix,
+            umask=umask,
         )
         payload = request.to_bytes()
         conn.settimeout(ANSWER_SECONDS)
@@ -184,36 +206,40 @@ def _hand_over(path: str) -> tuple[socket.socket, _Lines, int]:
     except _Declined:
         conn.close()
         raise
-    if not isinstance(reply.get("pid"), int):
+    pid = reply.get("pid")
+    if type(pid) is not int or pid <= 0:
         conn.close()
-        raise _Declined(str(reply.get("declined", "no answer")))
+        raise _Declined(str(reply.get("declined", f"a strange answer: {reply}")))
     conn.settimeout(None)
-    return conn, lines, reply["pid"]
+    return conn, lines, pid
 
 
 def _follow(conn: socket.socket, lines: _Lines, pid: int) -> int:
     """Pass signals on to `pid`, let it run, and return how it ended."""
     try:
         pidfd = os.pidfd_open(pid)
-    except OSError:
+    except OSError:  # it has ended already: nothing to pass a signal on to
         pidfd = -1
 
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(OSError):
+            # Told first: a launcher SIGKILLed after it passed a signal on is the
+            # worker's hard kill, and the run is then SIGKILLed at once.
+            conn.send(_SIGNALLED)
+        with contextlib.suppress(OSError):
             if pidfd >= 0:
                 signal.pidfd_send_signal(pidfd, signum)
-            else:
-                os.kill(pid, signum)
 
     for sig in FORWARDED:
         signal.signal(sig, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
-    try:
+    with contextlib.suppress(OSError):  # it may have ended before the go
         conn.sendall(_GO)
+    try:
         reply = lines.next()
     except (OSError, ValueError):
         reply = {}
-    if not isinstance(reply.get("exit"), int):
+    if type(reply.get("exit")) is not int:
         print("warm start: the warm starter ended before the flow run's process", file=sys.stderr)
         return 1
     return int(reply["exit"])
@@ -241,8 +267,9 @@ class _Starter:
     """The warm starter's state: what it imported and the runs it forked."""
 
     socket_path: Path
-    code_dir: Path | None
-    effective: dict[str, str]
+    code_dir: str | None  # as named: a symbolic link moved to a new release is a change
+    resolved_code_dir: Path | None
+    environment: _Environment
     watched: list[str] = field(default_factory=list)
     fingerprint: tuple[tuple[int, int], ...] = ()
     children: dict[int, tuple[socket.socket, int]] = field(default_factory=dict)
@@ -252,14 +279,16 @@ class _Starter:
         """Watch the files of the modules imported from Fleet's code, and the
         site-packages directories. A file changed since the imports began is stale at
         once: the module may hold its older text."""
-        site = [p for p in sys.path if p.endswith("site-packages")]
+        site = sorted({str(Path(p).resolve()) for p in sys.path if _is_site(p)})
         files = set()
         for module in list(sys.modules.values()):
             file = getattr(module, "__file__", None)
-            if not file or self.code_dir is None:
+            if not file or self.resolved_code_dir is None:
                 continue
             path = Path(file).resolve()
-            if path.is_relative_to(self.code_dir) and not any(path.is_relative_to(s) for s in site):
+            if path.is_relative_to(self.resolved_code_dir) and not any(
+                path.is_relative_to(s) for s in site
+            ):
                 files.add(str(path))
         self.watched = sorted(files) + site
         self.fingerprint = _stat_all(self.watched)
@@ -268,6 +297,9 @@ class _Starter:
 
     def fresh(self) -> str:
         """Why a fork would now run older code than a cold start ('' if it would not)."""
+        now_at = Path(self.code_dir).resolve() if self.code_dir is not None else None
+        if not self.stale and now_at != self.resolved_code_dir:
+            self.stale = f"{self.code_dir} now leads to {now_at}"
         if not self.stale:
             now = _stat_all(self.watched)
             changed = [
@@ -275,6 +307,8 @@ class _Starter:
             ]
             if changed:
                 self.stale = f"code changed since the warm start ({', '.join(changed[:3])})"
+        if not self.stale and threading.active_count() != 1:
+            self.stale = "the warm starter has threads running, and cannot fork safely"
         return self.stale
 
     def refusal(self, request: Request) -> str:
@@ -284,13 +318,11 @@ class _Starter:
         ):
             return f"the run's Python is {request.executable}, the warm starter's {sys.executable}"
         wanted = request.env.get(CODE_DIR_VARIABLE)
-        if wanted and self.code_dir is not None and Path(wanted).resolve() != self.code_dir:
+        if wanted and self.code_dir is not None and wanted != self.code_dir:
             return f"the run's code is in {wanted}, the warm starter's in {self.code_dir}"
-        differ = _differences(_effective(request.env), self.effective)
+        differ = _differences(_environment(request.env, request.cwd), self.environment)
         if differ:
             return f"the run's environment differs from the warm starter's: {', '.join(differ[:5])}"
-        if threading.active_count() != 1:
-            return "the warm starter has threads running; it cannot fork safely"
         return self.fresh()
 
 
@@ -299,17 +331,22 @@ def serve(socket_path: Path, modules: Sequence[str] = ()) -> Request | None:
 
     Returns the request in a forked process (the caller runs the flow run), and None in
     the warm starter when it stops."""
-    code_dir = os.environ.get(CODE_DIR_VARIABLE)
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError as exc:
+        raise SystemExit(f"warm starter: this system has no pidfd_open ({exc})") from None
+    code_dir = os.environ.get(CODE_DIR_VARIABLE) or None
     starter = _Starter(
         socket_path=socket_path,
-        code_dir=Path(code_dir).resolve() if code_dir else None,
-        effective=_effective(dict(os.environ)),
+        code_dir=code_dir,
+        resolved_code_dir=Path(code_dir).resolve() if code_dir else None,
+        environment=_environment(dict(os.environ), os.getcwd()),
     )
     started_in = sys.path[0]
-    if starter.code_dir is not None:
+    if starter.resolved_code_dir is not None:
         # A cold run imports Fleet from its code directory (the pull step moves there
         # first); so does the warm starter, whatever else installed Fleet.
-        sys.path.insert(0, str(starter.code_dir))
+        sys.path.insert(0, str(starter.resolved_code_dir))
     imported_after = time.time_ns()
     for name in modules:
         __import__(name)
@@ -333,6 +370,8 @@ def serve(socket_path: Path, modules: Sequence[str] = ()) -> Request | None:
     handled = (signal.SIGTERM, signal.SIGINT)
     previous = {sig: signal.signal(sig, stop) for sig in handled}
     print(f"warm starter: ready on {socket_path} ({len(sys.modules)} modules)", flush=True)
+    if starter.stale:
+        print(f"warm starter: {starter.stale}; stopping for a fresh start", flush=True)
     try:
         while starter.children or not (stopping or starter.stale):
             if (stopping or starter.stale) and listener.fileno() >= 0:
@@ -345,8 +384,8 @@ def serve(socket_path: Path, modules: Sequence[str] = ()) -> Request | None:
                     _reap(starter, selector, key.data)
                     continue
                 # Signals wait while a process is forked: the forked one starts with
-                # the default handlers, the warm starter keeps its own.
-                signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+                # the default handlers, and keeps them blocked until the launcher's go.
+                signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
                 try:
                     forked = _accept(starter, listener, selector)
                     if forked is not None:  # in the forked process
@@ -355,11 +394,14 @@ def serve(socket_path: Path, modules: Sequence[str] = ()) -> Request | None:
                         _become(forked.request, forked.conn, forked.fds, started_in)
                         return forked.request
                 finally:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
-    except BaseException:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+    except BaseException as exc:
         if os.getpid() != owner:
             # The forked process failed before it ran anything: it ends here, leaving
-            # the warm starter's socket and state alone.
+            # the warm starter's socket and state alone (as a cold one would on SIGINT).
+            if isinstance(exc, KeyboardInterrupt):
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGINT)
             import traceback
 
             traceback.print_exc()
@@ -409,8 +451,8 @@ def _accept(
         _close(fds)
         _reply(conn, {"declined": refusal})
         conn.close()
-        if starter.stale:
-            print(f"warm starter: {refusal}; stopping for a fresh start", flush=True)
+        after = "; stopping for a fresh start" if starter.stale else ""
+        print(f"warm starter: declined a run: {refusal}{after}", flush=True)
         return None
     if pid == 0:
         selector.close()
@@ -420,9 +462,16 @@ def _accept(
             os.close(pidfd)
         return _Forked(request, conn, fds)
     _close(fds)
-    pidfd = os.pidfd_open(pid)
+    try:
+        pidfd = os.pidfd_open(pid)
+        selector.register(pidfd, selectors.EVENT_READ, pid)
+    except OSError as exc:  # out of file descriptors, say: the forked process never runs
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        _reply(conn, {"declined": f"could not watch the forked process ({exc})"})
+        conn.close()
+        return None
     starter.children[pid] = (conn, pidfd)
-    selector.register(pidfd, selectors.EVENT_READ, pid)
     _reply(conn, {"pid": pid})
     run = request.env.get("PREFECT__FLOW_RUN_ID", "?")
     print(f"warm starter: forked {pid} for flow run {run}", flush=True)
@@ -480,10 +529,16 @@ def _reap(starter: _Starter, selector: selectors.BaseSelector, pid: int) -> None
 def _become(request: Request, conn: socket.socket, fds: list[int], started_in: str) -> None:
     """In the forked process: a process group of its own, the run's streams, environment
     and directory; then wait for the launcher's go."""
+    import fcntl
+
     os.setpgid(0, 0)
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
+    # Moved above 2 first: a stream received as 0, 1 or 2 is not overwritten early.
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in fds]
     _close(fds)
+    for target, fd in enumerate(moved):
+        os.dup2(fd, target)
+    _close(moved)
+    os.umask(request.umask)
     os.environ.clear()
     os.environ.update(request.env)
     time.tzset()
@@ -495,20 +550,25 @@ def _become(request: Request, conn: socket.socket, fds: list[int], started_in: s
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(write_through=unbuffered, line_buffering=True)  # type: ignore[union-attr]
     conn.settimeout(None)
-    if conn.recv(1) != _GO:  # the launcher gave up, or died: nothing is run
-        os._exit(1)
-    threading.Thread(target=_end_with_launcher, args=(conn,), daemon=True).start()
+    signalled = False
+    while (byte := conn.recv(1)) != _GO:
+        if byte != _SIGNALLED:  # the launcher gave up, or died: nothing is run
+            os._exit(1)
+        signalled = True  # the signal itself waits, held back, until the go
+    threading.Thread(target=_end_with_launcher, args=(conn, signalled), daemon=True).start()
 
 
-def _end_with_launcher(conn: socket.socket) -> None:
-    """End this process when its launcher is gone: it passes every signal it can on, so
-    it was SIGKILLed (its worker's process group killed, say) or failed. SIGTERM first,
-    so that Prefect's engine reports the run Crashed; SIGKILL after the grace."""
+def _end_with_launcher(conn: socket.socket, signalled: bool) -> None:
+    """End this process when its launcher is gone. The launcher passes signals on, so
+    it was SIGKILLed, or failed. After it passed a signal on, that is the worker's hard
+    kill: SIGKILL at once. Otherwise (its worker's process group killed, say) SIGTERM
+    first, so that Prefect's engine can report the run Crashed, SIGKILL after a grace."""
     with contextlib.suppress(OSError):
-        while conn.recv(1):
-            pass
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(ORPHAN_GRACE_SECONDS)
+        while data := conn.recv(64):
+            signalled = signalled or _SIGNALLED in data
+    if not signalled:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(ORPHAN_GRACE_SECONDS)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -532,40 +592,75 @@ def run_module(module: str = ENGINE) -> None:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def _effective(env: dict[str, str]) -> dict[str, str]:
-    """What of an environment a forked run would take from the warm starter instead: its
-    variables but for the per-run ones, with Prefect's settings as Prefect reads them
-    (an alias and its setting's own name are one setting)."""
-    key = tuple(sorted((k, v) for k, v in env.items() if not _per_run(k)))
-    if key not in _EFFECTIVE:
-        if len(_EFFECTIVE) >= 8:
-            _EFFECTIVE.clear()
-        _EFFECTIVE[key] = _read_effective(dict(key))
-    return _EFFECTIVE[key]
+@dataclass(frozen=True)
+class _Environment:
+    """What of a run's environment a forked process would take from the warm starter
+    instead: its variables (but for the per-run ones), and Prefect's settings as Prefect
+    reads them there (from the variables, and .env, prefect.toml or pyproject.toml in
+    its directory)."""
+
+    variables: dict[str, str]
+    settings: dict[str, str]
 
 
-# The last environments read (most runs of a worker have one): reading Prefect's
-# settings takes tens of milliseconds.
-_EFFECTIVE: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+# Files in a directory that Prefect's settings read.
+_SETTINGS_FILES = (".env", "prefect.toml", "pyproject.toml")
 
 
-def _read_effective(env: dict[str, str]) -> dict[str, str]:
+def _environment(env: dict[str, str], cwd: str) -> _Environment:
+    variables = {k: v for k, v in env.items() if not _per_run(k)}
+    files = []
+    for name in _SETTINGS_FILES:
+        with contextlib.suppress(OSError):
+            files.append((name, Path(cwd, name).read_bytes()))
+    key = (tuple(sorted(variables.items())), cwd, tuple(files))
+    if key not in _SEEN:
+        if len(_SEEN) >= 8:
+            _SEEN.clear()
+        _SEEN[key] = _Environment(variables, _read_settings(variables, cwd))
+    return _SEEN[key]
+
+
+# The last environments read (a worker's runs share one): reading Prefect's settings
+# takes tens of milliseconds.
+_SEEN: dict[object, _Environment] = {}
+
+
+def _read_settings(env: dict[str, str], cwd: str) -> dict[str, str]:
+    """Prefect's settings, by their own names, as a process with `env` in `cwd` reads
+    them (the warm starter is single-threaded: it lends its own environment)."""
     from prefect.settings import Settings
 
-    saved = dict(os.environ)
+    saved, here = dict(os.environ), os.getcwd()
     try:
         os.environ.clear()
         os.environ.update(env)
+        os.chdir(cwd)
         settings = Settings().to_environment_variables(exclude_unset=True)
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    out = {k: v for k, v in env.items() if not k.startswith("PREFECT_")}
-    return out | {k: str(v) for k, v in settings.items()}
+        os.chdir(here)
+    return {k: str(v) for k, v in settings.items()}
 
 
-def _differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+def _differences(a: _Environment, b: _Environment) -> list[str]:
+    """The names whose values differ: a variable that names a setting counts as that
+    setting (a worker passes its settings on under their own names)."""
+    settings = {
+        k for k in a.settings.keys() | b.settings.keys() if a.settings.get(k) != b.settings.get(k)
+    }
+    variables = {
+        k
+        for k in a.variables.keys() | b.variables.keys()
+        if a.variables.get(k) != b.variables.get(k)
+        and not (k in a.settings and k in b.settings and k not in settings)
+    }
+    return sorted(settings | variables)
+
+
+def _is_site(path: str) -> bool:
+    return path.endswith(("site-packages", "dist-packages"))
 
 
 def _stat_all(paths: Sequence[str]) -> tuple[tuple[int, int], ...]:

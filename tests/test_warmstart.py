@@ -8,6 +8,7 @@ through it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,14 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from deployments.warmstart import SOCKET_VARIABLE, Request, _differences, _effective
+from deployments.warmstart import SOCKET_VARIABLE, Request
 
 # The module a forked process runs: reports what it was given, then does what its first
 # line of input says.
 TARGET = """
-import json, os, random, sys, time
+import json, os, random, signal, sys, time
 import code_here
 told = json.loads(sys.stdin.readline())
+if told.get("ignore_term"):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if "pidfile" in told:
     with open(told["pidfile"], "w") as f:
         f.write(str(os.getpid()))
@@ -42,19 +45,16 @@ print(json.dumps({
     "run": os.environ.get("PREFECT__FLOW_RUN_ID"),
     "tz": time.strftime("%z"),
     "version": code_here.VERSION,
-    "jitter": code_here.JITTER.random(),
+    "umask": os.umask(0),
 }), flush=True)
 print("to stderr", file=sys.stderr, flush=True)
+if told.get("wait"):  # until the test writes a second line
+    sys.stdin.readline()
 time.sleep(told.get("sleep", 0))
 sys.exit(told.get("exit", 0))
 """
 
-CODE = """
-import os, random
-VERSION = 1
-JITTER = random.Random()
-os.register_at_fork(after_in_child=JITTER.seed)
-"""
+CODE = "VERSION = 1\n"
 
 
 @dataclass
@@ -65,12 +65,14 @@ class Warm:
     log: Path
     env: dict[str, str]
 
-    def launch(self, told: dict[str, object], **env: str) -> subprocess.Popen[str]:
+    def launch(
+        self, told: dict[str, object], python: str = sys.executable, **env: str
+    ) -> subprocess.Popen[str]:
         """A launcher, as a worker starts it: the warm starter's environment, the socket
         and Prefect's per-run variables, and `env`."""
         full = self.env | {SOCKET_VARIABLE: str(self.sock), "PREFECT__FLOW_RUN_ID": "r1"} | env
         launched = subprocess.Popen(
-            [sys.executable, "-m", "deployments.warmstart"],
+            [python, "-m", "deployments.warmstart"],
             cwd=self.code,
             env=full,
             stdin=subprocess.PIPE,
@@ -93,15 +95,26 @@ def _wait(predicate: Callable[[], object], what: str, timeout: float = 20) -> No
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _start(tmp_path: Path, pythonpath: Path | None = None) -> Warm:
+def _start(
+    tmp_path: Path,
+    pythonpath: Path | None = None,
+    *,
+    linked: bool = False,
+    env_extra: dict[str, str] | None = None,
+) -> Warm:
     code = tmp_path / "code"
-    code.mkdir()
+    if linked:  # FLEET_CODE_DIR a symbolic link to a release, as deployments do
+        (tmp_path / "release-1").mkdir()
+        code.symlink_to(tmp_path / "release-1")
+    else:
+        code.mkdir()
     (code / "code_here.py").write_text(CODE)
     (code / "warm_target.py").write_text(TARGET)
     sock = tmp_path / "w.sock"
     log = tmp_path / "warm.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
     env |= {"FLEET_CODE_DIR": str(code), "PYTHONPATH": str(pythonpath or code), "TZ": "UTC"}
+    env |= env_extra or {}
     argv = [sys.executable, "-m", "deployments.warmstart", "serve", "--socket", str(sock)]
     argv += ["--module", "code_here", "--run", "warm_target"]
     # Files older than the warm start: a file changed while it imports counts as stale.
@@ -112,20 +125,45 @@ def _start(tmp_path: Path, pythonpath: Path | None = None) -> Warm:
         proc = subprocess.Popen(
             argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
         )
-    _wait(lambda: "ready" in log.read_text(), "the warm starter")
-    return Warm(proc, sock, code, log, env)
+    started = Warm(proc, sock, code, log, env)
+    try:
+        _wait(lambda: "ready" in log.read_text(), "the warm starter")
+    except BaseException:
+        _stop(started)
+        raise
+    return started
+
+
+def _stop(warm: Warm) -> None:
+    """Kill the warm starter and whatever runs it forked (each in a group of its own)."""
+    warm.proc.kill()
+    warm.proc.wait(10)
+    for line in warm.log.read_text().splitlines():
+        if " forked " in line:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.killpg(int(line.split(" forked ")[1].split()[0]), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warm]:
+    """One warm starter for the tests that leave it serving."""
+    started = _start(tmp_path_factory.mktemp("warm"))
+    yield started
+    _stop(started)
 
 
 @pytest.fixture
-def warm(tmp_path: Path) -> Iterator[Warm]:
+def own_warm(tmp_path: Path) -> Iterator[Warm]:
+    """A warm starter of the test's own, for tests that stop it or change its code."""
     started = _start(tmp_path)
     yield started
-    started.proc.terminate()
-    started.proc.wait(10)
+    _stop(started)
 
 
-def _report(launched: subprocess.Popen[str]) -> tuple[dict[str, object], str, int]:
-    out, err = launched.communicate(timeout=30)
+def _report(
+    launched: subprocess.Popen[str], more: str | None = None
+) -> tuple[dict[str, object], str, int]:
+    out, err = launched.communicate(more, timeout=30)
     first = out.splitlines()[0] if out.strip() else "{}"
     return json.loads(first), err, launched.returncode
 
@@ -133,6 +171,24 @@ def _report(launched: subprocess.Popen[str]) -> tuple[dict[str, object], str, in
 def _started(pidfile: Path) -> int:
     _wait(lambda: pidfile.exists() and pidfile.read_text(), "the run to start")
     return int(pidfile.read_text())
+
+
+def _blocked(pid: int, sig: int) -> bool:
+    """Whether process `pid` holds `sig` back (its SigBlk mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk"))
+    return bool(int(mask, 16) & (1 << (sig - 1)))
+
+
+def _start_like(warm: Warm, extra: dict[str, str]) -> Warm:
+    """Another warm starter like `warm`, its environment with `extra`."""
+    tmp = warm.code.parent / f"like-{len(list(warm.code.parent.glob('like-*')))}"
+    tmp.mkdir()
+    started = _start(tmp, env_extra=extra)
+    return started
 
 
 def _alive(pid: int) -> bool:
@@ -143,7 +199,7 @@ def _alive(pid: int) -> bool:
     return status != "Z"
 
 
-def test_a_run_is_forked_with_the_launchers_streams_directory_and_run_variables(
+def test_a_run_is_forked_with_the_launchers_streams_directory_umask_and_run_variables(
     warm: Warm,
 ) -> None:
     launched = warm.launch({"exit": 0})
@@ -155,19 +211,33 @@ def test_a_run_is_forked_with_the_launchers_streams_directory_and_run_variables(
     assert report["cwd"] == str(warm.code) == report["path0"]
     assert report["run"] == "r1"
     assert report["argv0"] == str(warm.code / "warm_target.py")
+    assert report["umask"] == os.umask(os.umask(0o022))  # the launcher's
     assert "to stderr" in err  # stdin (what it was told), stdout and stderr reached it
     assert "cold" not in err
 
 
-def test_the_exit_code_of_the_run_is_the_launchers_and_each_fork_draws_its_own_jitter(
-    warm: Warm,
-) -> None:
+def test_the_exit_code_of_the_run_is_the_launchers_again_and_again(warm: Warm) -> None:
     assert _report(warm.launch({"exit": 3}))[2] == 3
     # The warm starter forks again after a run ended (it is not used up).
-    reports = [_report(warm.launch({"exit": 0})) for _ in range(2)]
-    assert [code for _, _, code in reports] == [0, 0]
-    assert reports[0][0]["jitter"] != reports[1][0]["jitter"]
+    assert [_report(warm.launch({}))[2] for _ in range(2)] == [0, 0]
     assert warm.proc.poll() is None
+
+
+def test_runs_forked_from_one_process_draw_their_own_retry_jitter() -> None:
+    from tasks import deploying
+
+    draws = []
+    for _ in range(2):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the forked process
+            os.write(write, repr(deploying._JITTER.random()).encode())
+            os._exit(0)
+        os.close(write)
+        draws.append(os.read(read, 64))
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert draws[0] != draws[1]
 
 
 def test_runs_in_parallel_are_each_forked(warm: Warm) -> None:
@@ -191,13 +261,21 @@ def test_a_signal_to_the_launcher_reaches_the_run_and_the_launcher_ends_by_it(
     _wait(lambda: not _alive(run_pid), "the run to end")
 
 
-def test_a_signal_as_the_launcher_starts_is_never_lost(tmp_path: Path, warm: Warm) -> None:
-    for i in range(6):
-        launched = warm.launch({"sleep": 5, "exit": 0})
-        time.sleep(0.02 * i)
+def test_a_signal_while_the_launcher_hands_over_reaches_the_run_before_it_runs(
+    tmp_path: Path, warm: Warm
+) -> None:
+    # The warm starter is stopped, so the launcher is caught between its request and
+    # the answer, with signals held back: SIGTERM then must end the run, not be lost.
+    os.kill(warm.proc.pid, signal.SIGSTOP)
+    try:
+        launched = warm.launch({"pidfile": str(tmp_path / "pid")})
+        _wait(lambda: _blocked(launched.pid, signal.SIGTERM), "the launcher to hold signals")
         launched.send_signal(signal.SIGTERM)
-        launched.communicate(timeout=30)
-        assert launched.returncode != 0, f"run {i} ran to its end after SIGTERM"
+    finally:
+        os.kill(warm.proc.pid, signal.SIGCONT)
+    launched.communicate(timeout=30)
+    assert launched.returncode == -signal.SIGTERM
+    assert not (tmp_path / "pid").exists()  # ended before it ran anything
 
 
 def test_a_run_killed_by_sigkill_ends_its_launcher_by_sigkill(tmp_path: Path, warm: Warm) -> None:
@@ -207,13 +285,27 @@ def test_a_run_killed_by_sigkill_ends_its_launcher_by_sigkill(tmp_path: Path, wa
     assert launched.returncode == -signal.SIGKILL
 
 
-def test_a_killed_launcher_takes_its_run_with_it_at_once(tmp_path: Path, warm: Warm) -> None:
+def test_a_killed_launcher_takes_its_run_with_it(tmp_path: Path, warm: Warm) -> None:
     launched = warm.launch({"sleep": 120, "pidfile": str(tmp_path / "pid")})
     run_pid = _started(tmp_path / "pid")
-    launched.kill()
+    launched.kill()  # its worker's process group killed: the run gets SIGTERM
     launched.communicate(timeout=20)
     _wait(lambda: not _alive(run_pid), "the orphaned run to end", timeout=5)
     assert warm.proc.poll() is None
+
+
+def test_the_workers_hard_kill_after_a_sigterm_kills_the_run_at_once(
+    tmp_path: Path, warm: Warm
+) -> None:
+    # Prefect kills a run by SIGTERM, then, after a grace, SIGKILL of the pid it started.
+    launched = warm.launch({"sleep": 120, "ignore_term": True, "pidfile": str(tmp_path / "pid")})
+    run_pid = _started(tmp_path / "pid")
+    launched.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert _alive(run_pid)  # it ignores SIGTERM
+    launched.kill()
+    launched.communicate(timeout=20)
+    _wait(lambda: not _alive(run_pid), "the run to be killed", timeout=3)
 
 
 def test_a_request_whose_launcher_gives_no_go_runs_nothing(tmp_path: Path, warm: Warm) -> None:
@@ -232,53 +324,68 @@ def test_a_request_whose_launcher_gives_no_go_runs_nothing(tmp_path: Path, warm:
         socket.send_fds(raw, [len(request).to_bytes(4, "big")], [stdin_r, 1, 2])
         raw.sendall(request)
         raw.settimeout(15)
-        assert b'"pid"' in raw.recv(4096)
+        pid = json.loads(raw.recv(4096))["pid"]
     os.close(stdin_r)
     os.close(stdin_w)
-    _wait(lambda: "exited with code 1" in warm.log.read_text(), "the forked process to end")
+    ended = f"{pid} exited with code 1"
+    _wait(lambda: ended in warm.log.read_text(), "the forked process to end")
     assert not (tmp_path / "pid").exists()
 
 
 def test_a_run_outlives_its_stopped_warm_starter_which_waits_for_it(
-    tmp_path: Path, warm: Warm
+    tmp_path: Path, own_warm: Warm
 ) -> None:
-    launched = warm.launch({"sleep": 2, "exit": 0, "pidfile": str(tmp_path / "pid")})
+    launched = own_warm.launch({"wait": True, "pidfile": str(tmp_path / "pid")})
     _started(tmp_path / "pid")
-    warm.proc.terminate()
+    own_warm.proc.terminate()
     # It takes no more runs: the socket is gone at once, the run goes on to its end.
-    _wait(lambda: not warm.sock.exists(), "the socket to go")
-    report, _, code = _report(launched)
+    _wait(lambda: not own_warm.sock.exists(), "the socket to go")
+    assert own_warm.proc.poll() is None
+    report, _, code = _report(launched, "\n")
     assert code == 0 and report["run"] == "r1"
-    assert warm.proc.wait(10) == 0
+    assert own_warm.proc.wait(10) == 0
 
 
 def test_a_run_outlives_its_killed_warm_starter_and_its_launcher_then_exits_1(
-    tmp_path: Path, warm: Warm
+    tmp_path: Path, own_warm: Warm
 ) -> None:
-    launched = warm.launch({"sleep": 2, "pidfile": str(tmp_path / "pid")})
+    launched = own_warm.launch({"wait": True, "pidfile": str(tmp_path / "pid")})
     _started(tmp_path / "pid")
-    warm.proc.kill()
-    warm.proc.wait(10)
-    _, err, code = _report(launched)
+    own_warm.proc.kill()
+    own_warm.proc.wait(10)
+    _, err, code = _report(launched, "\n")
     # The run went on to its end; nothing was left to say how it ended.
     assert code == 1
     assert "the warm starter ended before the flow run's process" in err
 
 
 def test_changed_code_is_never_run_warm_the_warm_starter_stops_for_a_fresh_start(
-    warm: Warm,
+    own_warm: Warm,
 ) -> None:
-    (warm.code / "code_here.py").write_text(CODE.replace("VERSION = 1", "VERSION = 2"))
-    _, err = warm.launch({}).communicate(timeout=60)
+    (own_warm.code / "code_here.py").write_text("VERSION = 2\n")
+    _, err = own_warm.launch({}).communicate(timeout=60)
     # Declined before any fork: the launcher started the engine cold instead.
     assert "code changed since the warm start" in err and "code_here.py" in err
     assert "starting the flow run cold" in err
-    assert warm.proc.wait(10) == 0  # its supervisor starts a fresh one
+    assert own_warm.proc.wait(10) == 0  # its supervisor starts a fresh one
 
 
-def test_a_run_of_other_code_another_environment_or_python_is_declined(
-    tmp_path: Path, warm: Warm
-) -> None:
+def test_a_code_directory_link_moved_to_a_new_release_is_changed_code(tmp_path: Path) -> None:
+    started = _start(tmp_path, linked=True)
+    try:
+        assert _report(started.launch({}))[2] == 0
+        (tmp_path / "release-2").mkdir()
+        (tmp_path / "release-2" / "code_here.py").write_text("VERSION = 2\n")
+        (tmp_path / "code").unlink()
+        (tmp_path / "code").symlink_to(tmp_path / "release-2")
+        _, err = started.launch({}).communicate(timeout=60)
+        assert f"{started.code} now leads to {tmp_path / 'release-2'}" in err
+        assert started.proc.wait(10) == 0
+    finally:
+        _stop(started)
+
+
+def test_a_run_of_other_code_or_another_environment_is_declined(tmp_path: Path, warm: Warm) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     _, err = warm.launch({}, FLEET_CODE_DIR=str(elsewhere)).communicate(timeout=60)
@@ -289,23 +396,34 @@ def test_a_run_of_other_code_another_environment_or_python_is_declined(
     assert warm.proc.poll() is None
 
 
+def test_a_run_of_another_python_is_declined(warm: Warm) -> None:
+    other = Path(sys.base_prefix) / "bin" / "python3"
+    if not other.exists() or sys.prefix == sys.base_prefix:
+        pytest.skip("no Python outside this virtual environment")
+    # The launcher needs only the standard library; the cold start it falls back to
+    # fails there (no Prefect), which is not what is checked.
+    root = str(Path(__file__).resolve().parent.parent)
+    _, err = warm.launch({}, python=str(other), PYTHONPATH=root).communicate(timeout=60)
+    assert f"the run's Python is {other}" in err and "starting the flow run cold" in err
+
+
 def test_prefect_settings_are_compared_as_prefect_reads_them(warm: Warm) -> None:
     # A worker passes its settings on under their own names (an alias's setting, and
     # "True" for "true"): the same settings, so the run is forked.
-    aliased = warm.env | {
-        "PREFECT_LOCAL_STORAGE_PATH": "/r",
-        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-    }
-    same = aliased | {
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": "/r",
-        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "True",
-    }
-    assert _differences(_effective(aliased), _effective(same)) == []
-    # A setting read when a task is made (its default retries) is another run's.
-    other = aliased | {"PREFECT_TASKS_DEFAULT_RETRIES": "3"}
-    assert _differences(_effective(aliased), _effective(other)) == ["PREFECT_TASKS_DEFAULT_RETRIES"]
-    _, err = warm.launch({}, PREFECT_TASKS_DEFAULT_RETRIES="3").communicate(timeout=60)
-    assert "environment differs from the warm starter's: PREFECT_TASKS_DEFAULT_RETRIES" in err
+    base = {"PREFECT_LOCAL_STORAGE_PATH": "/r", "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true"}
+    aliased = _start_like(warm, base)
+    try:
+        same = {
+            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": "/r",
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "True",
+        }
+        _, err, code = _report(aliased.launch({}, **same))
+        assert code == 0 and "cold" not in err, err
+        # A setting read when a task is made (its default retries) is another run's.
+        _, err = aliased.launch({}, PREFECT_TASKS_DEFAULT_RETRIES="3").communicate(timeout=60)
+        assert "environment differs from the warm starter's: PREFECT_TASKS_DEFAULT_RETRIES" in err
+    finally:
+        _stop(aliased)
 
 
 def test_fleets_code_is_imported_from_the_code_directory_as_a_cold_run_would(
@@ -350,9 +468,7 @@ def test_a_malformed_request_is_declined_and_the_warm_starter_keeps_serving(
     assert _report(warm.launch({}))[2] == 0
 
 
-def test_a_run_whose_directory_is_gone_fails_alone_and_leaves_the_socket(
-    tmp_path: Path, warm: Warm
-) -> None:
+def test_a_run_whose_directory_is_gone_is_declined_naming_it(tmp_path: Path, warm: Warm) -> None:
     gone = tmp_path / "gone"
     gone.mkdir()
     request = Request(
@@ -364,7 +480,8 @@ def test_a_run_whose_directory_is_gone_fails_alone_and_leaves_the_socket(
         socket.send_fds(raw, [len(request).to_bytes(4, "big")], [0, 1, 2])
         raw.sendall(request)
         raw.settimeout(15)
-        assert b'"exit": 1' in b"".join(iter(lambda: raw.recv(4096), b""))
+        answer = b"".join(iter(lambda: raw.recv(4096), b""))
+    assert b"declined" in answer and str(gone).encode() in answer
     assert warm.sock.exists() and warm.proc.poll() is None
     assert _report(warm.launch({}))[2] == 0
 
