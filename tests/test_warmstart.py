@@ -458,10 +458,12 @@ def test_a_malformed_request_is_declined_and_the_warm_starter_keeps_serving(
 ) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
         raw.connect(str(warm.sock))
-        if payload:
-            socket.send_fds(raw, [payload[:4]], [0, 1, 2])
-            raw.sendall(payload[4:])
-        raw.shutdown(socket.SHUT_WR)
+        # The warm starter may answer and hang up before the rest is sent.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            if payload:
+                socket.send_fds(raw, [payload[:4]], [0, 1, 2])
+                raw.sendall(payload[4:])
+            raw.shutdown(socket.SHUT_WR)
         raw.settimeout(15)
         answer = raw.recv(4096)
     assert b"declined" in answer
