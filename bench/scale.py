@@ -632,7 +632,9 @@ def main() -> int:
     )  # one size, in a process of its own
     args = parser.parse_args()
     if args.no_warm_start and (args.write_docs or args.where != "stack"):
-        parser.error("--no-warm-start is a comparison on the stack: not with --write-docs")
+        parser.error(
+            "--no-warm-start compares runs on the stack: not with --where server or --write-docs"
+        )
     if args.one:
         with tempfile.TemporaryDirectory(prefix="fleet-bench-scale-") as tmp:
             if args.where == "stack":

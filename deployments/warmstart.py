@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import selectors
@@ -50,7 +51,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -92,15 +93,7 @@ class Request:
     umask: int = 0o022
 
     def to_bytes(self) -> bytes:
-        return json.dumps(
-            {
-                "env": self.env,
-                "cwd": self.cwd,
-                "executable": self.executable,
-                "prefix": self.prefix,
-                "umask": self.umask,
-            }
-        ).encode()
+        return json.dumps(asdict(self)).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Request:
@@ -529,8 +522,6 @@ def _reap(starter: _Starter, selector: selectors.BaseSelector, pid: int) -> None
 def _become(request: Request, conn: socket.socket, fds: list[int], started_in: str) -> None:
     """In the forked process: a process group of its own, the run's streams, environment
     and directory; then wait for the launcher's go."""
-    import fcntl
-
     os.setpgid(0, 0)
     # Moved above 2 first: a stream received as 0, 1 or 2 is not overwritten early.
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in fds]

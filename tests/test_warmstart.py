@@ -441,6 +441,13 @@ def test_fleets_code_is_imported_from_the_code_directory_as_a_cold_run_would(
         started.proc.wait(10)
 
 
+def _framed(env: dict[str, str], umask: object) -> bytes:
+    """A request of this Python whose environment or umask is hostile, framed."""
+    body = {"env": env, "cwd": "/", "executable": sys.executable, "prefix": sys.prefix}
+    data = json.dumps(body | {"umask": umask}).encode()
+    return len(data).to_bytes(4, "big") + data
+
+
 @pytest.mark.parametrize(
     "payload",
     [
@@ -450,8 +457,28 @@ def test_fleets_code_is_imported_from_the_code_directory_as_a_cold_run_would(
         b"\x00\x00\x00\x02[]",
         b'\x00\x00\x00\x0b{"env": 1}',
         b"\x00\x00\x00\x10" + b"[" * 16,
+        *(
+            _framed(env, umask)
+            for env, umask in (
+                ({"A=B": "x"}, 0o022),
+                ({"A": "x\u0000y"}, 0o022),
+                ({"A": "\ud800"}, 0o022),
+                ({}, float("nan")),
+            )
+        ),
     ],
-    ids=["empty", "bad json", "huge length", "not an object", "env not a map", "nested"],
+    ids=[
+        "empty",
+        "bad json",
+        "huge length",
+        "not an object",
+        "env not a map",
+        "nested",
+        "= in a name",
+        "NUL in a value",
+        "lone surrogate",
+        "NaN umask",
+    ],
 )
 def test_a_malformed_request_is_declined_and_the_warm_starter_keeps_serving(
     warm: Warm, payload: bytes
@@ -486,6 +513,18 @@ def test_a_run_whose_directory_is_gone_is_declined_naming_it(tmp_path: Path, war
     assert b"declined" in answer and str(gone).encode() in answer
     assert warm.sock.exists() and warm.proc.poll() is None
     assert _report(warm.launch({}))[2] == 0
+
+
+def test_the_stack_refuses_a_socket_directory_others_reach(tmp_path: Path) -> None:
+    from deployments.stack import StackError, _private_directory
+
+    _private_directory(tmp_path / "mine")
+    assert (tmp_path / "mine").stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    with pytest.raises(StackError, match="drwxrwxrwx"):
+        _private_directory(shared)
 
 
 def test_without_a_warm_starter_the_launcher_starts_the_engine_cold(tmp_path: Path) -> None:
