@@ -200,7 +200,7 @@ class Faults(Operator):
                 return dict(run)
         return None
 
-    def running_runs(self) -> list[str]:
+    def running(self) -> list[dict[str, Any]]:
         r = self.answering(
             lambda: self.prefect.post(
                 "/flow_runs/filter",
@@ -208,7 +208,28 @@ class Faults(Operator):
             )
         )
         r.raise_for_status()
-        return [f"{x['name']} {x['id']}" for x in r.json()]
+        return list(r.json())
+
+    def running_runs(self) -> list[str]:
+        return [f"{x['name']} {x['id']}" for x in self.running()]
+
+    def leases_left(self) -> list[locks.Lease]:
+        """Live leases of runs that are not running: what a dead or finished run left held.
+
+        The stack serves its flows with their schedules, and a scheduled run (auto-update
+        every 15 minutes) may hold a lease of its own at any time. A lease counts when it
+        is there before and after a moment its run was not running: a run that has just
+        ended let go of it in between, and one that has just started was running then.
+        """
+        before = {(x.instance, x.run) for x in locks.held(engine=self.engine) if x.live(_now())}
+        running = {x["id"] for x in self.running()}
+        return [
+            lease
+            for lease in locks.held(engine=self.engine)
+            if lease.live(_now())
+            and (lease.instance, lease.run) in before
+            and lease.run not in running
+        ]
 
     def converged(self, instances: list[str]) -> None:
         """The end state every case must reach."""
@@ -225,8 +246,7 @@ class Faults(Operator):
             outcomes = [d.outcome for d in deployments.deployments_of(name, engine=self.engine)]
             assert outcomes.count("succeeded") <= 1, (name, outcomes)  # deployed at most once
             assert "running" not in outcomes, (name, outcomes)
-        live = [lease for lease in locks.held(engine=self.engine) if lease.live(_now())]
-        assert live == [], live
+        assert self.leases_left() == []
         assert audit.verify(engine=self.engine).ok
         self.wait("no run left Running", lambda: not self.running_runs(), timeout=60)
 
@@ -256,12 +276,25 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
         stack.kill_leftovers()
 
 
+@pytest.fixture(autouse=True)
+def unslowed(ops: Faults) -> Iterator[None]:
+    """Every agent answers at full speed again after each case, failed or not: a slow
+    agent left behind would hold the next case's runs (and the scheduled ones) up."""
+    yield
+    for name in INSTANCES:
+        ops.slow(name, 0)
+
+
 def test_flow_process_killed_mid_wave_and_between_apply_and_record(ops: Faults) -> None:
     """`fleet serve` and its flow-run process SIGKILLed while a wave holds its locks:
     a1's deploy has started (its apply held up), a3's apply has happened and its
-    record has not (its health check is held up)."""
-    ops.slow("a1", 20_000)
-    ops.slow("a3", 3_000)
+    record has not (its health check is held up).
+
+    Every request to a3 waits 8 s: its apply lands about 8 s in and its health check
+    answers 8 s later, time enough to see the apply and kill before the record even
+    on a loaded machine. a1's apply, 30 s in, comes well after the kill."""
+    ops.slow("a1", 30_000)
+    ops.slow("a3", 8_000)
     run_id = ops.rollout(["a1", "a3"])
     before = ops.applied_hash("a3")
     ops.wait("a3 applied", lambda: ops.applied_hash("a3") not in (None, before), timeout=120)
@@ -322,8 +355,6 @@ def test_killed_during_the_suspend_for_approval(ops: Faults) -> None:
     (m1,) = recorded_manifests(["m1"], engine=ops.engine)
     assert m1.versions["api"] == "1.1.0" and ops.applied_hash("m1") == m1.hash
     # Nothing to do for the follow-up: m1 needs approval again only for a new plan.
-    live = [lease for lease in locks.held(engine=ops.engine) if lease.live(_now())]
-    assert live == [] and audit.verify(engine=ops.engine).ok
-    # As in `converged`: the stack serves its flows with their schedules, and a
-    # scheduled run (auto-update every 15 minutes) may have started just now.
+    assert ops.leases_left() == [] and audit.verify(engine=ops.engine).ok
+    # As in `converged`: a scheduled run may have started just now.
     ops.wait("no run left Running", lambda: not ops.running_runs(), timeout=60)
