@@ -16,6 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +41,7 @@ ZOMBIE_AFTER = 45  # seconds without a heartbeat (flow processes beat every 30 s
 
 
 def fleet_file(path: Path) -> Path:
+    window = (datetime.now(UTC) + timedelta(hours=12)).hour
     data = {
         "format": 1,
         "components": ["api", "web"],
@@ -48,9 +50,14 @@ def fleet_file(path: Path) -> Path:
             for c in ("api", "web")
         ],
         "channels": [
-            # No maintenance window: the rollouts the test starts deploy at once, and
-            # the scheduled auto-update never waits for one.
-            {"name": "auto", "policy": "auto-update"},
+            # The rollouts the test starts deploy at once, window or not. The scheduled
+            # auto-update (every 15 minutes) deploys only in the window: keep it 12 hours
+            # away, so that only the cases' own runs touch their instances.
+            {
+                "name": "auto",
+                "policy": "auto-update",
+                "maintenance_window": {"cron": f"0 {window} * * *", "duration": "1h"},
+            },
             {
                 "name": "manual",
                 "policy": "manual-approval",
@@ -216,10 +223,10 @@ class Faults(Operator):
     def leases_left(self) -> list[locks.Lease]:
         """Live leases of runs that are not running: what a dead or finished run left held.
 
-        The stack serves its flows with their schedules, and a scheduled run (auto-update
-        every 15 minutes) may hold a lease of its own at any time. A lease counts when it
-        is there before and after a moment its run was not running: a run that has just
-        ended let go of it in between, and one that has just started was running then.
+        The stack serves its flows with their schedules, and a scheduled run may hold a
+        lease of its own at any time. A lease counts when it is there before and after a
+        moment its run was not running: a run that has just ended let go of it in
+        between, and one that has just started was running then.
         """
         before = {(x.instance, x.run) for x in locks.held(engine=self.engine) if x.live(_now())}
         running = {x["id"] for x in self.running()}
@@ -251,9 +258,7 @@ class Faults(Operator):
         self.wait("no run left Running", lambda: not self.running_runs(), timeout=60)
 
 
-def _now() -> Any:
-    from datetime import UTC, datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)
 
 
