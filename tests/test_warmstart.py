@@ -101,6 +101,7 @@ def _start(
     *,
     linked: bool = False,
     env_extra: dict[str, str] | None = None,
+    sock: Path | None = None,
 ) -> Warm:
     code = tmp_path / "code"
     if linked:  # FLEET_CODE_DIR a symbolic link to a release, as deployments do
@@ -110,7 +111,7 @@ def _start(
         code.mkdir()
     (code / "code_here.py").write_text(CODE)
     (code / "warm_target.py").write_text(TARGET)
-    sock = tmp_path / "w.sock"
+    sock = sock or tmp_path / "w.sock"
     log = tmp_path / "warm.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
     env |= {"FLEET_CODE_DIR": str(code), "PYTHONPATH": str(pythonpath or code), "TZ": "UTC"}
@@ -540,3 +541,128 @@ def test_without_a_warm_starter_the_launcher_starts_the_engine_cold(tmp_path: Pa
     )
     assert "no answer from a warm starter at" in done.stderr
     assert "starting the flow run cold" in done.stderr
+
+
+# Another user: the system's own Python (it needs no file of the project's) as `nobody`.
+NOBODY = 65534
+as_root = pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+    reason="runs a process as another user: needs root and the system's python3",
+)
+
+CLIENT = """
+import socket, sys
+payload = bytes.fromhex(sys.stdin.read())
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    s.connect(sys.argv[1])
+    try:
+        socket.send_fds(s, [len(payload).to_bytes(4, "big")], [0, 1, 2])
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    s.settimeout(15)
+    answer = b""
+    try:  # it may hang up on what it left unread: a reset after its answer
+        while chunk := s.recv(4096):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    print(answer.decode())
+"""
+
+SERVER = """
+import os, socket, sys
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    s.bind(sys.argv[1])
+    os.chmod(sys.argv[1], 0o666)
+    s.listen()
+    print("listening", flush=True)
+    conn, _ = s.accept()
+    conn.recv(1)
+"""
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory outside the test's own (whose parents are root's alone) that another
+    user can reach, and write in."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="warm-shared-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@as_root
+def test_a_launcher_of_another_user_is_declined_even_where_the_socket_lets_it_in(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    """The socket is 0600 in a 0700 directory; were both opened up, the warm starter
+    still forks nothing for a process of another user (its uid over SO_PEERCRED)."""
+    warm = _start(tmp_path, sock=shared_dir / "w.sock")
+    try:
+        warm.sock.chmod(0o666)
+        request = Request(
+            env=warm.env, cwd="/", executable="/usr/bin/python3", prefix=sys.base_prefix
+        ).to_bytes()
+        sent = subprocess.run(
+            ["/usr/bin/python3", "-c", CLIENT, str(warm.sock)],
+            input=request.hex(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd="/",
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            check=False,
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert "declined" in sent.stdout and "another user" in sent.stdout, sent.stdout
+        assert " forked " not in warm.log.read_text()
+        assert _report(warm.launch({}))[2] == 0  # and it serves its own user on
+    finally:
+        _stop(warm)
+
+
+@as_root
+def test_a_launcher_never_hands_its_run_to_a_warm_starter_of_another_user(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    """Whoever listens on the socket path, the launcher passes its streams and
+    environment (Prefect's API key among them) only to a process of its own user."""
+    sock = shared_dir / "w.sock"
+    listening = subprocess.Popen(
+        ["/usr/bin/python3", "-c", SERVER, str(sock)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+    )
+    try:
+        assert listening.stdout is not None
+        assert listening.stdout.readline().strip() == "listening"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
+        env[SOCKET_VARIABLE] = str(sock)
+        done = subprocess.run(
+            [sys.executable, "-m", "deployments.warmstart"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert f"the warm starter at {sock} runs as another user" in done.stderr
+        assert "starting the flow run cold" in done.stderr
+        # It hung up without a byte: the other user's process saw nothing of the run.
+        assert listening.wait(30) == 0
+    finally:
+        listening.kill()
+        listening.wait(10)
+        if listening.stdout is not None:
+            listening.stdout.close()
