@@ -161,10 +161,14 @@ def launch() -> NoReturn:
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         try:
             conn, lines, pid = _hand_over(path)
+            code = _follow(conn, lines, pid)
         except _Declined as exc:
+            came = [sig for sig in FORWARDED if sig in signal.sigpending()]
+            if came:  # held back while it handed over: it was for the run
+                _not_started(str(exc), came[0])
             print(f"warm start: {exc}; starting the flow run cold", file=sys.stderr, flush=True)
         else:
-            _exit_as(_follow(conn, lines, pid))
+            _exit_as(code)
         # Closed on exec (a socket is not inherited): a process forked for this request
         # after all gets no go, and ends without running anything.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
@@ -208,13 +212,16 @@ def _hand_over(path: str) -> tuple[socket.socket, _Lines, int]:
 
 
 def _follow(conn: socket.socket, lines: _Lines, pid: int) -> int:
-    """Pass signals on to `pid`, let it run, and return how it ended."""
+    """Pass signals on to `pid`, let it run, and return how it ended; _Declined if it
+    failed to set itself up (it then ran nothing)."""
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:  # it has ended already: nothing to pass a signal on to
         pidfd = -1
+    forwarded: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
+        forwarded.append(signum)
         with contextlib.suppress(OSError):
             # Told first: a launcher SIGKILLed after it passed a signal on is the
             # worker's hard kill, and the run is then SIGKILLed at once.
@@ -232,10 +239,26 @@ def _follow(conn: socket.socket, lines: _Lines, pid: int) -> int:
         reply = lines.next()
     except (OSError, ValueError):
         reply = {}
+    if "declined" in reply:
+        # The forked process failed before the go, so nothing ran: start cold, unless
+        # a signal was passed on meanwhile (it was for the run: it ends the launcher).
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        for sig in FORWARDED:
+            signal.signal(sig, signal.SIG_DFL)
+        if forwarded:
+            _not_started(str(reply["declined"]), forwarded[0])
+        raise _Declined(str(reply["declined"]))
     if type(reply.get("exit")) is not int:
         print("warm start: the warm starter ended before the flow run's process", file=sys.stderr)
         return 1
     return int(reply["exit"])
+
+
+def _not_started(why: str, signum: int) -> NoReturn:
+    """A signal for the run came before it could start: end by it, start nothing."""
+    name = signal.Signals(signum).name
+    print(f"warm start: {why}; {name} came first: the flow run is not started", file=sys.stderr)
+    _exit_as(-signum)
 
 
 def _exit_as(code: int) -> NoReturn:
@@ -521,7 +544,23 @@ def _reap(starter: _Starter, selector: selectors.BaseSelector, pid: int) -> None
 
 def _become(request: Request, conn: socket.socket, fds: list[int], started_in: str) -> None:
     """In the forked process: a process group of its own, the run's streams, environment
-    and directory; then wait for the launcher's go."""
+    and directory; then wait for the launcher's go. A process that cannot set itself up
+    tells its launcher, which starts the run cold, and ends before the go."""
+    try:
+        _set_up(request, fds, started_in)
+    except Exception as exc:
+        _reply(conn, {"declined": f"the forked process could not set itself up ({exc!r})"})
+        raise
+    conn.settimeout(None)
+    signalled = False
+    while (byte := conn.recv(1)) != _GO:
+        if byte != _SIGNALLED:  # the launcher gave up, or died: nothing is run
+            os._exit(1)
+        signalled = True  # the signal itself waits, held back, until the go
+    threading.Thread(target=_end_with_launcher, args=(conn, signalled), daemon=True).start()
+
+
+def _set_up(request: Request, fds: list[int], started_in: str) -> None:
     os.setpgid(0, 0)
     # Moved above 2 first: a stream received as 0, 1 or 2 is not overwritten early.
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in fds]
@@ -540,13 +579,6 @@ def _become(request: Request, conn: socket.socket, fds: list[int], started_in: s
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(write_through=unbuffered, line_buffering=True)  # type: ignore[union-attr]
-    conn.settimeout(None)
-    signalled = False
-    while (byte := conn.recv(1)) != _GO:
-        if byte != _SIGNALLED:  # the launcher gave up, or died: nothing is run
-            os._exit(1)
-        signalled = True  # the signal itself waits, held back, until the go
-    threading.Thread(target=_end_with_launcher, args=(conn, signalled), daemon=True).start()
 
 
 def _end_with_launcher(conn: socket.socket, signalled: bool) -> None:

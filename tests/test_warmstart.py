@@ -666,3 +666,65 @@ def test_a_launcher_never_hands_its_run_to_a_warm_starter_of_another_user(
         listening.wait(10)
         if listening.stdout is not None:
             listening.stdout.close()
+
+
+@contextlib.contextmanager
+def _out_of_descriptors(warm: Warm) -> Iterator[None]:
+    """The warm starter's open-file limit lowered to what it holds, and the launcher's
+    connection and three streams: a forked process cannot take the run's streams."""
+    import resource
+
+    pid = warm.proc.pid
+    held = [int(fd) for fd in os.listdir(f"/proc/{pid}/fd")]
+    limit = len(held) + 4
+    assert max(held) < limit
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_forked_process_that_cannot_set_itself_up_runs_nothing_and_the_run_starts_cold(
+    tmp_path: Path,
+) -> None:
+    """The forked process tells its launcher and ends before the go; the launcher starts
+    the run cold, and the warm starter serves the next run."""
+    warm = _start(tmp_path)
+    try:
+        with _out_of_descriptors(warm):
+            out, err, code = _report(warm.launch({}))
+        assert "could not set itself up" in err and "Too many open files" in err, err
+        assert "starting the flow run cold" in err, err
+        assert out == {}  # the test's module never ran: Prefect's engine did, cold
+        assert code != 0  # (and failed: there is no flow run r1)
+        assert warm.proc.poll() is None and warm.sock.exists()
+        report, _, code = _report(warm.launch({}))
+        assert code == 0 and report["run"] == "r1"
+    finally:
+        _stop(warm)
+
+
+def test_a_signal_for_a_run_whose_process_could_not_set_itself_up_ends_the_launcher(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while the launcher hands over, and the forked process then fails: the
+    signal was for the run, so nothing starts cold, and the launcher ends by it."""
+    warm = _start(tmp_path)
+    try:
+        with _out_of_descriptors(warm):
+            os.kill(warm.proc.pid, signal.SIGSTOP)
+            try:
+                launched = warm.launch({})
+                _wait(lambda: _blocked(launched.pid, signal.SIGTERM), "the launcher to hold")
+                launched.send_signal(signal.SIGTERM)
+            finally:
+                os.kill(warm.proc.pid, signal.SIGCONT)
+            _, err = launched.communicate(timeout=30)
+        assert launched.returncode == -signal.SIGTERM, err
+        assert "could not set itself up" in err, err
+        assert "SIGTERM came first: the flow run is not started" in err, err
+        assert "cold" not in err and "Traceback" not in err  # no engine: it would fail on r1
+    finally:
+        _stop(warm)
