@@ -151,12 +151,6 @@ def test_a_release_reaches_every_instance_as_its_policy_says(tmp_path: Path) -> 
 
 
 def scenario(op: Operator, stack: Stack) -> None:
-    # 0. The stack serves auto-update every 15 minutes. Each step below says what the
-    #    fleet runs after the runs it starts; a scheduled run at a quarter hour would
-    #    deploy the release of step 5 to a1 again after step 6's rollback.
-    auto_update = op.prefect.get("/deployments/name/auto-update/fleet").json()
-    op.prefect.post(f"/deployments/{auto_update['id']}/pause_deployment").raise_for_status()
-
     # 1. A release: api and web 1.1.0.
     op.publish("api", "1.1.0")
     op.publish("web", "1.1.0")
