@@ -166,12 +166,15 @@ def launch() -> NoReturn:
             came = [sig for sig in FORWARDED if sig in signal.sigpending()]
             if came:  # held back while it handed over: it was for the run
                 _not_started(str(exc), came[0])
+            # From here a signal ends the launcher, before the cold start says it starts.
+            for sig in FORWARDED:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
             print(f"warm start: {exc}; starting the flow run cold", file=sys.stderr, flush=True)
         else:
             _exit_as(code)
-        # Closed on exec (a socket is not inherited): a process forked for this request
-        # after all gets no go, and ends without running anything.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+    # The connection is closed on exec (a socket is not inherited): a process forked for
+    # this request after all gets no go, and ends without running anything.
     os.execv(sys.executable, [sys.executable, "-m", ENGINE])
 
 

@@ -579,7 +579,7 @@ with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
     s.listen()
     print("listening", flush=True)
     conn, _ = s.accept()
-    conn.recv(1)
+    sys.exit(0 if conn.recv(1) == b"" else 3)  # 3: it was sent something
 """
 
 
@@ -590,7 +590,7 @@ def shared_dir() -> Iterator[Path]:
     import shutil
     import tempfile
 
-    path = Path(tempfile.mkdtemp(prefix="warm-shared-"))
+    path = Path(tempfile.mkdtemp(prefix="warm-shared-", dir="/tmp"))
     path.chmod(0o777)
     yield path
     shutil.rmtree(path, ignore_errors=True)
@@ -674,6 +674,9 @@ def _out_of_descriptors(warm: Warm) -> Iterator[None]:
     connection and three streams: a forked process cannot take the run's streams."""
     import resource
 
+    # One run first, at the full limit: the warm starter has read (and keeps) Prefect's
+    # settings for the launchers' environment, which opens files.
+    assert _report(warm.launch({}))[2] == 0
     pid = warm.proc.pid
     held = [int(fd) for fd in os.listdir(f"/proc/{pid}/fd")]
     limit = len(held) + 4
@@ -728,3 +731,121 @@ def test_a_signal_for_a_run_whose_process_could_not_set_itself_up_ends_the_launc
         assert "cold" not in err and "Traceback" not in err  # no engine: it would fail on r1
     finally:
         _stop(warm)
+
+
+@contextlib.contextmanager
+def _scripted_warm_starter(sock: Path, script: Callable[[socket.socket], None]) -> Iterator[None]:
+    """A stand-in warm starter on `sock` that takes one request, then plays `script` on
+    its connection (to hold the launcher at a chosen order of answers)."""
+    import threading
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock))
+    listener.listen()
+    failed: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                header, fds, _, _ = socket.recv_fds(conn, 4, 3)
+                for fd in fds:
+                    os.close(fd)
+                size = int.from_bytes(header, "big")
+                data = b""
+                while len(data) < size:
+                    data += conn.recv(size - len(data))
+                json.loads(data)
+                script(conn)
+        except BaseException as exc:  # reported by the test
+            failed.append(exc)
+        finally:
+            listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield
+    thread.join(30)
+    assert not thread.is_alive() and not failed, failed
+
+
+def _send(conn: socket.socket, message: dict[str, object]) -> None:
+    conn.sendall(json.dumps(message).encode() + b"\n")
+
+
+DECLINED = {"declined": "the forked process could not set itself up (OSError(24))"}
+
+
+@pytest.mark.parametrize("when", ["before its pid", "after the go"])
+def test_a_launcher_told_the_forked_process_failed_starts_the_run_cold(
+    tmp_path: Path, when: str
+) -> None:
+    """Both orders the lines can come in: the forked process's before the warm
+    starter's pid, or after the launcher sent its go."""
+    from deployments.warmstart import _GO
+
+    sleeper = subprocess.Popen(["sleep", "60"])  # stands for the forked process
+
+    def script(conn: socket.socket) -> None:
+        if when == "after the go":
+            _send(conn, {"pid": sleeper.pid})
+            assert conn.recv(1) == _GO
+        _send(conn, DECLINED)
+
+    sock = tmp_path / "w.sock"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
+    env[SOCKET_VARIABLE] = str(sock)
+    try:
+        with _scripted_warm_starter(sock, script):
+            done = subprocess.run(
+                [sys.executable, "-m", "deployments.warmstart"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        assert f"{DECLINED['declined']}; starting the flow run cold" in done.stderr, done.stderr
+        assert sleeper.poll() is None  # sent no signal
+    finally:
+        sleeper.kill()
+        sleeper.wait(10)
+
+
+def test_a_signal_passed_on_before_the_forked_process_failed_ends_the_launcher(
+    tmp_path: Path,
+) -> None:
+    from deployments.warmstart import _GO, _SIGNALLED
+
+    sleeper = subprocess.Popen(["sleep", "60"])
+    launched: list[subprocess.Popen[str]] = []
+
+    def script(conn: socket.socket) -> None:
+        _send(conn, {"pid": sleeper.pid})
+        assert conn.recv(1) == _GO
+        launched[0].send_signal(signal.SIGTERM)
+        assert conn.recv(1) == _SIGNALLED  # passed on: the run's process had it
+        _send(conn, DECLINED)
+
+    sock = tmp_path / "w.sock"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
+    env[SOCKET_VARIABLE] = str(sock)
+    try:
+        with _scripted_warm_starter(sock, script):
+            launched.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "deployments.warmstart"],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            _, err = launched[0].communicate(timeout=60)
+        assert launched[0].returncode == -signal.SIGTERM, err
+        assert "SIGTERM came first: the flow run is not started" in err, err
+        assert "cold" not in err
+        assert sleeper.wait(10) == -signal.SIGTERM
+    finally:
+        sleeper.kill()
+        sleeper.wait(10)

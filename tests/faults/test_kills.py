@@ -256,6 +256,7 @@ class Faults(Operator):
         assert self.leases_left() == []
         assert audit.verify(engine=self.engine).ok
         self.wait("no run left Running", lambda: not self.running_runs(), timeout=60)
+        assert self.leases_left() == []  # nor by a run that was still ending then
 
 
 def _now() -> datetime:
@@ -363,3 +364,4 @@ def test_killed_during_the_suspend_for_approval(ops: Faults) -> None:
     assert ops.leases_left() == [] and audit.verify(engine=ops.engine).ok
     # As in `converged`: a scheduled run may have started just now.
     ops.wait("no run left Running", lambda: not ops.running_runs(), timeout=60)
+    assert ops.leases_left() == []
