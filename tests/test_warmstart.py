@@ -528,17 +528,24 @@ def test_the_stack_refuses_a_socket_directory_others_reach(tmp_path: Path) -> No
         _private_directory(shared)
 
 
-def test_without_a_warm_starter_the_launcher_starts_the_engine_cold(tmp_path: Path) -> None:
+LAUNCHER = [sys.executable, "-m", "deployments.warmstart"]
+
+
+def _alone_env(sock: Path) -> dict[str, str]:
+    """A launcher's environment outside any worker: `sock`, and no flow run (a cold
+    start's engine then fails at once)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
-    env[SOCKET_VARIABLE] = str(tmp_path / "nobody.sock")
-    done = subprocess.run(
-        [sys.executable, "-m", "deployments.warmstart"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return env | {SOCKET_VARIABLE: str(sock)}
+
+
+def _launch_alone(sock: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        LAUNCHER, env=_alone_env(sock), capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def test_without_a_warm_starter_the_launcher_starts_the_engine_cold(tmp_path: Path) -> None:
+    done = _launch_alone(tmp_path / "nobody.sock")
     assert "no answer from a warm starter at" in done.stderr
     assert "starting the flow run cold" in done.stderr
 
@@ -647,16 +654,7 @@ def test_a_launcher_never_hands_its_run_to_a_warm_starter_of_another_user(
     try:
         assert listening.stdout is not None
         assert listening.stdout.readline().strip() == "listening"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
-        env[SOCKET_VARIABLE] = str(sock)
-        done = subprocess.run(
-            [sys.executable, "-m", "deployments.warmstart"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = _launch_alone(sock)
         assert f"the warm starter at {sock} runs as another user" in done.stderr
         assert "starting the flow run cold" in done.stderr
         # It hung up without a byte: the other user's process saw nothing of the run.
@@ -793,18 +791,9 @@ def test_a_launcher_told_the_forked_process_failed_starts_the_run_cold(
         _send(conn, DECLINED)
 
     sock = tmp_path / "w.sock"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
-    env[SOCKET_VARIABLE] = str(sock)
     try:
         with _scripted_warm_starter(sock, script):
-            done = subprocess.run(
-                [sys.executable, "-m", "deployments.warmstart"],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
+            done = _launch_alone(sock)
         assert f"{DECLINED['declined']}; starting the flow run cold" in done.stderr, done.stderr
         assert sleeper.poll() is None  # sent no signal
     finally:
@@ -828,14 +817,12 @@ def test_a_signal_passed_on_before_the_forked_process_failed_ends_the_launcher(
         _send(conn, DECLINED)
 
     sock = tmp_path / "w.sock"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT__")}
-    env[SOCKET_VARIABLE] = str(sock)
     try:
         with _scripted_warm_starter(sock, script):
             launched.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "deployments.warmstart"],
-                    env=env,
+                    LAUNCHER,
+                    env=_alone_env(sock),
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,
