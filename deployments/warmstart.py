@@ -245,9 +245,8 @@ def _follow(conn: socket.socket, lines: _Lines, pid: int) -> int:
     if "declined" in reply:
         # The forked process failed before the go, so nothing ran: start cold, unless
         # a signal was passed on meanwhile (it was for the run: it ends the launcher).
+        # One from now on waits, held back, for the launcher to see it pending.
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
-        for sig in FORWARDED:
-            signal.signal(sig, signal.SIG_DFL)
         if forwarded:
             _not_started(str(reply["declined"]), forwarded[0])
         raise _Declined(str(reply["declined"]))
